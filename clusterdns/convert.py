@@ -1,0 +1,248 @@
+"""Kubernetes object dicts -> slim records. The only module that knows API field names.
+
+Both sources (``zones/`` manifests and the live API watch) hand the same dicts, as the API
+server serialises them, to :func:`convert`. Absent fields become ``()``/``""``, never None.
+Invalid objects raise :class:`ConvertError` with the field path, e.g.
+``spec.ports[1].port: not an integer``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .errors import ConvertError
+from .names import absolute, canonical_ip
+from .records import (
+    Endpoint,
+    EndpointSlice,
+    Namespace,
+    Pod,
+    Port,
+    Record,
+    Service,
+    ServiceKind,
+)
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+Obj = Mapping[str, Any]
+
+
+def _map(obj: Any, path: str) -> Obj:
+    if obj is None:
+        return {}
+    if not isinstance(obj, Mapping):
+        raise ConvertError(f"{path}: not a mapping")
+    return obj
+
+
+def _list(obj: Any, path: str) -> list[Any]:
+    if obj is None:
+        return []
+    if not isinstance(obj, list):
+        raise ConvertError(f"{path}: not a list")
+    return obj
+
+
+def _str(obj: Any, path: str) -> str:
+    if obj is None:
+        return ""
+    if not isinstance(obj, str):
+        raise ConvertError(f"{path}: not a string")
+    return obj
+
+
+def _int(obj: Any, path: str) -> int:
+    if isinstance(obj, bool) or not isinstance(obj, int):
+        raise ConvertError(f"{path}: not an integer")
+    return obj
+
+
+def _ip(obj: Any, path: str) -> tuple[str, int]:
+    text = _str(obj, path)
+    parsed = canonical_ip(text) if "%" not in text else None
+    if parsed is None:
+        raise ConvertError(f"{path}: not an IP address: {text!r}")
+    return parsed
+
+
+def object_key(obj: Obj) -> tuple[str, str, str]:
+    """Return ``(kind, namespace, name)`` of an object for messages; never raises.
+
+    ``namespace`` is ``""`` for Namespaces and when absent.
+    """
+    meta = obj.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
+    kind = obj.get("kind")
+    name = meta.get("name")
+    namespace = meta.get("namespace")
+    return (
+        kind if isinstance(kind, str) else "?",
+        namespace if isinstance(namespace, str) else "",
+        name if isinstance(name, str) else "?",
+    )
+
+
+def _meta(obj: Obj, namespaced: bool) -> tuple[str, str, Obj]:
+    meta = _map(obj.get("metadata"), "metadata")
+    name = _str(meta.get("name"), "metadata.name").lower()
+    if not name:
+        raise ConvertError("metadata.name: missing")
+    namespace = _str(meta.get("namespace"), "metadata.namespace").lower() if namespaced else ""
+    if namespaced and not namespace:
+        namespace = "default"  # as kubectl apply does for a manifest without one
+    return namespace, name, meta
+
+
+def _port(obj: Any, path: str, *, allow_unset: bool) -> Port:
+    port = _map(obj, path)
+    number = port.get("port")
+    if number is None and allow_unset:
+        value = -1
+    else:
+        value = _int(number, f"{path}.port")
+        if not 0 <= value <= 65535:
+            raise ConvertError(f"{path}.port: out of range: {value}")
+    protocol = _str(port.get("protocol"), f"{path}.protocol") or "TCP"
+    return Port(_str(port.get("name"), f"{path}.name").lower(), protocol.lower(), value)
+
+
+def to_namespace(obj: Obj) -> Namespace:
+    """Convert a v1 Namespace."""
+    _, name, _ = _meta(obj, namespaced=False)
+    return Namespace(name)
+
+
+def to_service(obj: Obj) -> Service:
+    """Convert a v1 Service (specification 2.3-2.5).
+
+    ``clusterIP: None`` -> headless; ``type: ExternalName`` -> CNAME target; otherwise the
+    addresses of ``spec.clusterIPs`` (falling back to ``spec.clusterIP``). A non-headless
+    service without any ClusterIP is served as headless, like CoreDNS does.
+    """
+    namespace, name, _ = _meta(obj, namespaced=True)
+    spec = _map(obj.get("spec"), "spec")
+    ports = tuple(
+        _port(p, f"spec.ports[{i}]", allow_unset=False)
+        for i, p in enumerate(_list(spec.get("ports"), "spec.ports"))
+    )
+    svc_type = _str(spec.get("type"), "spec.type") or "ClusterIP"
+    if svc_type == "ExternalName":
+        target = _str(spec.get("externalName"), "spec.externalName").strip()
+        if not target:
+            raise ConvertError("spec.externalName: missing for type ExternalName")
+        if len(target.rstrip(".")) > 253 or any(
+            not label or len(label) > 63 for label in target.rstrip(".").split(".")
+        ):
+            raise ConvertError(f"spec.externalName: not a DNS name: {target!r}")
+        return Service(namespace, name, ServiceKind.EXTERNAL_NAME, (), ports, absolute(target))
+    if svc_type not in ("ClusterIP", "NodePort", "LoadBalancer"):
+        raise ConvertError(f"spec.type: unknown service type {svc_type!r}")
+    cluster_ip = _str(spec.get("clusterIP"), "spec.clusterIP")
+    raw_ips = _list(spec.get("clusterIPs"), "spec.clusterIPs") or (
+        [cluster_ip] if cluster_ip else []
+    )
+    if cluster_ip == "None" or raw_ips == ["None"]:
+        return Service(namespace, name, ServiceKind.HEADLESS, (), ports)
+    ips = tuple(_ip(ip, f"spec.clusterIPs[{i}]")[0] for i, ip in enumerate(raw_ips))
+    kind = ServiceKind.CLUSTER_IP if ips else ServiceKind.HEADLESS
+    return Service(namespace, name, kind, ips, ports)
+
+
+def _endpoint(obj: Any, path: str, family: int) -> Endpoint:
+    ep = _map(obj, path)
+    addresses = []
+    for i, raw in enumerate(_list(ep.get("addresses"), f"{path}.addresses")):
+        ip, ip_family = _ip(raw, f"{path}.addresses[{i}]")
+        if ip_family != family:
+            raise ConvertError(f"{path}.addresses[{i}]: {ip} is not IPv{family}")
+        addresses.append(ip)
+    conditions = _map(ep.get("conditions"), f"{path}.conditions")
+    ready = conditions.get("ready")
+    serving = conditions.get("serving")
+    if ready is not None and not isinstance(ready, bool):
+        raise ConvertError(f"{path}.conditions.ready: not a boolean")
+    # ready absent = unknown = ready (CoreDNS endpointsliceReady). ready: true with
+    # serving: false only happens with publishNotReadyAddresses: still served (SPEC.md 3.1).
+    del serving
+    target = _map(ep.get("targetRef"), f"{path}.targetRef")
+    pod_name = ""
+    if _str(target.get("kind"), f"{path}.targetRef.kind") in ("Pod", ""):
+        pod_name = _str(target.get("name"), f"{path}.targetRef.name").lower()
+        if len(pod_name) > 63:  # not a usable DNS label (CoreDNS object/endpoint.go)
+            pod_name = ""
+    return Endpoint(
+        tuple(addresses),
+        ready is not False,
+        _str(ep.get("hostname"), f"{path}.hostname").lower(),
+        pod_name,
+    )
+
+
+def to_endpointslice(obj: Obj) -> EndpointSlice | None:
+    """Convert a discovery.k8s.io/v1 EndpointSlice; None for an FQDN slice (not served)."""
+    namespace, name, meta = _meta(obj, namespaced=True)
+    address_type = _str(obj.get("addressType"), "addressType")
+    if address_type == "FQDN":
+        return None
+    family = {"IPv4": 4, "IPv6": 6}.get(address_type)
+    if family is None:
+        raise ConvertError(f"addressType: unknown address type {address_type!r}")
+    labels = _map(meta.get("labels"), "metadata.labels")
+    service = _str(labels.get(SERVICE_NAME_LABEL), f"metadata.labels[{SERVICE_NAME_LABEL}]")
+    endpoints = tuple(
+        _endpoint(ep, f"endpoints[{i}]", family)
+        for i, ep in enumerate(_list(obj.get("endpoints"), "endpoints"))
+    )
+    ports = tuple(
+        _port(p, f"ports[{i}]", allow_unset=True)
+        for i, p in enumerate(_list(obj.get("ports"), "ports"))
+    )
+    return EndpointSlice(namespace, name, service.lower(), family, endpoints, ports)
+
+
+def to_pod(obj: Obj) -> Pod:
+    """Convert a v1 Pod: its IPs (``status.podIPs``, primary first), hostname, subdomain."""
+    namespace, name, meta = _meta(obj, namespaced=True)
+    spec = _map(obj.get("spec"), "spec")
+    status = _map(obj.get("status"), "status")
+    ips: list[str] = []
+    primary = status.get("podIP")
+    if primary:
+        ips.append(_ip(primary, "status.podIP")[0])
+    for i, entry in enumerate(_list(status.get("podIPs"), "status.podIPs")):
+        ip = _ip(_map(entry, f"status.podIPs[{i}]").get("ip"), f"status.podIPs[{i}].ip")[0]
+        if ip not in ips:
+            ips.append(ip)
+    return Pod(
+        namespace,
+        name,
+        tuple(ips),
+        _str(spec.get("hostname"), "spec.hostname").lower(),
+        _str(spec.get("subdomain"), "spec.subdomain").lower(),
+        _str(status.get("phase"), "status.phase"),
+        meta.get("deletionTimestamp") is not None,
+    )
+
+
+CONVERTERS: dict[str, Callable[[Obj], Record | None]] = {
+    "Namespace": to_namespace,
+    "Service": to_service,
+    "EndpointSlice": to_endpointslice,
+    "Pod": to_pod,
+}
+"""The kinds the store holds, by API ``kind``."""
+
+
+def convert(obj: Obj) -> Record | None:
+    """Convert one API object by its ``kind``.
+
+    Returns None for objects that are valid but serve nothing (FQDN EndpointSlices).
+    Raises ConvertError for an unknown kind or an invalid object.
+    """
+    kind = obj.get("kind")
+    converter = CONVERTERS.get(kind) if isinstance(kind, str) else None
+    if converter is None:
+        raise ConvertError(f"kind: not one of {', '.join(CONVERTERS)}: {kind!r}")
+    return converter(obj)

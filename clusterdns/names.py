@@ -1,0 +1,100 @@
+"""Name helpers: zones, reverse names <-> IPs, dashed-IP labels (SPEC.md 1, 3.3, 5, 6).
+
+Pure functions on lower-case, absolute names (``"svc1.testns.svc.cluster.local."``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+V4_REVERSE = "in-addr.arpa."
+V6_REVERSE = "ip6.arpa."
+
+
+def absolute(name: str) -> str:
+    """Return ``name`` lower-cased with exactly one trailing dot (``"."`` for the root)."""
+    name = name.strip().lower().rstrip(".")
+    return name + "." if name else "."
+
+
+def canonical_ip(text: str) -> tuple[str, int] | None:
+    """Parse an IP address; return ``(canonical text, family 4|6)`` or None if invalid."""
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return str(ip), ip.version
+
+
+def find_zone(qname: str, zones: tuple[str, ...]) -> str | None:
+    """Return the longest zone in ``zones`` that ``qname`` is at or below, or None.
+
+    ``qname`` and ``zones`` are lower-case absolute names; ``"."`` matches everything.
+    """
+    best: str | None = None
+    for zone in zones:
+        if (
+            qname == zone or zone == "." or qname.endswith("." + zone)
+        ) and (best is None or len(zone) > len(best)):
+            best = zone
+    return best
+
+
+def reverse_to_ip(qname: str) -> str | None:
+    """Map a full reverse name to the canonical IP it names (RFC 1035 3.5, RFC 3596 2.5).
+
+    ``"1.0.0.10.in-addr.arpa."`` -> ``"10.0.0.1"``; 32 nibbles under ``ip6.arpa.`` -> IPv6.
+    Partial names (``"10.in-addr.arpa."``) and malformed labels give None.
+    """
+    if qname.endswith("." + V4_REVERSE):
+        labels = qname[: -len(V4_REVERSE) - 1].split(".")
+        if len(labels) != 4 or not all(
+            label.isdigit() and len(label) <= 3 and (label == "0" or label[0] != "0")
+            for label in labels
+        ):
+            return None
+        if any(int(label) > 255 for label in labels):
+            return None
+        return ".".join(reversed(labels))
+    if qname.endswith("." + V6_REVERSE):
+        nibbles = qname[: -len(V6_REVERSE) - 1].split(".")
+        if len(nibbles) != 32 or not all(
+            len(n) == 1 and n in "0123456789abcdef" for n in nibbles
+        ):
+            return None
+        hexdigits = "".join(reversed(nibbles))
+        return str(ipaddress.IPv6Address(int(hexdigits, 16)))
+    return None
+
+
+def ip_to_reverse(ip: str) -> str:
+    """Return the reverse name of a canonical IP (``"10.0.0.1"`` -> ``"1.0.0.10.in-addr.arpa."``).
+
+    Raises ValueError for text that is not an IP address.
+    """
+    return ipaddress.ip_address(ip).reverse_pointer + "."
+
+
+def dashed_ip(ip: str) -> str:
+    """Endpoint label for an address with no hostname (SPEC.md 3.3, CoreDNS ``endpointHostname``).
+
+    IPv4 dots become dashes (``172-0-0-2``); IPv6 colons become dashes and a trailing dash
+    gets a ``0`` (``fd00::`` -> ``fd00--0``).
+    """
+    if "." in ip:
+        return ip.replace(".", "-")
+    label = ip.replace(":", "-")
+    return label + "0" if label.endswith("-") else label
+
+
+def pod_label_to_ip(label: str) -> tuple[str, int] | None:
+    """Parse a pod record label into ``(canonical IP, family)`` (SPEC.md section 5).
+
+    Exactly three dashes and no ``--``: IPv4 (``10-240-0-1``); otherwise dashes become colons
+    (``fd00-10-240--5`` -> ``fd00:10:240::5``). Returns None when the result is no IP.
+    """
+    if label.count("-") == 3 and "--" not in label:
+        return canonical_ip(label.replace("-", "."))
+    if "." in label:
+        return None
+    return canonical_ip(label.replace("-", ":"))

@@ -1,0 +1,125 @@
+"""Slim, immutable records of the cluster state that DNS answers need.
+
+Only the fields an answer reads are kept: never the API's dicts or the client's model
+objects. Names (namespace, service, endpoint hostname) are stored lower-case, since every
+DNS comparison is case-insensitive (Kubernetes DNS specification 2.1) and API names are
+DNS-1123 labels anyway. IP addresses are stored in their canonical text form
+(``ipaddress`` ``str()``), so ``"fd00:0::1"`` and ``"fd00::1"`` are one address.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class ServiceKind(enum.Enum):
+    """How a Service answers (specification 2.3, 2.4, 2.5)."""
+
+    CLUSTER_IP = "ClusterIP"  # also NodePort and LoadBalancer: they answer the ClusterIP
+    HEADLESS = "Headless"  # spec.clusterIP == "None"
+    EXTERNAL_NAME = "ExternalName"
+
+
+@dataclass(frozen=True, slots=True)
+class Port:
+    """A service or EndpointSlice port. ``name`` is ``""`` for an unnamed port.
+
+    ``protocol`` is lower-case (``"tcp"``, ``"udp"``, ``"sctp"``) as SRV labels use it;
+    ``port`` is ``-1`` where an EndpointSlice port leaves it unset (CoreDNS's sentinel:
+    such a port gives no SRV record).
+    """
+
+    name: str
+    protocol: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    """A Namespace: only its existence matters (SPEC.md section 9)."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A Service as DNS sees it.
+
+    ``cluster_ips``: canonical IPv4/IPv6 text from ``spec.clusterIPs`` (empty for headless
+    and ExternalName); ``external_name``: absolute, lower-case, with a trailing dot, or
+    ``""``; ``ports``: from ``spec.ports`` in order.
+    """
+
+    namespace: str
+    name: str
+    kind: ServiceKind
+    cluster_ips: tuple[str, ...] = ()
+    ports: tuple[Port, ...] = ()
+    external_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One endpoint of an EndpointSlice.
+
+    ``ready`` is True when ``conditions.ready`` is true or absent (CoreDNS
+    ``endpointsliceReady``), or when ``ready`` is true while ``serving`` is false (a
+    publishNotReadyAddresses slice written by hand; SPEC.md section 3.1).
+    ``hostname`` is ``""`` when unset; ``pod_name`` is the ``targetRef`` pod name, or ``""``.
+    """
+
+    addresses: tuple[str, ...]
+    ready: bool
+    hostname: str = ""
+    pod_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSlice:
+    """An EndpointSlice (discovery.k8s.io/v1). ``service`` is the value of the
+    ``kubernetes.io/service-name`` label (``""`` if missing: such a slice serves nothing).
+    ``family`` is 4 or 6 (FQDN slices are skipped by the converter).
+    """
+
+    namespace: str
+    name: str
+    service: str
+    family: int
+    endpoints: tuple[Endpoint, ...] = ()
+    ports: tuple[Port, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Pod:
+    """A Pod, reduced to what verified pod records and autopath need.
+
+    ``ips``: canonical text of ``status.podIPs`` (``status.podIP`` first);
+    ``deleting``: ``metadata.deletionTimestamp`` is set (such pods are ignored).
+    """
+
+    namespace: str
+    name: str
+    ips: tuple[str, ...] = ()
+    hostname: str = ""
+    subdomain: str = ""
+    phase: str = ""
+    deleting: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ReadyEndpoint:
+    """A ready address of a service, merged over all of its EndpointSlices.
+
+    Built by the store: one per distinct address (duplicates across slices collapse, the
+    first slice by name wins). ``ports`` are the ports of the slice it came from.
+    """
+
+    address: str
+    family: int
+    hostname: str
+    pod_name: str
+    ports: tuple[Port, ...]
+
+
+Record = Namespace | Service | EndpointSlice | Pod

@@ -1,0 +1,98 @@
+"""DNS constants and the record tuples the pure core speaks (RFC 1035 3.2, RFC 6895).
+
+Kept free of any wire library so that the resolver stays pure; ``wire`` turns these tuples
+into packets with dnslib.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class QType:
+    """RR TYPE values (RFC 1035 3.2.2, RFC 3596, RFC 2782, RFC 6891, RFC 5936)."""
+
+    A = 1
+    NS = 2
+    CNAME = 5
+    SOA = 6
+    PTR = 12
+    HINFO = 13
+    MX = 15
+    TXT = 16
+    AAAA = 28
+    SRV = 33
+    OPT = 41
+    IXFR = 251
+    AXFR = 252
+    ANY = 255
+
+
+class QClass:
+    """CLASS values (RFC 1035 3.2.4)."""
+
+    IN = 1
+    CH = 3
+    ANY = 255
+
+
+class Rcode:
+    """RCODE values (RFC 1035 4.1.1, RFC 6891 6.1.3)."""
+
+    NOERROR = 0
+    FORMERR = 1
+    SERVFAIL = 2
+    NXDOMAIN = 3
+    NOTIMP = 4
+    REFUSED = 5
+    BADVERS = 16
+
+
+RCODE_NAMES = {
+    Rcode.NOERROR: "NOERROR",
+    Rcode.FORMERR: "FORMERR",
+    Rcode.SERVFAIL: "SERVFAIL",
+    Rcode.NXDOMAIN: "NXDOMAIN",
+    Rcode.NOTIMP: "NOTIMP",
+    Rcode.REFUSED: "REFUSED",
+    Rcode.BADVERS: "BADVERS",
+}
+
+QTYPE_NAMES = {
+    value: name for name, value in vars(QType).items() if not name.startswith("_")
+}
+QTYPE_VALUES = {name: value for value, name in QTYPE_NAMES.items()}
+
+
+class SOAData(NamedTuple):
+    """SOA RDATA (RFC 1035 3.3.13); times in seconds."""
+
+    mname: str
+    rname: str
+    serial: int
+    refresh: int
+    retry: int
+    expire: int
+    minimum: int
+
+
+class SRVData(NamedTuple):
+    """SRV RDATA (RFC 2782)."""
+
+    priority: int
+    weight: int
+    port: int
+    target: str
+
+
+RData = str | SOAData | SRVData | tuple[str, ...]
+"""A/AAAA: IP text; CNAME/PTR/NS: absolute name; SOA; SRV; TXT: tuple of strings."""
+
+
+class RR(NamedTuple):
+    """One resource record: owner (absolute name), type, TTL in seconds, RDATA."""
+
+    name: str
+    rtype: int
+    ttl: int
+    rdata: RData

@@ -1,0 +1,122 @@
+"""asyncio transports: UDP and TCP on one address (RFC 1035 4.2, RFC 7766).
+
+Thin shells around :class:`~clusterdns.handler.Handler`: they call it synchronously and
+send what it returns. TCP carries several queries per connection, each with a 2-byte
+length prefix; an idle connection is closed after ``idle_timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from typing import cast
+
+from .handler import Handler
+
+log = logging.getLogger("clusterdns.server")
+
+TCP_IDLE_TIMEOUT = 10.0  # seconds (RFC 7766 6.2.3: "on the order of seconds")
+MAX_TCP_CONNECTIONS = 1000
+
+
+class UDPProtocol(asyncio.DatagramProtocol):
+    """Answers each datagram in the callback that received it."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # asyncio's selector transport is not a registered DatagramTransport subclass
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        reply = self.handler.handle(data, False)
+        if reply is not None and self.transport is not None:
+            self.transport.sendto(reply, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable from a client that went away, and the like: not our fault.
+        log.debug("UDP error: %s", exc)
+
+
+class DNSServer:
+    """UDP and TCP listeners on ``host``:``port`` (port 0: one ephemeral port for both).
+
+    After :meth:`start`, :attr:`port` is the bound port. Raises OSError if it cannot bind.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        host: str,
+        port: int,
+        *,
+        idle_timeout: float = TCP_IDLE_TIMEOUT,
+        max_tcp_connections: int = MAX_TCP_CONNECTIONS,
+    ) -> None:
+        self.handler = handler
+        self.host = host
+        self.port = port
+        self.idle_timeout = idle_timeout
+        self.max_tcp_connections = max_tcp_connections
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.Server | None = None
+        self._connections: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        """Bind UDP, then TCP on the same port (retrying ephemeral ports a few times)."""
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        for attempt in range(20):
+            udp, _ = await loop.create_datagram_endpoint(
+                lambda: UDPProtocol(self.handler), local_addr=(self.host, self.port),
+                family=family,
+            )
+            port = udp.get_extra_info("sockname")[1]
+            try:
+                self._tcp = await asyncio.start_server(
+                    self._serve_tcp, self.host, port, family=family, reuse_address=True
+                )
+            except OSError:
+                udp.close()
+                if self.port != 0 or attempt == 19:
+                    raise
+                continue
+            self._udp = udp
+            self.port = port
+            return
+
+    async def stop(self) -> None:
+        """Close the listeners and every open TCP connection."""
+        if self._udp is not None:
+            self._udp.close()
+        if self._tcp is not None:
+            self._tcp.close()
+            for writer in list(self._connections):
+                writer.close()
+            await self._tcp.wait_closed()
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._connections) >= self.max_tcp_connections:
+            writer.close()
+            return
+        self._connections.add(writer)
+        try:
+            while True:
+                prefix = await asyncio.wait_for(reader.readexactly(2), self.idle_timeout)
+                length = int.from_bytes(prefix, "big")
+                data = await asyncio.wait_for(reader.readexactly(length), self.idle_timeout)
+                reply = self.handler.handle(data, True)
+                if reply is not None:
+                    writer.write(len(reply).to_bytes(2, "big") + reply)
+                    await writer.drain()
+        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
+            pass  # the client closed, went quiet, or sent less than it announced
+        finally:
+            self._connections.discard(writer)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()

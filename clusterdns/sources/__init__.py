@@ -1,0 +1,1 @@
+"""Sources of cluster state: manifests on disk and the Kubernetes API."""

@@ -1,0 +1,349 @@
+"""DNS messages on the wire: query parsing, response encoding, EDNS0, truncation, answer cache.
+
+The query's header, question and OPT record are parsed here by hand: that is the hot path
+(DESIGN.md 3) and all a server needs of a query. Answers are encoded with dnslib on a cache
+miss; the encoded sections after the question are cached, so a hit copies bytes only.
+
+Sources: RFC 1035 4.1 (format), RFC 6891 (EDNS0), RFC 2181 9 (TC), RFC 5452 9.1 and
+SPEC.md 12 (the question echoed byte for byte).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from dnslib import AAAA, CNAME, NS, PTR, RR, SOA, SRV, TXT, A, DNSBuffer, DNSLabel
+
+from .errors import FormatError, NotImplementedOpcode
+from .resolver import Answer
+from .rr import RR as Rec
+from .rr import QType, Rcode, SOAData, SRVData
+
+HEADER = struct.Struct("!HHHHHH")
+QTAIL = struct.Struct("!HH")
+RRHEAD = struct.Struct("!HHIH")
+
+FLAG_QR = 0x8000
+FLAG_AA = 0x0400
+FLAG_TC = 0x0200
+FLAG_RD = 0x0100
+FLAG_CD = 0x0010
+OPCODE_MASK = 0x7800
+
+MIN_UDP = 512  # RFC 1035 4.2.1; EDNS payloads below it count as 512 (RFC 6891 6.2.5)
+MAX_EDNS_ADVERTISED = 4096
+TCP_LIMIT = 65535  # RFC 1035 4.2.2: two-octet length
+MAX_NAME = 255  # octets, wire form (RFC 1035 2.3.4)
+OPT_SIZE = 11  # an OPT RR without options
+
+
+class Drop(Exception):
+    """A packet that gets no reply at all: header unreadable, or QR set (a response)."""
+
+
+@dataclass(slots=True)
+class Query:
+    """A parsed query.
+
+    ``question``: the question section exactly as sent (name with the client's case, type,
+    class); ``qname``: lower-case absolute text (labels with ``.`` or ``\\`` are escaped so
+    they never match cluster data); ``labels``: the raw labels as sent;
+    ``edns``: None, or ``(udp payload in bytes, version, DO bit)``.
+    """
+
+    id: int
+    flags: int
+    question: bytes
+    qname: str
+    labels: tuple[bytes, ...]
+    qtype: int
+    qclass: int
+    edns: tuple[int, int, bool] | None
+
+    def limit(self, tcp: bool) -> int:
+        """Largest response in bytes: 65535 on TCP, else 512 or the EDNS payload."""
+        if tcp:
+            return TCP_LIMIT
+        if self.edns is None:
+            return MIN_UDP
+        return min(max(self.edns[0], MIN_UDP), TCP_LIMIT)
+
+
+def _read_name(data: bytes, pos: int) -> tuple[list[bytes], int]:
+    """Read an uncompressed name at ``pos``; return its labels and the offset after it.
+
+    Raises FormatError for compression pointers, extended label types (RFC 6891 5), names
+    over 255 octets and names that run past the end of the packet.
+    """
+    labels = []
+    start = pos
+    end = len(data)
+    while True:
+        if pos >= end:
+            raise FormatError("name runs past the end of the packet")
+        length = data[pos]
+        if length == 0:
+            pos += 1
+            break
+        if length > 63:
+            raise FormatError("compressed or extended label in the question")
+        labels.append(data[pos + 1 : pos + 1 + length])
+        pos += 1 + length
+        if pos - start >= MAX_NAME:
+            raise FormatError("name longer than 255 octets")
+    if pos > end:
+        raise FormatError("name runs past the end of the packet")
+    return labels, pos
+
+
+def _skip_name(data: bytes, pos: int) -> int:
+    """Skip a possibly compressed name (in records after the question); FormatError if bad."""
+    while True:
+        if pos >= len(data):
+            raise FormatError("name runs past the end of the packet")
+        length = data[pos]
+        if length & 0xC0 == 0xC0:
+            return pos + 2
+        if length > 63:
+            raise FormatError("extended label type")
+        if length == 0:
+            return pos + 1
+        pos += 1 + length
+
+
+def _label_text(label: bytes) -> str:
+    text = label.lower().decode("latin-1")
+    if "." in text or "\\" in text:
+        text = text.replace("\\", "\\\\").replace(".", "\\.")
+    return text
+
+
+def parse_header(data: bytes) -> tuple[int, int]:
+    """Return ``(id, flags)`` of a packet; Drop if it is shorter than a header or a response."""
+    if len(data) < 12:
+        raise Drop("shorter than a DNS header")
+    ident, flags = struct.unpack_from("!HH", data)
+    if flags & FLAG_QR:
+        raise Drop("QR set: a response, not a query")
+    return ident, flags
+
+
+def parse_query(data: bytes) -> Query:
+    """Parse a query (RFC 1035 4.1, RFC 6891 6.1).
+
+    Raises Drop (no reply), NotImplementedOpcode (opcode other than QUERY) or FormatError
+    (no or several questions, bad names, truncated records, more than one OPT or an OPT
+    not owned by the root).
+    """
+    ident, flags = parse_header(data)
+    _, _, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
+    if flags & OPCODE_MASK:
+        raise NotImplementedOpcode("opcode not QUERY")
+    if qdcount != 1:
+        raise FormatError(f"{qdcount} questions, want 1")
+    raw_labels, pos = _read_name(data, 12)
+    if pos + 4 > len(data):
+        raise FormatError("question runs past the end of the packet")
+    qtype, qclass = QTAIL.unpack_from(data, pos)
+    pos += 4
+    question = data[12:pos]
+    edns = None
+    for index in range(ancount + nscount + arcount):
+        owner = pos
+        pos = _skip_name(data, pos)
+        if pos + 10 > len(data):
+            raise FormatError("record runs past the end of the packet")
+        rtype, rclass, ttl, rdlength = RRHEAD.unpack_from(data, pos)
+        pos += 10 + rdlength
+        if pos > len(data):
+            raise FormatError("record data runs past the end of the packet")
+        if rtype == QType.OPT:
+            if index < ancount + nscount or edns is not None or data[owner] != 0:
+                raise FormatError("misplaced, repeated or non-root OPT record")
+            edns = (rclass, (ttl >> 16) & 0xFF, bool(ttl & 0x8000))
+    qname = ".".join(_label_text(label) for label in raw_labels) + "." if raw_labels else "."
+    return Query(ident, flags, question, qname, tuple(raw_labels), qtype, qclass, edns)
+
+
+def _opt(query: Query, rcode: int) -> bytes:
+    """The OPT RR of a reply (RFC 6891 6.1.2): our payload, extended rcode, version 0, DO."""
+    assert query.edns is not None
+    payload = min(max(query.edns[0], MIN_UDP), MAX_EDNS_ADVERTISED)
+    ttl = ((rcode >> 4) << 24) | (0x8000 if query.edns[2] else 0)
+    return b"\x00" + RRHEAD.pack(QType.OPT, payload, ttl, 0)
+
+
+def _header(query: Query, flags: int, counts: tuple[int, int, int], qd: int = 1) -> bytes:
+    flags |= FLAG_QR | (query.flags & (FLAG_RD | FLAG_CD))
+    return HEADER.pack(query.id, flags, qd, *counts)
+
+
+def error_response(query: Query, rcode: int) -> bytes:
+    """A reply with ``rcode`` and no records, the question echoed, OPT if the query had one.
+
+    BADVERS (16) goes in the OPT's extended rcode (RFC 6891 6.1.3).
+    """
+    opt = _opt(query, rcode) if query.edns is not None else b""
+    return _header(query, rcode & 0xF, (0, 0, 1 if opt else 0)) + query.question + opt
+
+
+def header_only_response(ident: int, query_flags: int, rcode: int) -> bytes:
+    """A reply to a query whose question could not be read: header only (RFC 1035 4.1.1)."""
+    flags = FLAG_QR | (query_flags & (OPCODE_MASK | FLAG_RD | FLAG_CD)) | (rcode & 0xF)
+    return HEADER.pack(ident, flags, 0, 0, 0, 0)
+
+
+class _Namer:
+    """Turns the resolver's lower-case names into dnslib labels in the client's case.
+
+    The owner name equal to the qname uses the labels exactly as sent (so it compresses to
+    the question, 0x20 case included); other names under the answering zone take the
+    zone's case from the query (SPEC.md 12).
+    """
+
+    __slots__ = ("query", "zone", "zone_labels")
+
+    def __init__(self, query: Query, zone: str) -> None:
+        self.query = query
+        self.zone = zone
+        count = zone.count(".") if zone != "." else 0
+        labels = query.labels
+        self.zone_labels = labels[len(labels) - count :] if count <= len(labels) else ()
+
+    def __call__(self, name: str) -> DNSLabel:
+        if name == self.query.qname:
+            return DNSLabel(self.query.labels)
+        if name == ".":
+            return DNSLabel(())
+        labels = [label.encode("latin-1") for label in name[:-1].split(".")]
+        zone = self.zone
+        if self.zone_labels and (name == zone or name.endswith("." + zone)):
+            labels[len(labels) - len(self.zone_labels) :] = self.zone_labels
+        return DNSLabel(labels)
+
+
+def _rdata(rec: Rec, namer: _Namer) -> object:
+    data = rec.rdata
+    rtype = rec.rtype
+    if rtype == QType.A:
+        return A(data)
+    if rtype == QType.AAAA:
+        return AAAA(data)
+    if rtype == QType.SRV:
+        assert isinstance(data, SRVData)
+        return SRV(data.priority, data.weight, data.port, namer(data.target))
+    if rtype == QType.SOA:
+        assert isinstance(data, SOAData)
+        return SOA(namer(data.mname), namer(data.rname), tuple(data[2:]))
+    if rtype == QType.TXT:
+        return TXT(list(data))
+    assert isinstance(data, str)
+    return {QType.CNAME: CNAME, QType.PTR: PTR, QType.NS: NS}[rtype](namer(data))
+
+
+def encode_answer(query: Query, answer: Answer, limit: int) -> tuple[bytes, int, bytes]:
+    """Encode ``answer`` to fit ``limit`` bytes; return ``(header, flags, tail)``.
+
+    ``tail`` is everything after the question. Records are kept whole, in order: answer,
+    authority, additional (RFC 1035 4.2.1). When an answer or authority record does not
+    fit, TC is set and nothing more is added. Additional records that do not fit are
+    dropped a whole RRset at a time without TC (RFC 2181 9: TC only when required data is
+    missing; CoreDNS sets TC here too, SPEC.md 16). The OPT record always fits: its room is
+    kept back.
+    """
+    namer = _Namer(query, answer.zone)
+    buf = DNSBuffer()
+    buf.append(b"\x00" * 12)
+    buf.append(query.question)
+    # Names in the question are offered for compression exactly as the client sent them.
+    buf.names[tuple(query.labels)] = 12
+    opt = _opt(query, answer.rcode) if query.edns is not None else b""
+    room = limit - len(opt)
+    counts = [0, 0, 0]
+    authoritative = answer.rcode in (Rcode.NOERROR, Rcode.NXDOMAIN)
+    flags = (FLAG_AA if authoritative else 0) | (answer.rcode & 0xF)
+    truncated = False
+    for section, records in enumerate((answer.answer, answer.authority, answer.additional)):
+        rrset_start: tuple[int, int, tuple[str, int]] | None = None
+        for rec in records:
+            mark = len(buf.data)
+            if section == 2 and (rrset_start is None or rrset_start[2] != rec[:2]):
+                rrset_start = (mark, counts[2], (rec.name, rec.rtype))
+            RR(namer(rec.name), rec.rtype, 1, rec.ttl, _rdata(rec, namer)).pack(buf)
+            if len(buf.data) <= room:
+                counts[section] += 1
+                continue
+            if section == 2:
+                assert rrset_start is not None
+                mark, counts[2] = rrset_start[0], rrset_start[1]
+            else:
+                truncated = True
+            del buf.data[mark:]
+            buf.offset = mark
+            break
+        if truncated or (section == 2 and counts[2] < len(records)):
+            break
+    if truncated:
+        flags |= FLAG_TC
+    tail = bytes(buf.data[12 + len(query.question) :]) + opt
+    header = _header(query, flags, (counts[0], counts[1], counts[2] + (1 if opt else 0)))
+    return header, flags, tail
+
+
+class AnswerCache:
+    """Encoded answers by question, tied to the store's generation (DESIGN.md 3).
+
+    Key: the lower-cased question bytes, the size limit, EDNS present, DO bit.
+    Value: header flags, counts and the encoded sections after the question. A hit copies
+    the query ID, RD/CD and the question as sent: owner names are compression pointers to
+    the question, so they carry the client's case. Bounded to ``max_entries``; the oldest
+    entry goes first. Any change of ``generation`` empties it: cluster answers are never
+    served stale.
+    """
+
+    __slots__ = ("entries", "max_entries", "generation", "hits", "misses")
+
+    def __init__(self, max_entries: int = 10000) -> None:
+        self.entries: dict[tuple[bytes, bytes, int, bool, bool], tuple[int, bytes, bytes]] = {}
+        self.max_entries = max_entries
+        self.generation = -1
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(query: Query, limit: int) -> tuple[bytes, bytes, int, bool, bool]:
+        """The cache key of a query answered within ``limit`` bytes.
+
+        Only the name is lower-cased: qtype/qclass bytes must not be (0x41 is not 0x61).
+        """
+        edns = query.edns
+        question = query.question
+        return (
+            question[:-4].lower(),
+            question[-4:],
+            limit,
+            edns is not None,
+            bool(edns and edns[2]),
+        )
+
+    def get(self, query: Query, limit: int, generation: int) -> bytes | None:
+        """The full response for ``query`` if cached under ``generation``, else None."""
+        if generation != self.generation:
+            self.entries.clear()
+            self.generation = generation
+        hit = self.entries.get(self.key(query, limit))
+        if hit is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        flags, counts, tail = hit
+        flags |= FLAG_QR | (query.flags & (FLAG_RD | FLAG_CD))
+        return struct.pack("!HHH", query.id, flags, 1) + counts + query.question + tail
+
+    def put(self, query: Query, limit: int, header: bytes, tail: bytes) -> None:
+        """Store an encoded response (``header`` as made by :func:`encode_answer`)."""
+        if len(self.entries) >= self.max_entries:
+            del self.entries[next(iter(self.entries))]
+        flags = struct.unpack_from("!H", header, 2)[0] & ~(FLAG_QR | FLAG_RD | FLAG_CD)
+        self.entries[self.key(query, limit)] = (flags, header[6:12], tail)
