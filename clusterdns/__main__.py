@@ -90,11 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="answer DNS from manifests (and later the API)")
     serve.add_argument(
-        "--zones", action="append", type=Path, metavar="DIR",
+        "--zones",
+        action="append",
+        type=Path,
+        metavar="DIR",
         help="manifest directory or file, repeatable (default: ./zones)",
     )
     serve.add_argument(
-        "--listen", type=parse_listen, default=("127.0.0.1", 1053), metavar="HOST:PORT",
+        "--listen",
+        type=parse_listen,
+        default=("127.0.0.1", 1053),
+        metavar="HOST:PORT",
         help="UDP and TCP address (default 127.0.0.1:1053; port 0 picks a free one)",
     )
     serve.add_argument(
@@ -102,11 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--ttl", type=parse_ttl, default=30, help="record TTL, seconds (30)")
     serve.add_argument(
-        "--pods", choices=[m.value for m in PodMode], default=PodMode.INSECURE.value,
+        "--pods",
+        choices=[m.value for m in PodMode],
+        default=PodMode.INSECURE.value,
         help="pod records a-b-c-d.<ns>.pod.<zone> (default insecure, as kind runs)",
     )
     serve.add_argument(
-        "--endpoint-pod-names", action="store_true",
+        "--endpoint-pod-names",
+        action="store_true",
         help="name endpoints without a hostname by their pod, not their dashed IP",
     )
     serve.add_argument(
@@ -145,7 +154,11 @@ async def serve(args: argparse.Namespace) -> int:
     shown = f"[{host}]" if ":" in host else host
     log.info(
         "clusterdns %s listening on %s:%d (UDP, TCP) for %s; %s",
-        __version__, shown, server.port, ", ".join(config.zones), summary(result, store),
+        __version__,
+        shown,
+        server.port,
+        ", ".join(config.zones),
+        summary(result, store),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -70,18 +70,20 @@ def _ip(obj: Any, path: str) -> tuple[str, int]:
 def object_key(obj: Obj) -> tuple[str, str, str]:
     """Return ``(kind, namespace, name)`` of an object for messages; never raises.
 
-    ``namespace`` is ``""`` for Namespaces and when absent.
+    ``namespace`` is ``""`` for Namespaces, ``"default"`` when a namespaced object has none
+    (as the converter and ``kubectl apply`` take it).
     """
     meta = obj.get("metadata")
     meta = meta if isinstance(meta, Mapping) else {}
     kind = obj.get("kind")
     name = meta.get("name")
     namespace = meta.get("namespace")
-    return (
-        kind if isinstance(kind, str) else "?",
-        namespace if isinstance(namespace, str) else "",
-        name if isinstance(name, str) else "?",
-    )
+    kind = kind if isinstance(kind, str) else "?"
+    if kind == "Namespace":
+        namespace = ""
+    elif not isinstance(namespace, str) or not namespace:
+        namespace = "default"
+    return kind, namespace, name if isinstance(name, str) else "?"
 
 
 def _meta(obj: Obj, namespaced: bool) -> tuple[str, str, Obj]:

@@ -52,6 +52,8 @@ class Handler:
         except ClusterDNSError as exc:
             ident, flags = parse_header(data)
             return header_only_response(ident, flags, exc.rcode)
+        if query.edns is not None and query.edns[1] > 0:
+            return error_response(query, Rcode.BADVERS)  # RFC 6891 6.1.3; not a cache key
         limit = query.limit(tcp)
         cached = self.cache.get(query, limit, self.store.generation)
         if cached is not None:
@@ -63,8 +65,6 @@ class Handler:
             return error_response(query, Rcode.SERVFAIL)
 
     def _miss(self, query: Query, limit: int) -> bytes:
-        if query.edns is not None and query.edns[1] > 0:
-            return error_response(query, Rcode.BADVERS)  # RFC 6891 6.1.3
         if query.qclass != QClass.IN:
             return error_response(query, Rcode.REFUSED)  # no chaos plugin (SPEC.md 13)
         if query.qtype in (QType.AXFR, QType.IXFR):

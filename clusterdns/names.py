@@ -33,9 +33,9 @@ def find_zone(qname: str, zones: tuple[str, ...]) -> str | None:
     """
     best: str | None = None
     for zone in zones:
-        if (
-            qname == zone or zone == "." or qname.endswith("." + zone)
-        ) and (best is None or len(zone) > len(best)):
+        if (qname == zone or zone == "." or qname.endswith("." + zone)) and (
+            best is None or len(zone) > len(best)
+        ):
             best = zone
     return best
 
@@ -58,9 +58,7 @@ def reverse_to_ip(qname: str) -> str | None:
         return ".".join(reversed(labels))
     if qname.endswith("." + V6_REVERSE):
         nibbles = qname[: -len(V6_REVERSE) - 1].split(".")
-        if len(nibbles) != 32 or not all(
-            len(n) == 1 and n in "0123456789abcdef" for n in nibbles
-        ):
+        if len(nibbles) != 32 or not all(len(n) == 1 and n in "0123456789abcdef" for n in nibbles):
             return None
         hexdigits = "".join(reversed(nibbles))
         return str(ipaddress.IPv6Address(int(hexdigits, 16)))

@@ -103,9 +103,7 @@ def resolve(store: Store, qname: str, qtype: int, config: ZoneConfig) -> Answer 
     return answer
 
 
-def _resolve(
-    store: Store, qname: str, qtype: int, config: ZoneConfig, depth: int
-) -> Answer | None:
+def _resolve(store: Store, qname: str, qtype: int, config: ZoneConfig, depth: int) -> Answer | None:
     zone = find_zone(qname, config.zones)
     if zone is None:
         return None
@@ -181,9 +179,7 @@ class _Question:
 
     def glue(self, owner: str, ips: list[str] | tuple[str, ...]) -> list[RR]:
         """A and AAAA records of ``owner`` for the additional section (both families)."""
-        return [
-            RR(owner, QType.AAAA if ":" in ip else QType.A, self.ttl, ip) for ip in ips
-        ]
+        return [RR(owner, QType.AAAA if ":" in ip else QType.A, self.ttl, ip) for ip in ips]
 
     # ---- the zone apex and structural names (SPEC.md 7, 8) ----------------------------
 
@@ -192,29 +188,38 @@ class _Question:
         if self.qtype == QType.SOA:
             return Answer(Rcode.NOERROR, self.zone, [self.soa()])
         if self.qtype == QType.NS:
-            target, ips = self.name_server()
-            if target:
-                return self.positive(
-                    [RR(self.zone, QType.NS, self.ttl, target)], self.glue(target, ips)
-                )
+            servers = self.name_servers()
+            return self.positive(
+                [RR(self.zone, QType.NS, self.ttl, target) for target, _ in servers],
+                [rr for target, ips in servers for rr in self.glue(target, ips)],
+            )
         return self.nodata()
 
-    def name_server(self) -> tuple[str, tuple[str, ...]]:
-        """The NS target and its addresses (CoreDNS ``ns.go`` nsAddrs).
+    def name_servers(self) -> list[tuple[str, tuple[str, ...]]]:
+        """NS targets with their addresses (CoreDNS ``ns.go`` nsAddrs).
 
-        In a cluster, the service whose endpoint is one of our own addresses (kube-dns)
-        with its ClusterIPs; otherwise ``ns.dns.<zone>`` with our own addresses; no NS
-        when our addresses are unknown.
+        In a cluster: every service that has one of our own addresses as a ready endpoint
+        (kube-dns), named by its ClusterIPs, or for a headless one by that endpoint's name
+        and address. Otherwise ``ns.dns.<zone>`` with our own addresses; nothing when those
+        are unknown.
         """
         domain = self.config.cluster_domain
+        found: list[tuple[str, tuple[str, ...]]] = []
         for ip in self.config.ns_addresses:
             for ns, name in self.store.services_with_endpoint(ip):
                 svc = self.store.services.get((ns, name))
-                if svc is not None and svc.cluster_ips:
-                    return f"{name}.{ns}.svc.{domain}", svc.cluster_ips
-        if self.config.ns_addresses:
-            return "ns.dns." + self.zone, self.config.ns_addresses
-        return "", ()
+                if svc is None or svc.kind is ServiceKind.EXTERNAL_NAME:
+                    continue
+                fqdn = f"{name}.{ns}.svc.{domain}"
+                if svc.cluster_ips:
+                    found.append((fqdn, svc.cluster_ips))
+                    continue
+                for ep in self.store.ready_endpoints(ns, name):
+                    if ep.address == ip:
+                        found.append((f"{self.endpoint_name(ep)}.{fqdn}", (ip,)))
+        if not found and self.config.ns_addresses:
+            found.append(("ns.dns." + self.zone, self.config.ns_addresses))
+        return found
 
     def forward(self, labels: list[str]) -> Answer:
         """Names below a forward zone, read right to left (SPEC.md 1)."""
@@ -283,9 +288,7 @@ class _Question:
             answer = list(dict.fromkeys(answer))
         return self.positive(answer)
 
-    def service_items(
-        self, svc: Service, fqdn: str, endpoint: str | None
-    ) -> list[_Item] | None:
+    def service_items(self, svc: Service, fqdn: str, endpoint: str | None) -> list[_Item] | None:
         """The (target name, addresses, ports) a service name stands for, or None if the
         name does not exist.
 
@@ -315,14 +318,18 @@ class _Question:
     def srv(self, items: list[_Item]) -> Answer:
         """SRV records for every (item, port) with A/AAAA glue (spec 2.3.2, 2.4.2; RFC 2782).
 
-        Priority 0, weight floor(100 / candidates) counted before identical (target, port)
-        pairs collapse (CoreDNS ``backend_lookup.go`` SRV). Ports without a number (-1)
+        Priority 0, weight floor(100 / candidates), one candidate per (address, port),
+        counted before identical (target, port) pairs collapse (CoreDNS ``backend_lookup.go``
+        SRV). Ports without a number (-1)
         give nothing; no record at all is NODATA (portless headless service).
         """
-        candidates = [(t, ips, p.port) for t, ips, ports in items for p in ports if p.port >= 0]
+        candidates = [
+            (target, ips, p.port) for target, ips, ports in items for p in ports if p.port >= 0
+        ]
         if not candidates:
             return self.nodata()
-        weight = 100 // len(candidates)
+        # CoreDNS counts one candidate per address: a dual-stack ClusterIP gives weight 50.
+        weight = 100 // sum(len(ips) for _, ips, _ in candidates)
         answer: dict[RR, None] = {}
         glue: dict[RR, None] = {}
         for target, ips, port in candidates:
@@ -398,4 +405,3 @@ class _Question:
         if self.qtype != QType.PTR:
             return self.nodata()
         return self.positive([RR(self.qname, QType.PTR, self.ttl, t) for t in targets])
-

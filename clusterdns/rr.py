@@ -58,9 +58,7 @@ RCODE_NAMES = {
     Rcode.BADVERS: "BADVERS",
 }
 
-QTYPE_NAMES = {
-    value: name for name, value in vars(QType).items() if not name.startswith("_")
-}
+QTYPE_NAMES = {value: name for name, value in vars(QType).items() if not name.startswith("_")}
 QTYPE_VALUES = {name: value for value, name in QTYPE_NAMES.items()}
 
 

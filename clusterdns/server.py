@@ -72,7 +72,8 @@ class DNSServer:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         for attempt in range(20):
             udp, _ = await loop.create_datagram_endpoint(
-                lambda: UDPProtocol(self.handler), local_addr=(self.host, self.port),
+                lambda: UDPProtocol(self.handler),
+                local_addr=(self.host, self.port),
                 family=family,
             )
             port = udp.get_extra_info("sockname")[1]

@@ -165,9 +165,7 @@ class Store:
             self.services[key] = new
             _index(self._cluster_ips, new.cluster_ips, key)
 
-    def _on_slice(
-        self, key: Key, old: EndpointSlice | None, new: EndpointSlice | None
-    ) -> None:
+    def _on_slice(self, key: Key, old: EndpointSlice | None, new: EndpointSlice | None) -> None:
         affected = set()
         for slice_ in (old, new):
             if slice_ is not None and slice_.service:

@@ -55,9 +55,7 @@ def manifest_files(paths: Sequence[Path]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files.extend(
-                sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
-            )
+            files.extend(sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file()))
         elif path.is_file():
             files.append(path)
         else:
