@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import os
 import signal
 import socket
 import sys
@@ -19,6 +20,7 @@ from .handler import Handler
 from .names import absolute
 from .resolver import PodMode, ZoneConfig
 from .server import DNSServer
+from .sources.kube import KubeSource, api_client
 from .sources.manifests import LoadResult, ManifestSource, load
 from .store import KINDS, Store
 
@@ -121,22 +123,86 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--cache-size", type=int, default=10000, help="answer cache bound in entries"
     )
+    serve.add_argument(
+        "--kubeconfig",
+        metavar="PATH",
+        help="follow a live cluster through this kubeconfig (in a pod with "
+        "KUBERNETES_SERVICE_HOST set, the service account is used without it)",
+    )
+    serve.add_argument("--kube-api", metavar="URL", help="override the API server URL")
+    serve.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how long to wait for the first API sync before opening the ports (5)",
+    )
+    serve.add_argument(
+        "--zones-interval",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="how often to look for changed manifest files; 0 never (2)",
+    )
 
     check = commands.add_parser("check", help="validate manifests and count what they hold")
     check.add_argument("paths", nargs="*", type=Path, default=[Path("zones")], metavar="DIR")
     return parser
 
 
+def use_api(args: argparse.Namespace) -> bool:
+    """Whether to follow a live cluster: ``--kubeconfig``/``--kube-api``, or in a pod."""
+    return bool(args.kubeconfig or args.kube_api or os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+async def follow_zones(source: ManifestSource, interval: float) -> None:
+    """Poll the manifest files every ``interval`` seconds and apply what changed."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(interval)
+        result = await loop.run_in_executor(None, source.scan)
+        if result is not None:
+            source.apply(result, time.time())
+            log.info("zones reloaded: %s", summary(result))
+
+
 async def serve(args: argparse.Namespace) -> int:
-    """Run the server until SIGINT or SIGTERM; return the exit status."""
+    """Run the server until SIGINT or SIGTERM; return the exit status.
+
+    Sources: the ``--zones`` manifests (``./zones`` by default, unless a live cluster is
+    followed) and the Kubernetes API. Ports open once the API has synced or after
+    ``--startup-timeout`` seconds, whichever comes first (SPEC.md 13).
+    """
+    loop = asyncio.get_running_loop()
     store = Store()
-    paths = args.zones or [Path("zones")]
-    source = ManifestSource(store, paths)
-    try:
-        result = source.load(time.time())
-    except FileNotFoundError as exc:
-        log.error("%s (pass --zones DIR)", exc)
-        return 1
+    tasks: list[asyncio.Task[None]] = []
+    manifests: ManifestSource | None = None
+    paths = args.zones or ([] if use_api(args) else [Path("zones")])
+    if paths:
+        manifests = ManifestSource(store, paths)
+        try:
+            manifests.load(time.time())
+        except FileNotFoundError as exc:
+            log.error("%s (pass --zones DIR)", exc)
+            return 1
+        if args.zones_interval > 0:
+            tasks.append(asyncio.create_task(follow_zones(manifests, args.zones_interval)))
+    kube: KubeSource | None = None
+    if use_api(args):
+        try:
+            api = api_client(args.kubeconfig, args.kube_api)
+        except Exception as exc:  # the client raises several kinds for a bad config
+            log.error("cannot load the Kubernetes configuration: %s", exc)
+            return 1
+        kube = KubeSource(store, api, loop, pods=PodMode(args.pods) is PodMode.VERIFIED)
+        kube.start()
+        synced = await loop.run_in_executor(None, kube.synced.wait, args.startup_timeout)
+        if not synced:
+            log.warning(
+                "not synced with the API after %.1f s: opening the ports anyway; names not "
+                "found answer SERVFAIL until the first sync",
+                args.startup_timeout,
+            )
     host, port = args.listen
     config = ZoneConfig(
         zones=(absolute(args.zone), "in-addr.arpa.", "ip6.arpa."),
@@ -152,21 +218,29 @@ async def serve(args: argparse.Namespace) -> int:
         log.error("cannot listen on %s:%d: %s", host, port, exc)
         return 1
     shown = f"[{host}]" if ":" in host else host
+    loaded = ", ".join(f"{kind} {store.count(kind)}" for kind in KINDS)
+    sources = (["zones " + ", ".join(map(str, paths))] if manifests else []) + (
+        ["the Kubernetes API"] if kube else []
+    )
     log.info(
-        "clusterdns %s listening on %s:%d (UDP, TCP) for %s; %s",
+        "clusterdns %s listening on %s:%d (UDP, TCP) for %s; %s from %s",
         __version__,
         shown,
         server.port,
         ", ".join(config.zones),
-        summary(result, store),
+        loaded,
+        " and ".join(sources),
     )
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("stopping")
+    for task in tasks:
+        task.cancel()
     await server.stop()
+    if kube is not None:
+        await loop.run_in_executor(None, kube.stop)
     return 0
 
 

@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,11 +41,22 @@ def coredns_store() -> Store:
 
 @dataclass
 class RunningServer:
-    """A ``clusterdns serve`` process on 127.0.0.1 at an ephemeral port."""
+    """A ``clusterdns serve`` process on 127.0.0.1 at an ephemeral port; a thread keeps
+    collecting its log lines."""
 
     process: subprocess.Popen[str]
     port: int
     log_lines: list[str]
+
+    def wait_for_log(self, text: str, deadline: float = 10.0) -> str:
+        """Poll the log until a line contains ``text``; return it (AssertionError if not)."""
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            for line in list(self.log_lines):
+                if text in line:
+                    return line
+            time.sleep(0.02)
+        raise AssertionError(f"no log line with {text!r}:\n" + "".join(self.log_lines))
 
 
 def start_server(*args: str, deadline: float = 20.0) -> RunningServer:
@@ -68,6 +80,9 @@ def start_server(*args: str, deadline: float = 20.0) -> RunningServer:
         lines.append(line)
         match = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
         if match:
+            threading.Thread(
+                target=lines.extend, args=(iter(process.stderr.readline, ""),), daemon=True
+            ).start()
             return RunningServer(process, int(match.group(1)), lines)
     process.kill()
     raise AssertionError("server did not start:\n" + "".join(lines))

@@ -149,23 +149,84 @@ def load(paths: Sequence[Path]) -> LoadResult:
     return LoadResult({path: load_file(path) for path in manifest_files(paths)})
 
 
+Stamp = tuple[int, int]  # (mtime in ns, size in bytes): a file changed when this did
+
+
+def _stamp(path: Path) -> Stamp | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
 class ManifestSource:
-    """Feeds the records of ``paths`` into a store as the source ``"zones"``."""
+    """Feeds the records of ``paths`` into a store as the source ``"zones"`` and follows
+    changes to them.
+
+    A changed file is read again; if it no longer parses, its last good objects stay and
+    the error is logged; a deleted file takes its objects with it.
+    """
 
     def __init__(self, store: Store, paths: Sequence[Path]) -> None:
         self.store = store
         self.paths = list(paths)
+        self.result = LoadResult()
+        self._stamps: dict[Path, Stamp] = {}
         store.add_source(SOURCE)
 
     def load(self, now: float) -> LoadResult:
-        """(Re)load every file and replace the source's objects in the store; log errors.
+        """Read every file and replace the source's objects in the store; log errors.
 
-        ``now``: Unix time in seconds (the SOA serial if anything changed).
+        ``now``: Unix time in seconds (the SOA serial if anything changed). Raises
+        FileNotFoundError if a path given does not exist.
         """
-        result = load(self.paths)
-        for line in result.errors:
+        files = manifest_files(self.paths)
+        self._stamps = {path: stamp for path in files if (stamp := _stamp(path))}
+        self.result = LoadResult({path: load_file(path) for path in files})
+        for line in self.result.errors:
             log.error("%s", line)
-        for kind, records in result.by_kind().items():
-            self.store.replace(SOURCE, kind, records, now)
+        self._apply(now)
         self.store.mark_synced(SOURCE)
-        return result
+        return self.result
+
+    def scan(self) -> LoadResult | None:
+        """Read the files that changed since the last look (safe off the loop thread).
+
+        Returns the next result, or None when nothing changed. A file that fails to parse
+        keeps its last good records in the new result; its errors are logged.
+        """
+        try:
+            files = manifest_files(self.paths)
+        except FileNotFoundError as exc:
+            log.error("zones: %s; keeping the last good state", exc)
+            return None
+        stamps = {path: stamp for path in files if (stamp := _stamp(path))}
+        if stamps == self._stamps:
+            return None
+        old = self.result.files
+        new: dict[Path, FileResult] = {}
+        for path, stamp in stamps.items():
+            if self._stamps.get(path) == stamp and path in old:
+                new[path] = old[path]
+                continue
+            result = load_file(path)
+            for line in result.errors:
+                log.error("%s", line)
+            if not result.parsed and path in old:
+                log.error("%s: keeping its last good objects", path)
+                result.records = old[path].records
+            new[path] = result
+        for path in old.keys() - new.keys():
+            log.info("%s: removed; its objects are gone", path)
+        self._stamps = stamps
+        return LoadResult(new)
+
+    def apply(self, result: LoadResult, now: float) -> None:
+        """Make ``result`` (from :meth:`scan`) the source's state. Call on the loop thread."""
+        self.result = result
+        self._apply(now)
+
+    def _apply(self, now: float) -> None:
+        for kind, records in self.result.by_kind().items():
+            self.store.replace(SOURCE, kind, records, now)

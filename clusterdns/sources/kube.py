@@ -1,0 +1,463 @@
+"""The live source: list and watch the Kubernetes API (DESIGN.md 4).
+
+The official ``kubernetes`` client gives configuration (kubeconfig or the in-cluster
+service account), TLS and auth; the calls themselves are raw GETs whose JSON is read as it
+arrives, because the client's typed models cost about ten times the memory of slim records
+and its ``Watch`` neither tracks resourceVersion nor survives a 410.
+
+One :class:`Reflector` thread per kind: paginated LIST -> replace the kind in one swap ->
+WATCH from the list's resourceVersion with bookmarks -> apply events -> on 410 Expired
+relist; on errors back off with jitter and retry. Reflectors never touch the store: they
+hand records to a :class:`Sink`, which the server implements by scheduling the change on
+the event loop (the only thread that mutates the store).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..convert import convert, object_key
+from ..errors import ClusterDNSError
+from ..records import Record
+
+log = logging.getLogger("clusterdns.kube")
+
+PAGE_SIZE = 500
+WATCH_TIMEOUT = (300.0, 600.0)  # seconds: server-side timeoutSeconds, jittered in this range
+CONNECT_TIMEOUT = 10.0  # seconds
+READ_GRACE = 30.0  # seconds past timeoutSeconds before a silent stream counts as hung
+BACKOFF_BASE = 0.5  # seconds
+BACKOFF_CAP = 30.0  # seconds
+
+
+@dataclass(frozen=True)
+class Resource:
+    """An API resource to list and watch: its kind, collection path and RBAC names."""
+
+    kind: str
+    path: str
+    group: str
+    plural: str
+    field_selector: str = ""
+
+
+NAMESPACES = Resource("Namespace", "/api/v1/namespaces", "", "namespaces")
+SERVICES = Resource("Service", "/api/v1/services", "", "services")
+ENDPOINTSLICES = Resource(
+    "EndpointSlice",
+    "/apis/discovery.k8s.io/v1/endpointslices",
+    "discovery.k8s.io",
+    "endpointslices",
+)
+PODS = Resource(
+    "Pod",
+    "/api/v1/pods",
+    "",
+    "pods",
+    "status.phase!=Succeeded,status.phase!=Failed,status.phase!=Unknown",
+)
+
+
+class Sink(Protocol):
+    """Where a reflector hands what it learns. Called from reflector threads."""
+
+    def replace(self, kind: str, records: list[Record]) -> None:
+        """The full, current set of ``kind`` after a LIST."""
+
+    def upsert(self, record: Record) -> None:
+        """One object added or changed."""
+
+    def delete(self, kind: str, key: Any) -> None:
+        """One object gone; ``key`` as :func:`clusterdns.store.record_key` gives it."""
+
+
+class APIError(ClusterDNSError):
+    """An error status from the API server (``code`` is the HTTP status)."""
+
+    def __init__(self, code: int, message: str, reason: str = "") -> None:
+        super().__init__(f"{code} {reason}: {message}".strip())
+        self.code = code
+        self.reason = reason
+
+
+class Expired(APIError):
+    """410 Gone / Expired: the resourceVersion was compacted; relist."""
+
+
+class Untrusted(ClusterDNSError):
+    """The stream said something we cannot read: the state is relisted, not patched."""
+
+
+def _status_error(code: int, body: bytes) -> APIError:
+    try:
+        status = json.loads(body)
+        message, reason = str(status.get("message", "")), str(status.get("reason", ""))
+    except (ValueError, AttributeError):
+        message, reason = body[:200].decode("utf-8", "replace"), ""
+    cls = Expired if code == 410 else APIError
+    return cls(code, message, reason)
+
+
+def _key(kind: str, obj: Mapping[str, Any]) -> Any:
+    _, namespace, name = object_key(obj)
+    return name.lower() if kind == "Namespace" else (namespace.lower(), name.lower())
+
+
+class Backoff:
+    """Exponential back-off with equal jitter: the n-th delay is d/2 + U(0, d/2) with
+    d = min(cap, base * 2**n), in seconds."""
+
+    def __init__(self, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP) -> None:
+        self.base = base
+        self.cap = cap
+        self.failures = 0
+
+    def next(self) -> float:
+        """The delay before the next attempt; each call doubles the next one."""
+        delay = min(self.cap, self.base * 2.0**self.failures)
+        self.failures = min(self.failures + 1, 30)
+        return delay / 2 + random.uniform(0, delay / 2)
+
+    def reset(self) -> None:
+        """Back to the first, shortest delay."""
+        self.failures = 0
+
+
+class Reflector:
+    """Lists and watches one resource and feeds a sink; run :meth:`run` in a thread.
+
+    ``api``: a ``kubernetes.client.ApiClient``. ``watch_timeout``: the range, in seconds,
+    from which each watch's ``timeoutSeconds`` is drawn. Never raises out of :meth:`run`:
+    every failure is logged and retried.
+    """
+
+    def __init__(
+        self,
+        api: Any,
+        resource: Resource,
+        sink: Sink,
+        *,
+        page_size: int = PAGE_SIZE,
+        watch_timeout: tuple[float, float] = WATCH_TIMEOUT,
+        backoff: Backoff | None = None,
+        on_listed: Any = None,
+    ) -> None:
+        self.api = api
+        self.resource = resource
+        self.sink = sink
+        self.page_size = page_size
+        self.watch_timeout = watch_timeout
+        self.backoff = backoff or Backoff()
+        self.on_listed = on_listed
+        self.resource_version = ""
+        self.stopped = threading.Event()
+        self._response: Any = None
+        self._lock = threading.Lock()
+        self._denied = ""
+
+    # ---- the loop ---------------------------------------------------------------------
+
+    def run(self) -> None:
+        """List, then watch, forever; relist on 410 or an untrusted stream."""
+        kind = self.resource.kind
+        while not self.stopped.is_set():
+            verb = "watch" if self.resource_version else "list"
+            try:
+                if not self.resource_version:
+                    self._list()
+                    if self.on_listed is not None:
+                        self.on_listed(kind)
+                    verb = "watch"
+                self._watch()
+                self.backoff.reset()
+                self._denied = ""
+                continue
+            except Expired as exc:
+                log.info("%s: %s; relisting", kind, exc)
+                self.resource_version = ""
+                continue
+            except Untrusted as exc:
+                log.warning("%s: %s; relisting", kind, exc)
+                self.resource_version = ""
+            except APIError as exc:
+                self._log_api_error(verb, exc)
+            except Exception as exc:  # network errors of every kind: keep the last state
+                if not self.stopped.is_set():
+                    log.warning("%s: %s failed: %s: %s", kind, verb, type(exc).__name__, exc)
+            self.stopped.wait(self.backoff.next())
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return; an open watch is closed under it."""
+        self.stopped.set()
+        with self._lock:
+            response = self._response
+        if response is not None:
+            with contextlib.suppress(Exception):  # already closed is closed enough
+                response.shutdown()  # urllib3 >= 2.3: unblocks a read in another thread
+
+    def _log_api_error(self, verb: str, exc: APIError) -> None:
+        r = self.resource
+        if exc.code in (401, 403):
+            denied = f"{verb}:{exc.code}"
+            if denied != self._denied:  # once per streak, but loud
+                self._denied = denied
+                group = r.group or '"" (core)'
+                log.error(
+                    "%s: permission denied (%d): cannot %s %s in API group %s at the "
+                    "cluster scope; grant verbs list and watch on it to this server's "
+                    "service account. Server said: %s",
+                    r.kind,
+                    exc.code,
+                    verb,
+                    r.plural,
+                    group,
+                    exc,
+                )
+            return
+        log.warning("%s: %s failed: %s", r.kind, verb, exc)
+
+    # ---- HTTP -------------------------------------------------------------------------
+
+    def _get(self, params: list[tuple[str, str]], read_timeout: float) -> Any:
+        method, url, headers, _, _ = self.api.param_serialize(
+            "GET",
+            self.resource.path,
+            query_params=params,
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        response = self.api.call_api(
+            method,
+            url,
+            header_params=headers,
+            _request_timeout=(CONNECT_TIMEOUT, read_timeout),
+        ).response
+        if response.status != 200:
+            body = response.data
+            response.release_conn()
+            raise _status_error(response.status, body)
+        return response
+
+    def _list(self) -> None:
+        """Paginated LIST; the whole kind goes to the sink in one replace."""
+        records: list[Record] = []
+        params = [("limit", str(self.page_size))]
+        if self.resource.field_selector:
+            params.append(("fieldSelector", self.resource.field_selector))
+        token = ""
+        while True:
+            page_params = params + ([("continue", token)] if token else [])
+            response = self._get(page_params, 60.0)
+            try:
+                page = json.loads(response.data)
+            except ValueError as exc:
+                raise Untrusted(f"LIST answered something that is not JSON: {exc}") from None
+            finally:
+                response.release_conn()
+            item_kind = self.resource.kind
+            for obj in page.get("items") or ():
+                if isinstance(obj, dict):
+                    obj["kind"] = item_kind  # the API omits it on list items
+                    record = self._convert(obj)
+                    if record is not None:
+                        records.append(record)
+            meta = page.get("metadata") or {}
+            token = meta.get("continue") or ""
+            if not token:
+                self.resource_version = str(meta.get("resourceVersion") or "")
+                break
+        self.sink.replace(self.resource.kind, records)
+
+    def _convert(self, obj: dict[str, Any]) -> Record | None:
+        try:
+            return convert(obj)
+        except ClusterDNSError as exc:
+            kind, namespace, name = object_key(obj)
+            ident = f"{namespace}/{name}" if namespace else name
+            log.error("%s %s: %s (skipped)", kind, ident, exc)
+            return None
+
+    def _watch(self) -> None:
+        """One WATCH from :attr:`resource_version` until the server ends it."""
+        timeout = random.uniform(*self.watch_timeout)
+        params = [
+            ("watch", "1"),
+            ("resourceVersion", self.resource_version),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", str(int(timeout))),
+        ]
+        if self.resource.field_selector:
+            params.append(("fieldSelector", self.resource.field_selector))
+        response = self._get(params, timeout + READ_GRACE)
+        with self._lock:
+            self._response = response
+        try:
+            if self.stopped.is_set():
+                return
+            for line in _lines(response):
+                self._event(line)
+                self.backoff.reset()
+        finally:
+            with self._lock:
+                self._response = None
+            response.release_conn()
+
+    def _event(self, line: bytes) -> None:
+        try:
+            event = json.loads(line)
+            kind, obj = event["type"], event["object"]
+            meta = obj.get("metadata") or {}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise Untrusted(f"malformed watch event: {line[:200]!r}") from None
+        if kind == "ERROR":
+            raise _status_error(int(obj.get("code") or 500), json.dumps(obj).encode())
+        rv = meta.get("resourceVersion")
+        if kind == "BOOKMARK":
+            if rv:
+                self.resource_version = str(rv)
+            return
+        if kind not in ("ADDED", "MODIFIED", "DELETED"):
+            raise Untrusted(f"unknown watch event type {kind!r}")
+        obj.setdefault("kind", self.resource.kind)
+        if kind == "DELETED":
+            self.sink.delete(self.resource.kind, _key(self.resource.kind, obj))
+        else:
+            record = self._convert(obj)
+            if record is not None:
+                self.sink.upsert(record)
+            elif obj.get("addressType") == "FQDN":
+                self.sink.delete(self.resource.kind, _key(self.resource.kind, obj))
+        if rv:
+            self.resource_version = str(rv)
+
+
+def _lines(response: Any) -> Iterator[bytes]:
+    """Newline-separated JSON events from a chunked watch response, as they arrive."""
+    buffered = b""
+    for chunk in response.stream(65536, decode_content=True):
+        buffered += chunk
+        while True:
+            line, sep, rest = buffered.partition(b"\n")
+            if not sep:
+                break
+            buffered = rest
+            if line.strip():
+                yield line
+    # A partial last line means the stream was cut: the caller re-watches from the last
+    # resourceVersion it applied, which that line did not move.
+
+
+def api_client(kubeconfig: str | None = None, server: str | None = None) -> Any:
+    """A ``kubernetes.client.ApiClient`` from ``kubeconfig``, or from the pod's service
+    account when ``kubeconfig`` is None (``KUBERNETES_SERVICE_HOST`` must be set then).
+
+    ``server`` overrides the API URL (CoreDNS's ``endpoint``). Raises
+    ``kubernetes.config.ConfigException`` when no configuration can be loaded.
+    """
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    if kubeconfig is not None:
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, client_configuration=configuration
+        )
+    else:
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    if server:
+        configuration.host = server
+    return client.ApiClient(configuration)
+
+
+SOURCE = "api"
+
+
+class KubeSource:
+    """Feeds a store from the API: one reflector thread per kind, changes applied on the
+    event loop. Registers the store source ``"api"``, unsynced until every kind has
+    listed once (SPEC.md 13).
+
+    ``kinds``: Namespaces, Services and EndpointSlices always; Pods when ``pods`` is set
+    (verified pod records, autopath). ``clock``: returns Unix time in seconds.
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        api: Any,
+        loop: Any,
+        *,
+        pods: bool = False,
+        clock: Any = None,
+        watch_timeout: tuple[float, float] = WATCH_TIMEOUT,
+        backoff_base: float = BACKOFF_BASE,
+    ) -> None:
+        import time
+
+        self.store = store
+        self.loop = loop
+        self.clock = clock or time.time
+        self.resources = [NAMESPACES, SERVICES, ENDPOINTSLICES] + ([PODS] if pods else [])
+        self._unlisted = {r.kind for r in self.resources}
+        self.synced = threading.Event()
+        store.add_source(SOURCE)
+        self.reflectors = [
+            Reflector(
+                api,
+                resource,
+                self,
+                watch_timeout=watch_timeout,
+                backoff=Backoff(backoff_base),
+                on_listed=self._listed,
+            )
+            for resource in self.resources
+        ]
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        """Start one daemon thread per reflector."""
+        for reflector in self.reflectors:
+            thread = threading.Thread(
+                target=reflector.run, name=f"reflector-{reflector.resource.kind}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop every reflector and wait up to ``timeout`` seconds for their threads."""
+        for reflector in self.reflectors:
+            reflector.stop()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    # Sink: called from reflector threads; the store changes on the loop only.
+    def replace(self, kind: str, records: list[Record]) -> None:
+        self.loop.call_soon_threadsafe(self._apply_replace, kind, records)
+
+    def upsert(self, record: Record) -> None:
+        self.loop.call_soon_threadsafe(self.store.upsert, SOURCE, record, self.clock())
+
+    def delete(self, kind: str, key: Any) -> None:
+        self.loop.call_soon_threadsafe(self.store.delete, SOURCE, kind, key, self.clock())
+
+    def _apply_replace(self, kind: str, records: list[Record]) -> None:
+        self.store.replace(SOURCE, kind, records, self.clock())
+
+    def _listed(self, kind: str) -> None:
+        self.loop.call_soon_threadsafe(self._apply_listed, kind)
+
+    def _apply_listed(self, kind: str) -> None:
+        self._unlisted.discard(kind)
+        if not self._unlisted and not self.synced.is_set():
+            self.store.mark_synced(SOURCE)
+            self.synced.set()
+            log.info(
+                "synced with the API: %s",
+                ", ".join(f"{r.kind} {self.store.count(r.kind)}" for r in self.resources),
+            )
