@@ -8,6 +8,7 @@ Invalid objects raise :class:`ConvertError` with the field path, e.g.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -217,13 +218,14 @@ def to_pod(obj: Obj) -> Pod:
         ip = _ip(_map(entry, f"status.podIPs[{i}]").get("ip"), f"status.podIPs[{i}].ip")[0]
         if ip not in ips:
             ips.append(ip)
+    # Shared strings are interned: 100,000 pods name a handful of namespaces and phases.
     return Pod(
-        namespace,
+        sys.intern(namespace),
         name,
         tuple(ips),
-        _str(spec.get("hostname"), "spec.hostname").lower(),
-        _str(spec.get("subdomain"), "spec.subdomain").lower(),
-        _str(status.get("phase"), "status.phase"),
+        sys.intern(_str(spec.get("hostname"), "spec.hostname").lower()),
+        sys.intern(_str(spec.get("subdomain"), "spec.subdomain").lower()),
+        sys.intern(_str(status.get("phase"), "status.phase")),
         meta.get("deletionTimestamp") is not None,
     )
 

@@ -376,7 +376,7 @@ class _Question:
         if parsed is None:
             return self.nxdomain()
         ip, _ = parsed
-        if mode is PodMode.VERIFIED and namespace not in self.store.pod_namespaces_with_ip(ip):
+        if mode is PodMode.VERIFIED and not self.store.has_pod_ip(namespace, ip):
             return self.nxdomain()
         return self.positive(self.addresses(self.qname, (ip,)))
 
