@@ -65,7 +65,8 @@ def _ip(obj: Any, path: str) -> tuple[str, int]:
     parsed = canonical_ip(text) if "%" not in text else None
     if parsed is None:
         raise ConvertError(f"{path}: not an IP address: {text!r}")
-    return parsed
+    # Interned: a pod's IP is also its endpoint's address, and both are kept.
+    return sys.intern(parsed[0]), parsed[1]
 
 
 def object_key(obj: Obj) -> tuple[str, str, str]:
@@ -172,13 +173,13 @@ def _endpoint(obj: Any, path: str, family: int) -> Endpoint:
     target = _map(ep.get("targetRef"), f"{path}.targetRef")
     pod_name = ""
     if _str(target.get("kind"), f"{path}.targetRef.kind") in ("Pod", ""):
-        pod_name = _str(target.get("name"), f"{path}.targetRef.name").lower()
+        pod_name = sys.intern(_str(target.get("name"), f"{path}.targetRef.name").lower())
         if len(pod_name) > 63:  # not a usable DNS label (CoreDNS object/endpoint.go)
             pod_name = ""
     return Endpoint(
         tuple(addresses),
         ready is not False,
-        _str(ep.get("hostname"), f"{path}.hostname").lower(),
+        sys.intern(_str(ep.get("hostname"), f"{path}.hostname").lower()),
         pod_name,
     )
 
@@ -221,7 +222,7 @@ def to_pod(obj: Obj) -> Pod:
     # Shared strings are interned: 100,000 pods name a handful of namespaces and phases.
     return Pod(
         sys.intern(namespace),
-        name,
+        sys.intern(name),
         tuple(ips),
         sys.intern(_str(spec.get("hostname"), "spec.hostname").lower()),
         sys.intern(_str(spec.get("subdomain"), "spec.subdomain").lower()),

@@ -12,7 +12,7 @@ own objects; where two sources hold the same object, the one registered last win
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Generic, TypeVar, Union
 
 from .records import (
     EndpointSlice,
@@ -27,6 +27,21 @@ Key = Any  # str for Namespaces, (namespace, name) otherwise
 SvcKey = tuple[str, str]
 
 KINDS = ("Namespace", "Service", "EndpointSlice", "Pod")
+
+T = TypeVar("T")
+
+
+class _Many(Generic[T]):
+    """Several values under one index key (rare: most IPs belong to one object)."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[T]) -> None:
+        self.items = items
+
+
+Multi = Union[T, _Many[T]]  # noqa: UP007 - a generic alias over a TypeVar
+"""An index value: the value itself (the common case, no container), or several."""
 
 
 def record_key(record: Record) -> Key:
@@ -54,19 +69,29 @@ class Store:
         self.namespaces: set[str] = set()
         self.services: dict[SvcKey, Service] = {}
         self._slices_by_service: dict[SvcKey, set[Key]] = {}
-        self._ready: dict[SvcKey, tuple[ReadyEndpoint, ...]] = {}
-        self._cluster_ips: dict[str, set[SvcKey]] = {}
-        self._endpoint_ips: dict[str, set[SvcKey]] = {}
-        # (pod IP, namespace) -> how many live pods have it: all that verified pod records
-        # need (SPEC.md 5), in one flat dict (no per-IP set: 100,000 pods, SPEC issue 6).
-        self._pod_ips: dict[tuple[str, str], int] = {}
+        # Ready addresses per service (to unindex them), and the IP indexes. Values are
+        # small tuples, not sets: 100,000 endpoint IPs with a set each cost ~20 MB.
+        self._ready_ips: dict[SvcKey, tuple[str, ...]] = {}
+        self._cluster_ips: dict[str, Multi[SvcKey]] = {}
+        self._endpoint_ips: dict[str, Multi[SvcKey]] = {}
+        # pod IP -> the namespace of each live pod that has it: all that verified pod
+        # records need (SPEC.md 5). Usually one namespace, kept as the bare string.
+        self._pod_ips: dict[str, Multi[str]] = {}
 
     # ---- sources and sync -------------------------------------------------------------
 
     def add_source(self, source: str, *, synced: bool = False) -> None:
         """Register a source by name. Until :meth:`mark_synced` is called for every
         registered source, :attr:`synced` is False (SPEC.md 13: SERVFAIL, not NXDOMAIN)."""
-        self._sources.setdefault(source, {kind: {} for kind in KINDS})
+        if source not in self._sources:
+            if not self._sources:
+                # One source: its dicts are the merged state (no second copy of the index).
+                self._sources[source] = self._merged
+            else:
+                if len(self._sources) == 1:
+                    (first,) = self._sources
+                    self._sources[first] = {k: dict(v) for k, v in self._merged.items()}
+                self._sources[source] = {kind: {} for kind in KINDS}
         if not synced:
             self._unsynced.add(source)
 
@@ -95,30 +120,18 @@ class Store:
         new = {record_key(r): r for r in records}
         changed = False
         for key in [k for k in objects if k not in new]:
-            del objects[key]
-            changed |= self._remerge(kind, key)
+            changed |= self._set(source, kind, key, None)
         for key, record in new.items():
-            if objects.get(key) != record:
-                objects[key] = record
-                changed |= self._remerge(kind, key)
+            changed |= self._set(source, kind, key, record)
         return self._bump(changed, now)
 
     def upsert(self, source: str, record: Record, now: float) -> bool:
         """Add or update one record of ``source``; True when the effective state changed."""
-        kind = type(record).__name__
-        key = record_key(record)
-        objects = self._sources[source][kind]
-        if objects.get(key) == record:
-            return False
-        objects[key] = record
-        return self._bump(self._remerge(kind, key), now)
+        return self._bump(self._set(source, type(record).__name__, record_key(record), record), now)
 
     def delete(self, source: str, kind: str, key: Key, now: float) -> bool:
         """Delete one object of ``source`` by kind and key; True when the state changed."""
-        objects = self._sources[source][kind]
-        if objects.pop(key, None) is None:
-            return False
-        return self._bump(self._remerge(kind, key), now)
+        return self._bump(self._set(source, kind, key, None), now)
 
     def count(self, kind: str) -> int:
         """How many objects of ``kind`` the merged state holds."""
@@ -130,18 +143,29 @@ class Store:
             self.serial = int(now)
         return changed
 
-    def _remerge(self, kind: str, key: Key) -> bool:
-        new: Record | None = None
-        for objects in self._sources.values():  # registration order: the last one wins
-            new = objects[kind].get(key, new)
+    def _set(self, source: str, kind: str, key: Key, record: Record | None) -> bool:
+        """Set (None: remove) one object of one source; True if the merged state changed."""
+        objects = self._sources[source][kind]
+        if objects.get(key) == record:
+            return False
         merged = self._merged[kind]
         old = merged.get(key)
-        if old == new:
-            return False
-        if new is None:
-            del merged[key]
+        if record is None:
+            del objects[key]
         else:
-            merged[key] = new
+            objects[key] = record
+        if objects is merged:
+            new = record
+        else:
+            new = None
+            for each in self._sources.values():  # registration order: the last one wins
+                new = each[kind].get(key, new)
+            if old == new:
+                return False
+            if new is None:
+                del merged[key]
+            else:
+                merged[key] = new
         if kind == "Namespace":
             self._on_namespace(key, new)
         elif kind == "Service":
@@ -182,71 +206,90 @@ class Store:
             self._rebuild_ready(svc)
 
     def _rebuild_ready(self, svc: SvcKey) -> None:
-        before = self._ready.pop(svc, ())
-        _unindex(self._endpoint_ips, (ep.address for ep in before), svc)
-        members = self._slices_by_service.get(svc)
-        if not members:
+        _unindex(self._endpoint_ips, self._ready_ips.pop(svc, ()), svc)
+        if not self._slices_by_service.get(svc):
             self._slices_by_service.pop(svc, None)
             return
+        ips = tuple(ep.address for ep in self.ready_endpoints(*svc))
+        if ips:
+            self._ready_ips[svc] = ips
+            _index(self._endpoint_ips, ips, svc)
+
+    def _on_pod(self, key: SvcKey, old: Pod | None, new: Pod | None) -> None:
+        if old is not None and not old.deleting:
+            _unindex(self._pod_ips, old.ips, old.namespace)
+        if new is not None and not new.deleting:
+            _index(self._pod_ips, new.ips, new.namespace, unique=False)
+
+    # ---- queries (the resolver's view) ------------------------------------------------
+
+    def ready_endpoints(self, namespace: str, service: str) -> list[ReadyEndpoint]:
+        """Ready addresses of a service over all its EndpointSlices (by slice name), one per
+        address: an address in two slices (controller skew) counts once (SPEC.md 3.1).
+
+        Built on demand, not stored: answers are cached, and 100,000 endpoints would
+        otherwise be held twice.
+        """
+        members = self._slices_by_service.get((namespace, service))
+        if not members:
+            return []
         seen: set[str] = set()
         ready: list[ReadyEndpoint] = []
         slices = self._merged["EndpointSlice"]
         for slice_key in sorted(members):
             slice_: EndpointSlice = slices[slice_key]  # type: ignore[assignment]
             for ep in slice_.endpoints:
-                if not ep.ready:
-                    continue
-                for address in ep.addresses:
-                    if address not in seen:  # the same address in two slices: controller skew
-                        seen.add(address)
-                        ready.append(
-                            ReadyEndpoint(
-                                address, slice_.family, ep.hostname, ep.pod_name, slice_.ports
+                if ep.ready:
+                    for address in ep.addresses:
+                        if address not in seen:
+                            seen.add(address)
+                            ready.append(
+                                ReadyEndpoint(
+                                    address, slice_.family, ep.hostname, ep.pod_name, slice_.ports
+                                )
                             )
-                        )
-        if ready:
-            self._ready[svc] = tuple(ready)
-            _index(self._endpoint_ips, seen, svc)
-
-    def _on_pod(self, key: SvcKey, old: Pod | None, new: Pod | None) -> None:
-        index = self._pod_ips
-        if old is not None and not old.deleting:
-            for ip in old.ips:
-                n = index.pop((ip, old.namespace), 1) - 1
-                if n:
-                    index[(ip, old.namespace)] = n
-        if new is not None and not new.deleting:
-            for ip in new.ips:
-                index[(ip, new.namespace)] = index.get((ip, new.namespace), 0) + 1
-
-    # ---- queries (the resolver's view) ------------------------------------------------
-
-    def ready_endpoints(self, namespace: str, service: str) -> tuple[ReadyEndpoint, ...]:
-        """Ready addresses of a service over all its EndpointSlices, de-duplicated."""
-        return self._ready.get((namespace, service), ())
+        return ready
 
     def services_with_cluster_ip(self, ip: str) -> list[SvcKey]:
         """Services that have ``ip`` (canonical text) as a ClusterIP, sorted."""
-        return sorted(self._cluster_ips.get(ip, ()))
+        return sorted(_values(self._cluster_ips.get(ip)))
 
     def services_with_endpoint(self, ip: str) -> list[SvcKey]:
         """Services that have ``ip`` as a ready endpoint address, sorted."""
-        return sorted(self._endpoint_ips.get(ip, ()))
+        return sorted(_values(self._endpoint_ips.get(ip)))
 
     def has_pod_ip(self, namespace: str, ip: str) -> bool:
         """Whether a pod in ``namespace``, not being deleted, has ``ip`` among its IPs."""
-        return (ip, namespace) in self._pod_ips
+        return namespace in _values(self._pod_ips.get(ip))
 
 
-def _index(index: dict[str, set[SvcKey]], ips: Iterable[str], key: SvcKey) -> None:
+def _values(entry: Multi[T] | None) -> list[T]:
+    if entry is None:
+        return []
+    return entry.items if isinstance(entry, _Many) else [entry]
+
+
+def _index(index: dict[str, Multi[T]], ips: Iterable[str], value: T, unique: bool = True) -> None:
+    """Add ``value`` under each IP; with ``unique``, at most once per IP."""
     for ip in ips:
-        index.setdefault(ip, set()).add(key)
+        entry = index.get(ip)
+        if entry is None:
+            index[ip] = value
+        elif isinstance(entry, _Many):
+            if not unique or value not in entry.items:
+                entry.items.append(value)
+        elif not unique or entry != value:
+            index[ip] = _Many([entry, value])
 
 
-def _unindex(index: dict[str, set[SvcKey]], ips: Iterable[str], key: SvcKey) -> None:
+def _unindex(index: dict[str, Multi[T]], ips: Iterable[str], value: T) -> None:
+    """Remove one occurrence of ``value`` under each IP."""
     for ip in ips:
-        keys = index.get(ip)
-        if keys is not None:
-            keys.discard(key)
-            if not keys:
-                del index[ip]
+        entry = index.get(ip)
+        if isinstance(entry, _Many):
+            if value in entry.items:
+                entry.items.remove(value)
+            if len(entry.items) == 1:
+                index[ip] = entry.items[0]
+        elif entry == value:
+            del index[ip]

@@ -15,6 +15,8 @@ the event loop (the only thread that mutates the store).
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 import json
 import logging
 import random
@@ -354,6 +356,18 @@ def _lines(response: Any) -> Iterator[bytes]:
     # resourceVersion it applied, which that line did not move.
 
 
+def release_memory() -> None:
+    """Give the heap freed by a LIST (its JSON pages, the replaced records) back to the OS.
+
+    CPython keeps freed blocks in its arenas and glibc keeps freed pages in its heap, so
+    after a 100,000-object relist the RSS would stay at its peak; ``malloc_trim`` returns
+    what is free. A no-op where glibc is not the allocator.
+    """
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def api_client(kubeconfig: str | None = None, server: str | None = None) -> Any:
     """A ``kubernetes.client.ApiClient`` from ``kubeconfig``, or from the pod's service
     account when ``kubeconfig`` is None (``KUBERNETES_SERVICE_HOST`` must be set then).
@@ -448,6 +462,8 @@ class KubeSource:
 
     def _apply_replace(self, kind: str, records: list[Record]) -> None:
         self.store.replace(SOURCE, kind, records, self.clock())
+        del records
+        release_memory()
 
     def _listed(self, kind: str) -> None:
         self.loop.call_soon_threadsafe(self._apply_listed, kind)
