@@ -21,6 +21,7 @@ import json
 import logging
 import random
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -37,6 +38,7 @@ CONNECT_TIMEOUT = 10.0  # seconds
 READ_GRACE = 30.0  # seconds past timeoutSeconds before a silent stream counts as hung
 BACKOFF_BASE = 0.5  # seconds
 BACKOFF_CAP = 30.0  # seconds
+MIN_QUIET_WATCH = 1.0  # seconds: an empty watch shorter than this counts as a failure
 
 
 @dataclass(frozen=True)
@@ -177,10 +179,14 @@ class Reflector:
                     if self.on_listed is not None:
                         self.on_listed(kind)
                     verb = "watch"
-                self._watch()
-                self.backoff.reset()
+                began = time.monotonic()
+                events = self._watch()
                 self._denied = ""
-                continue
+                if events or time.monotonic() - began >= MIN_QUIET_WATCH:
+                    self.backoff.reset()
+                    continue
+                # A watch that ends at once with nothing in it (a proxy closing streams)
+                # must not become a busy loop of requests.
             except Expired as exc:
                 log.info("%s: %s; relisting", kind, exc)
                 self.resource_version = ""
@@ -286,8 +292,9 @@ class Reflector:
             log.error("%s %s: %s (skipped)", kind, ident, exc)
             return None
 
-    def _watch(self) -> None:
-        """One WATCH from :attr:`resource_version` until the server ends it."""
+    def _watch(self) -> int:
+        """One WATCH from :attr:`resource_version` until the server ends it; returns how
+        many events (bookmarks included) it carried."""
         timeout = random.uniform(*self.watch_timeout)
         params = [
             ("watch", "1"),
@@ -300,16 +307,18 @@ class Reflector:
         response = self._get(params, timeout + READ_GRACE)
         with self._lock:
             self._response = response
+        events = 0
         try:
             if self.stopped.is_set():
-                return
+                return events
             for line in _lines(response):
                 self._event(line)
-                self.backoff.reset()
+                events += 1
         finally:
             with self._lock:
                 self._response = None
             response.release_conn()
+        return events
 
     def _event(self, line: bytes) -> None:
         try:
@@ -412,8 +421,6 @@ class KubeSource:
         watch_timeout: tuple[float, float] = WATCH_TIMEOUT,
         backoff_base: float = BACKOFF_BASE,
     ) -> None:
-        import time
-
         self.store = store
         self.loop = loop
         self.clock = clock or time.time
