@@ -271,3 +271,13 @@ def test_zones_and_api_together(api: KubeAPIServer, serve: Callable[..., Running
     server.wait_for_log("synced with the API:")
     assert ask(server, WEB) == ("NOERROR", ["10.96.0.20"])
     assert ask(server, "db.local.svc.cluster.local.") == ("NOERROR", ["10.96.9.9"])
+
+
+def test_server_errors_back_off_and_recover(api: KubeAPIServer, serve: Callable[..., RunningServer]) -> None:
+    api.fail_next(500, count=3, path_contains="/api/v1/services")
+    server = serve("--startup-timeout", "0.2")
+    assert "500" in server.wait_for_log("Service: list failed")
+    server.wait_for_log("synced with the API:", deadline=30)
+    assert ask(server, WEB) == ("NOERROR", ["10.96.0.20"])
+    attempts = [q for _, p, q in list(api.requests) if p == "/api/v1/services" and "watch" not in q]
+    assert len(attempts) >= 4  # three refused LISTs, then the one that worked
