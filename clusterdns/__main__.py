@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import ipaddress
 import logging
-import os
-import signal
-import socket
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .handler import Handler
+from .app import Options, load_conf, run
+from .config import KubernetesConfig, ServerConfig
+from .errors import ConfigError
 from .names import absolute
-from .resolver import PodMode, ZoneConfig
-from .server import DNSServer
-from .sources.kube import KubeSource, api_client
-from .sources.manifests import LoadResult, ManifestSource, load
-from .store import KINDS, Store
+from .resolver import PodMode
+from .sources.manifests import load, summary
 
 log = logging.getLogger("clusterdns")
 
@@ -50,36 +43,6 @@ def parse_ttl(text: str) -> int:
     if not 0 <= value <= 3600:
         raise argparse.ArgumentTypeError(f"want seconds from 0 to 3600, got {text!r}")
     return value
-
-
-def own_addresses(host: str) -> tuple[str, ...]:
-    """The addresses this server answers on, for NS glue (SPEC.md 8).
-
-    A specific listen address is itself; a wildcard one is the host's own addresses
-    as its name resolves (best effort: empty if it does not).
-    """
-    if not ipaddress.ip_address(host).is_unspecified:
-        return (str(ipaddress.ip_address(host)),)
-    with contextlib.suppress(OSError):
-        infos = socket.getaddrinfo(socket.gethostname(), None, type=socket.SOCK_DGRAM)
-        return tuple(dict.fromkeys(str(info[4][0]) for info in infos))
-    return ()
-
-
-def summary(result: LoadResult, store: Store | None = None) -> str:
-    """``Namespace 6, Service 8, ... from 2 files`` (+ skipped kinds, + error count)."""
-    if store is not None:
-        counts = {kind: store.count(kind) for kind in KINDS}
-    else:
-        by_kind = result.by_kind()
-        counts = {kind: len(by_kind[kind]) for kind in KINDS}
-    text = ", ".join(f"{kind} {n}" for kind, n in counts.items())
-    text += f" from {len(result.files)} file{'s' if len(result.files) != 1 else ''}"
-    if result.skipped:
-        text += "; skipped " + ", ".join(f"{k} {n}" for k, n in sorted(result.skipped.items()))
-    if result.errors:
-        text += f"; {len(result.errors)} error{'s' if len(result.errors) != 1 else ''}"
-    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,104 +107,63 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how often to look for changed manifest files; 0 never (2)",
     )
+    serve.add_argument(
+        "--conf",
+        type=Path,
+        metavar="COREFILE",
+        help="run as a Corefile says (CoreDNS's -conf); the flags above then only add "
+        "--zones, --kubeconfig, --kube-api and --cache-size",
+    )
+    serve.add_argument("--health", metavar="HOST:PORT", help="serve /health here (off)")
+    serve.add_argument("--ready", metavar="HOST:PORT", help="serve /ready here (off)")
+    serve.add_argument("--metrics", metavar="HOST:PORT", help="serve /metrics here (off)")
 
     check = commands.add_parser("check", help="validate manifests and count what they hold")
     check.add_argument("paths", nargs="*", type=Path, default=[Path("zones")], metavar="DIR")
     return parser
 
 
-def use_api(args: argparse.Namespace) -> bool:
-    """Whether to follow a live cluster: ``--kubeconfig``/``--kube-api``, or in a pod."""
-    return bool(args.kubeconfig or args.kube_api or os.environ.get("KUBERNETES_SERVICE_HOST"))
-
-
-async def follow_zones(source: ManifestSource, interval: float) -> None:
-    """Poll the manifest files every ``interval`` seconds and apply what changed."""
-    loop = asyncio.get_running_loop()
-    while True:
-        await asyncio.sleep(interval)
-        result = await loop.run_in_executor(None, source.scan)
-        if result is not None:
-            source.apply(result, time.time())
-            log.info("zones reloaded: %s", summary(result))
-
-
-async def serve(args: argparse.Namespace) -> int:
-    """Run the server until SIGINT or SIGTERM; return the exit status.
-
-    Sources: the ``--zones`` manifests (``./zones`` by default, unless a live cluster is
-    followed) and the Kubernetes API. Ports open once the API has synced or after
-    ``--startup-timeout`` seconds, whichever comes first (SPEC.md 13).
-    """
-    loop = asyncio.get_running_loop()
-    store = Store()
-    tasks: list[asyncio.Task[None]] = []
-    manifests: ManifestSource | None = None
-    paths = args.zones or ([] if use_api(args) else [Path("zones")])
-    if paths:
-        manifests = ManifestSource(store, paths)
-        try:
-            manifests.load(time.time())
-        except FileNotFoundError as exc:
-            log.error("%s (pass --zones DIR)", exc)
-            return 1
-        if args.zones_interval > 0:
-            tasks.append(asyncio.create_task(follow_zones(manifests, args.zones_interval)))
-    kube: KubeSource | None = None
-    if use_api(args):
-        try:
-            api = api_client(args.kubeconfig, args.kube_api)
-        except Exception as exc:  # the client raises several kinds for a bad config
-            log.error("cannot load the Kubernetes configuration: %s", exc)
-            return 1
-        kube = KubeSource(store, api, loop, pods=PodMode(args.pods) is PodMode.VERIFIED)
-        kube.start()
-        synced = await loop.run_in_executor(None, kube.synced.wait, args.startup_timeout)
-        if not synced:
-            log.warning(
-                "not synced with the API after %.1f s: opening the ports anyway; names not "
-                "found answer SERVFAIL until the first sync",
-                args.startup_timeout,
-            )
+def flags_config(args: argparse.Namespace) -> ServerConfig:
+    """The server block the ``serve`` flags stand for: the kubernetes zone on
+    ``--listen``, nothing forwarded (names outside the zones are REFUSED)."""
     host, port = args.listen
-    config = ZoneConfig(
-        zones=(absolute(args.zone), "in-addr.arpa.", "ip6.arpa."),
-        ttl=args.ttl,
-        pods=PodMode(args.pods),
-        endpoint_pod_names=args.endpoint_pod_names,
-        ns_addresses=own_addresses(host),
+    zones = (absolute(args.zone), "in-addr.arpa.", "ip6.arpa.")
+    return ServerConfig(
+        zones=zones,
+        port=port,
+        bind=(host,),
+        health=args.health or "",
+        ready=args.ready or "",
+        prometheus=args.metrics or "",
+        kubernetes=KubernetesConfig(
+            zones=zones,
+            pods=args.pods,
+            ttl=args.ttl,
+            endpoint_pod_names=args.endpoint_pod_names,
+            startup_timeout=args.startup_timeout,
+        ),
     )
-    server = DNSServer(Handler(store, config, args.cache_size), host, port)
-    try:
-        await server.start()
-    except OSError as exc:
-        log.error("cannot listen on %s:%d: %s", host, port, exc)
-        return 1
-    shown = f"[{host}]" if ":" in host else host
-    loaded = ", ".join(f"{kind} {store.count(kind)}" for kind in KINDS)
-    sources = (["zones " + ", ".join(map(str, paths))] if manifests else []) + (
-        ["the Kubernetes API"] if kube else []
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the server from a Corefile (``--conf``) or from the flags; the exit status."""
+    options = Options(
+        zones=args.zones,
+        zones_interval=args.zones_interval,
+        kubeconfig=args.kubeconfig or "",
+        kube_api=args.kube_api or "",
+        corefile=args.conf,
+        cache_size=args.cache_size,
     )
-    log.info(
-        "clusterdns %s listening on %s:%d (UDP, TCP) for %s; %s from %s",
-        __version__,
-        shown,
-        server.port,
-        ", ".join(config.zones),
-        loaded,
-        " and ".join(sources),
-    )
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("stopping")
-    for task in tasks:
-        task.cancel()
-    await server.stop()
-    if kube is not None:
-        await loop.run_in_executor(None, kube.stop)
-    return 0
+    if args.conf is not None:
+        try:
+            servers = load_conf(args.conf)
+        except ConfigError as exc:
+            log.error("%s", exc)
+            return 1
+    else:
+        servers = [flags_config(args)]
+    return run(servers, options)
 
 
 def check(args: argparse.Namespace) -> int:
@@ -257,15 +179,23 @@ def check(args: argparse.Namespace) -> int:
     return 1 if result.errors else 0
 
 
+def coredns_argv(argv: list[str]) -> list[str]:
+    """CoreDNS's own command line (``-conf PATH``, as the kube-system Deployment passes
+    it) becomes ``serve --conf PATH``; anything else is left alone."""
+    if argv[:1] in (["-conf"], ["--conf"]) and len(argv) >= 2:
+        return ["serve", "--conf", argv[1], *argv[2:]]
+    return argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``clusterdns`` console script."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(coredns_argv(list(sys.argv[1:] if argv is None else argv)))
     logging.basicConfig(
         level=args.log_level.upper(), format="[%(levelname)s] %(message)s", stream=sys.stderr
     )
     if args.command == "check":
         return check(args)
-    return asyncio.run(serve(args))
+    return serve(args)
 
 
 if __name__ == "__main__":

@@ -68,15 +68,15 @@ def tokenize(text: str, filename: str = "Corefile") -> list[Token]:
             elif ch == "#":
                 break
             elif ch == '"':
-                j, word = i + 1, []
+                j, chars = i + 1, []
                 while j < len(line) and line[j] != '"':
                     if line[j] == "\\" and j + 1 < len(line):
                         j += 1
-                    word.append(line[j])
+                    chars.append(line[j])
                     j += 1
                 if j >= len(line):
                     raise ConfigError(f"{filename}:{number}: unclosed quote")
-                tokens.append(Token("".join(word), number))
+                tokens.append(Token("".join(chars), number))
                 i = j + 1
             else:
                 j = i

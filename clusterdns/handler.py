@@ -1,17 +1,27 @@
 """The query handler: the fixed chain a Corefile switches on (DESIGN.md 1).
 
-bytes in, bytes out: parse -> answer cache -> kubernetes zone (pure resolver) -> encode.
-Names outside the zones are REFUSED until a forwarder is configured. Nothing a client
-sends escapes as an exception: a bad packet gets FORMERR/NOTIMP or no reply, and an
-internal fault gets SERVFAIL.
+bytes in, bytes out: parse -> answer cache -> kubernetes zone (pure resolver) -> encode;
+names the zone does not answer (outside it, or NXDOMAIN under ``fallthrough``) go to
+``forward``. Order lives here, as CoreDNS keeps it in plugin.cfg. Nothing a client sends
+escapes as an exception: a bad packet gets FORMERR/NOTIMP or no reply, and an internal
+fault gets SERVFAIL.
+
+:meth:`Handler.handle` returns the reply bytes at once for everything answered from
+memory; only a forwarded query returns an awaitable, which the transport awaits.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Union
 
 from .errors import ClusterDNSError
-from .resolver import ZoneConfig, resolve
+from .forward import Forwarder
+from .metrics import Metrics
+from .names import find_zone
+from .resolver import Answer, ZoneConfig, resolve
 from .rr import QClass, QType, Rcode
 from .store import Store
 from .wire import (
@@ -27,23 +37,47 @@ from .wire import (
 
 log = logging.getLogger("clusterdns.handler")
 
+Reply = Union[bytes, None, Awaitable[Union[bytes, None]]]  # noqa: UP007 - a runtime alias
+LOADBALANCE_VARIANTS = 4  # rotations of an A/AAAA answer kept in the answer cache
+
 
 class Handler:
-    """Answers DNS messages for one zone configuration from one store.
+    """Answers queries for one server block.
 
-    ``cache_size``: answer cache bound in entries. Call :meth:`handle` from the thread that
-    mutates ``store`` (the event loop's).
+    ``zones``: the server block's zones (a name under none of them is REFUSED);
+    ``config``: the kubernetes zone configuration, or None without a kubernetes plugin;
+    ``forwarders``: tried in order for names the zone does not answer;
+    ``loadbalance``: rotate A/AAAA answers (CoreDNS loadbalance, CNAMEs stay first);
+    ``metrics``: counted per query. Call from the thread that mutates ``store``.
     """
 
-    def __init__(self, store: Store, config: ZoneConfig, cache_size: int = 10000) -> None:
+    def __init__(
+        self,
+        store: Store,
+        config: ZoneConfig | None,
+        *,
+        zones: tuple[str, ...] | None = None,
+        forwarders: Sequence[Forwarder] = (),
+        metrics: Metrics | None = None,
+        loadbalance: bool = False,
+        cache_size: int = 10000,
+    ) -> None:
         self.store = store
         self.config = config
+        self.zones = zones if zones is not None else (config.zones if config else (".",))
+        self.forwarders = list(forwarders)
+        self.metrics = metrics
+        self.loadbalance = loadbalance
         self.cache = AnswerCache(cache_size)
+        self.loop_probe = ""  # a qname the loop detector sent; seen again = a loop
+        self.loop_seen = 0
+        self.on_loop: Callable[[str], None] | None = None
 
-    def handle(self, data: bytes, tcp: bool) -> bytes | None:
+    def handle(self, data: bytes, tcp: bool, family: str = "1") -> Reply:
         """Answer one DNS message; None means send nothing (RFC 1035 4.1.1, SPEC.md 13).
 
-        ``tcp``: whether the reply may use the 65535-byte TCP limit instead of the UDP one.
+        ``tcp``: the reply may use the 65535-byte TCP limit; ``family``: "1" IPv4 or
+        "2" IPv6 client (metrics).
         """
         try:
             query = parse_query(data)
@@ -52,27 +86,168 @@ class Handler:
         except ClusterDNSError as exc:
             ident, flags = parse_header(data)
             return header_only_response(ident, flags, exc.rcode)
-        if query.edns is not None and query.edns[1] > 0:
-            return error_response(query, Rcode.BADVERS)  # RFC 6891 6.1.3; not a cache key
-        limit = query.limit(tcp)
-        cached = self.cache.get(query, limit, self.store.generation)
-        if cached is not None:
-            return cached
-        try:
-            return self._miss(query, limit)
-        except Exception:  # a bug must cost one query, not the server
-            log.exception("internal error answering %s type %d", query.qname, query.qtype)
-            return error_response(query, Rcode.SERVFAIL)
+        return self.handle_query(query, data, tcp, family)
 
-    def _miss(self, query: Query, limit: int) -> bytes:
+    def handle_query(self, query: Query, data: bytes, tcp: bool, family: str = "1") -> Reply:
+        """Answer a parsed query (``data``: the packet as received)."""
+        began = time.perf_counter()
+        if query.edns is not None and query.edns[1] > 0:
+            reply: Reply = error_response(query, Rcode.BADVERS)  # RFC 6891 6.1.3
+            plugin = ""
+        else:
+            limit = query.limit(tcp)
+            reply = self.cache.get(query, limit, self.store.generation)
+            plugin = "kubernetes"
+            if reply is None:
+                try:
+                    reply, plugin = self._miss(query, data, limit)
+                except Exception:  # a bug must cost one query, not the server
+                    log.exception("internal error answering %s type %d", query.qname, query.qtype)
+                    reply, plugin = error_response(query, Rcode.SERVFAIL), ""
+        if self.metrics is None:
+            return reply
+        if isinstance(reply, bytes) or reply is None:
+            self._count(query, data, tcp, family, reply, plugin, began)
+            return reply
+        return self._counted(reply, query, data, tcp, family, plugin, began)
+
+    async def _counted(
+        self,
+        pending: Awaitable[bytes | None],
+        query: Query,
+        data: bytes,
+        tcp: bool,
+        family: str,
+        plugin: str,
+        began: float,
+    ) -> bytes | None:
+        reply = await pending
+        self._count(query, data, tcp, family, reply, plugin, began)
+        return reply
+
+    def _count(
+        self,
+        query: Query,
+        data: bytes,
+        tcp: bool,
+        family: str,
+        reply: bytes | None,
+        plugin: str,
+        began: float,
+    ) -> None:
+        assert self.metrics is not None
+        size = 65535 if tcp else (query.edns[0] if query.edns else 512)
+        do = bool(query.edns and query.edns[2])
+        self.metrics.observe(
+            "tcp" if tcp else "udp",
+            family,
+            query.qtype,
+            size,
+            reply,
+            plugin,
+            time.perf_counter() - began,
+            do,
+        )
+
+    def _miss(self, query: Query, data: bytes, limit: int) -> tuple[Reply, str]:
+        if query.qtype == QType.HINFO and query.qname == self.loop_probe:
+            self._loop_seen(query.qname)
         if query.qclass != QClass.IN:
-            return error_response(query, Rcode.REFUSED)  # no chaos plugin (SPEC.md 13)
+            return error_response(query, Rcode.REFUSED), ""  # no chaos plugin (SPEC.md 13)
         if query.qtype in (QType.AXFR, QType.IXFR):
-            return error_response(query, Rcode.REFUSED)  # no transfer plugin (SPEC.md 13)
-        answer = resolve(self.store, query.qname, query.qtype, self.config)
-        if answer is None:
-            return error_response(query, Rcode.REFUSED)  # not our zone; no forwarder yet
+            return error_response(query, Rcode.REFUSED), ""  # no transfer plugin
+        if not find_zone(query.qname, self.zones):
+            return error_response(query, Rcode.REFUSED), ""  # not this server's zones
+        answer = None
+        if self.config is not None:
+            answer = resolve(self.store, query.qname, query.qtype, self.config)
+        if answer is not None and not answer.fallthrough:
+            if answer.chase:
+                forwarder = self._forwarder(answer.chase)
+                if forwarder is not None:
+                    return self._chase(forwarder, query, answer, limit), "kubernetes"
+            return self._encode(query, answer, limit, cache=not answer.chase), "kubernetes"
+        forwarder = self._forwarder(query.qname)
+        if forwarder is not None:
+            return forwarder.forward(query, data, limit), "forward"
+        if answer is not None:  # fallthrough with nothing after it
+            return self._encode(query, answer, limit, cache=True), "kubernetes"
+        return error_response(query, Rcode.SERVFAIL), ""  # no plugin handled it (SPEC.md 14)
+
+    def _forwarder(self, qname: str) -> Forwarder | None:
+        for forwarder in self.forwarders:
+            if forwarder.handles(qname):
+                return forwarder
+        return None
+
+    def _encode(self, query: Query, answer: Answer, limit: int, cache: bool) -> bytes:
         header, _, tail = encode_answer(query, answer, limit)
-        if not answer.chase and not answer.fallthrough:
-            self.cache.put(query, limit, header, tail)
+        variants = [tail]
+        if self.loadbalance:
+            variants.extend(_rotations(query, answer, limit))
+        if cache:
+            self.cache.put(query, limit, header, tail, variants[1:])
         return header + query.question + tail
+
+    async def _chase(
+        self, forwarder: Forwarder, query: Query, answer: Answer, limit: int
+    ) -> bytes | None:
+        """An ExternalName CNAME to an outside name: the target's records follow it
+        (SPEC.md 4); the CNAME alone when the upstream has nothing."""
+        found = await forwarder.lookup(answer.chase, query.qtype)
+        extra = [] if found is None else list(found.rr)
+        header, _, tail = encode_answer(query, answer, limit, upstream=extra)
+        return header + query.question + tail
+
+    def _loop_seen(self, qname: str) -> None:
+        self.loop_seen += 1
+        if self.loop_seen > 2 and self.on_loop is not None:
+            self.on_loop(qname)
+
+
+def _rotations(query: Query, answer: Answer, limit: int) -> list[bytes]:
+    """Up to :data:`LOADBALANCE_VARIANTS` - 1 further encodings of ``answer`` with its
+    A/AAAA records rotated (CNAMEs first, the rest in place: CoreDNS loadbalance)."""
+    records = answer.answer
+    first = next((i for i, rr in enumerate(records) if rr.rtype in (QType.A, QType.AAAA)), None)
+    if first is None or len(records) - first < 2:
+        return []
+    head, addresses = records[:first], records[first:]
+    out = []
+    step = max(1, len(addresses) // LOADBALANCE_VARIANTS)
+    for shift in range(step, len(addresses), step)[: LOADBALANCE_VARIANTS - 1]:
+        rotated = Answer(
+            answer.rcode,
+            answer.zone,
+            head + addresses[shift:] + addresses[:shift],
+            answer.authority,
+            answer.additional,
+        )
+        out.append(encode_answer(query, rotated, limit)[2])
+    return out
+
+
+class Mux:
+    """Several server blocks on one port: each query goes to the block with the longest
+    matching zone (CoreDNS core/dnsserver); a name no block serves is REFUSED."""
+
+    def __init__(self, handlers: Sequence[Handler]) -> None:
+        self.handlers = list(handlers)
+        self._zones = tuple(z for h in self.handlers for z in h.zones)
+
+    def handle(self, data: bytes, tcp: bool, family: str = "1") -> Reply:
+        """As :meth:`Handler.handle`."""
+        if len(self.handlers) == 1:
+            return self.handlers[0].handle(data, tcp, family)
+        try:
+            query = parse_query(data)
+        except Drop:
+            return None
+        except ClusterDNSError as exc:
+            ident, flags = parse_header(data)
+            return header_only_response(ident, flags, exc.rcode)
+        zone = find_zone(query.qname, self._zones)
+        for handler in self.handlers:
+            if zone in handler.zones:
+                return handler.handle_query(query, data, tcp, family)
+        return error_response(query, Rcode.REFUSED)

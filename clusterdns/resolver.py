@@ -44,6 +44,7 @@ class ZoneConfig:
     cluster domain used in PTR targets. ``ttl``: seconds, 0..3600 (SPEC.md 11).
     ``fallthrough``: zones whose NXDOMAIN answers are handed on (``"."`` = every zone).
     ``ns_addresses``: the server's own addresses, for NS glue and ``ns.dns.<zone>``.
+    ``namespaces``: when not empty, only these namespaces exist for DNS.
     """
 
     zones: tuple[str, ...] = ("cluster.local.", "in-addr.arpa.", "ip6.arpa.")
@@ -52,6 +53,11 @@ class ZoneConfig:
     endpoint_pod_names: bool = False
     fallthrough: tuple[str, ...] = ()
     ns_addresses: tuple[str, ...] = ()
+    namespaces: frozenset[str] = frozenset()
+
+    def exposes(self, namespace: str) -> bool:
+        """Whether ``namespace`` is served (CoreDNS ``namespaces``: empty = all)."""
+        return not self.namespaces or namespace in self.namespaces
 
     @property
     def cluster_domain(self) -> str:
@@ -255,7 +261,7 @@ class _Question:
         if not rest:
             return self.nodata()  # svc.<zone>
         namespace = rest[-1]
-        if namespace not in self.store.namespaces:
+        if namespace not in self.store.namespaces or not self.config.exposes(namespace):
             return self.nxdomain()
         if len(rest) == 1:
             return self.nodata()  # <ns>.svc.<zone>, even for an empty namespace
@@ -368,7 +374,11 @@ class _Question:
             return self.nodata()  # pod.<zone>
         mode = self.config.pods
         namespace = rest[-1]
-        if mode is PodMode.DISABLED or namespace not in self.store.namespaces:
+        if (
+            mode is PodMode.DISABLED
+            or namespace not in self.store.namespaces
+            or not self.config.exposes(namespace)
+        ):
             return self.nxdomain()
         if len(rest) == 1:
             return self.nodata()
@@ -390,12 +400,15 @@ class _Question:
             return self.nxdomain()
         domain = self.config.cluster_domain
         targets: list[str] = []
-        owners = self.store.services_with_cluster_ip(ip)
+        exposes = self.config.exposes
+        owners = [o for o in self.store.services_with_cluster_ip(ip) if exposes(o[0])]
         if owners:
             ns, name = owners[0]
             targets.append(f"{name}.{ns}.svc.{domain}")
         else:
             for ns, name in self.store.services_with_endpoint(ip):
+                if not exposes(ns):
+                    continue
                 for ep in self.store.ready_endpoints(ns, name):
                     if ep.address == ip:
                         targets.append(f"{self.endpoint_name(ep)}.{name}.{ns}.svc.{domain}")

@@ -13,7 +13,7 @@ import logging
 import socket
 from typing import cast
 
-from .handler import Handler
+from .handler import Handler, Mux
 
 log = logging.getLogger("clusterdns.server")
 
@@ -22,19 +22,40 @@ MAX_TCP_CONNECTIONS = 1000
 
 
 class UDPProtocol(asyncio.DatagramProtocol):
-    """Answers each datagram in the callback that received it."""
+    """Answers each datagram in the callback that received it; a forwarded query becomes a
+    task that sends its reply when it has one."""
 
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
+    def __init__(self, server: DNSServer, family: str) -> None:
+        self.server = server
+        self.family = family
         self.transport: asyncio.DatagramTransport | None = None
+        self.pending: set[asyncio.Future[bytes | None]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # asyncio's selector transport is not a registered DatagramTransport subclass
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        reply = self.handler.handle(data, False)
-        if reply is not None and self.transport is not None:
+        reply = self.server.handler.handle(data, False, self.family)
+        if reply is None or self.transport is None:
+            return
+        if isinstance(reply, bytes):
+            self.transport.sendto(reply, addr)
+            return
+        future = asyncio.ensure_future(reply)
+        self.pending.add(future)
+        future.add_done_callback(lambda done: self._send_later(done, addr))
+
+    def _send_later(self, done: asyncio.Future[bytes | None], addr: tuple[str | int, ...]) -> None:
+        self.pending.discard(done)
+        if done.cancelled():
+            return
+        exc = done.exception()
+        if exc is not None:
+            log.error("forwarded query failed: %s", exc)
+            return
+        reply = done.result()
+        if reply is not None and self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(reply, addr)
 
     def error_received(self, exc: Exception) -> None:
@@ -50,7 +71,7 @@ class DNSServer:
 
     def __init__(
         self,
-        handler: Handler,
+        handler: Handler | Mux,
         host: str,
         port: int,
         *,
@@ -65,6 +86,7 @@ class DNSServer:
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
+        self.family = "2" if ":" in host else "1"
 
     async def start(self) -> None:
         """Bind UDP, then TCP on the same port (retrying ephemeral ports a few times)."""
@@ -72,7 +94,7 @@ class DNSServer:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         for attempt in range(20):
             udp, _ = await loop.create_datagram_endpoint(
-                lambda: UDPProtocol(self.handler),
+                lambda: UDPProtocol(self, "2" if family == socket.AF_INET6 else "1"),
                 local_addr=(self.host, self.port),
                 family=family,
             )
@@ -110,7 +132,9 @@ class DNSServer:
                 prefix = await asyncio.wait_for(reader.readexactly(2), self.idle_timeout)
                 length = int.from_bytes(prefix, "big")
                 data = await asyncio.wait_for(reader.readexactly(length), self.idle_timeout)
-                reply = self.handler.handle(data, True)
+                reply = self.handler.handle(data, True, self.family)
+                if reply is not None and not isinstance(reply, bytes):
+                    reply = await reply
                 if reply is not None:
                     writer.write(len(reply).to_bytes(2, "big") + reply)
                     await writer.drain()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from dnslib import AAAA, CNAME, NS, PTR, RR, SOA, SRV, TXT, A, DNSBuffer, DNSLabel
 
@@ -242,8 +243,13 @@ def _rdata(rec: Rec, namer: _Namer) -> object:
     return {QType.CNAME: CNAME, QType.PTR: PTR, QType.NS: NS}[rtype](namer(data))
 
 
-def encode_answer(query: Query, answer: Answer, limit: int) -> tuple[bytes, int, bytes]:
+def encode_answer(
+    query: Query, answer: Answer, limit: int, upstream: list[RR] | None = None
+) -> tuple[bytes, int, bytes]:
     """Encode ``answer`` to fit ``limit`` bytes; return ``(header, flags, tail)``.
+
+    ``upstream``: dnslib records from a forwarder, appended to the answer section after
+    ``answer.answer`` (an ExternalName target's records follow its CNAME).
 
     ``tail`` is everything after the question. Records are kept whole, in order: answer,
     authority, additional (RFC 1035 4.2.1). When an answer or authority record does not
@@ -264,10 +270,24 @@ def encode_answer(query: Query, answer: Answer, limit: int) -> tuple[bytes, int,
     authoritative = answer.rcode in (Rcode.NOERROR, Rcode.NXDOMAIN)
     flags = (FLAG_AA if authoritative else 0) | (answer.rcode & 0xF)
     truncated = False
-    for section, records in enumerate((answer.answer, answer.authority, answer.additional)):
+    sections: tuple[list[Any], ...] = (
+        [*answer.answer, *(upstream or ())],
+        answer.authority,
+        answer.additional,
+    )
+    for section, records in enumerate(sections):
         rrset_start: tuple[int, int, tuple[str, int]] | None = None
         for rec in records:
             mark = len(buf.data)
+            if isinstance(rec, RR):
+                rec.pack(buf)
+                counts[section] += int(len(buf.data) <= room)
+                if len(buf.data) <= room:
+                    continue
+                truncated = True
+                del buf.data[mark:]
+                buf.offset = mark
+                break
             if section == 2 and (rrset_start is None or rrset_start[2] != rec[:2]):
                 rrset_start = (mark, counts[2], (rec.name, rec.rtype))
             RR(namer(rec.name), rec.rtype, 1, rec.ttl, _rdata(rec, namer)).pack(buf)
@@ -302,10 +322,13 @@ class AnswerCache:
     served stale.
     """
 
-    __slots__ = ("entries", "max_entries", "generation", "hits", "misses")
+    __slots__ = ("entries", "rotations", "max_entries", "generation", "hits", "misses", "turn")
 
     def __init__(self, max_entries: int = 10000) -> None:
         self.entries: dict[tuple[bytes, bytes, int, bool, bool], tuple[int, bytes, bytes]] = {}
+        # loadbalance: further encodings of an entry with its addresses rotated
+        self.rotations: dict[tuple[bytes, bytes, int, bool, bool], tuple[bytes, ...]] = {}
+        self.turn = 0
         self.max_entries = max_entries
         self.generation = -1
         self.hits = 0
@@ -331,19 +354,42 @@ class AnswerCache:
         """The full response for ``query`` if cached under ``generation``, else None."""
         if generation != self.generation:
             self.entries.clear()
+            self.rotations.clear()
             self.generation = generation
-        hit = self.entries.get(self.key(query, limit))
+        key = self.key(query, limit)
+        hit = self.entries.get(key)
         if hit is None:
             self.misses += 1
             return None
         self.hits += 1
         flags, counts, tail = hit
+        if self.rotations:
+            variants = self.rotations.get(key)
+            if variants:
+                self.turn += 1
+                pick = self.turn % (len(variants) + 1)
+                if pick:
+                    tail = variants[pick - 1]
         flags |= FLAG_QR | (query.flags & (FLAG_RD | FLAG_CD))
         return struct.pack("!HHH", query.id, flags, 1) + counts + query.question + tail
 
-    def put(self, query: Query, limit: int, header: bytes, tail: bytes) -> None:
-        """Store an encoded response (``header`` as made by :func:`encode_answer`)."""
+    def put(
+        self,
+        query: Query,
+        limit: int,
+        header: bytes,
+        tail: bytes,
+        rotations: list[bytes] | None = None,
+    ) -> None:
+        """Store an encoded response (``header`` as made by :func:`encode_answer`), and
+        optionally ``rotations``: the same answer with its addresses in other orders, all
+        with the same header counts, served in turn."""
         if len(self.entries) >= self.max_entries:
-            del self.entries[next(iter(self.entries))]
+            oldest = next(iter(self.entries))
+            del self.entries[oldest]
+            self.rotations.pop(oldest, None)
         flags = struct.unpack_from("!H", header, 2)[0] & ~(FLAG_QR | FLAG_RD | FLAG_CD)
-        self.entries[self.key(query, limit)] = (flags, header[6:12], tail)
+        key = self.key(query, limit)
+        self.entries[key] = (flags, header[6:12], tail)
+        if rotations:
+            self.rotations[key] = tuple(rotations)

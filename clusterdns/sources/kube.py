@@ -377,11 +377,12 @@ def release_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def api_client(kubeconfig: str | None = None, server: str | None = None) -> Any:
+def api_client(kubeconfig: str | None = None, server: str | None = None, context: str = "") -> Any:
     """A ``kubernetes.client.ApiClient`` from ``kubeconfig``, or from the pod's service
     account when ``kubeconfig`` is None (``KUBERNETES_SERVICE_HOST`` must be set then).
 
-    ``server`` overrides the API URL (CoreDNS's ``endpoint``). Raises
+    ``server`` overrides the API URL (CoreDNS's ``endpoint``); ``context`` picks a
+    kubeconfig context (default: the current one). Raises
     ``kubernetes.config.ConfigException`` when no configuration can be loaded.
     """
     from kubernetes import client, config
@@ -389,7 +390,7 @@ def api_client(kubeconfig: str | None = None, server: str | None = None) -> Any:
     configuration = client.Configuration()
     if kubeconfig is not None:
         config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=kubeconfig, client_configuration=configuration
+            config_file=kubeconfig, context=context or None, client_configuration=configuration
         )
     else:
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]

@@ -144,6 +144,19 @@ class LoadResult:
         return kinds
 
 
+def summary(result: LoadResult) -> str:
+    """``Namespace 6, Service 8, EndpointSlice 7, Pod 9 from 2 files`` (+ skipped kinds,
+    + the error count)."""
+    by_kind = result.by_kind()
+    text = ", ".join(f"{kind} {len(by_kind[kind])}" for kind in KINDS)
+    text += f" from {len(result.files)} file{'s' if len(result.files) != 1 else ''}"
+    if result.skipped:
+        text += "; skipped " + ", ".join(f"{k} {n}" for k, n in sorted(result.skipped.items()))
+    if result.errors:
+        text += f"; {len(result.errors)} error{'s' if len(result.errors) != 1 else ''}"
+    return text
+
+
 def load(paths: Sequence[Path]) -> LoadResult:
     """Load every manifest file below ``paths``. Raises FileNotFoundError for a missing path."""
     return LoadResult({path: load_file(path) for path in manifest_files(paths)})

@@ -1,0 +1,448 @@
+"""Wiring: typed configuration -> sources, store, handlers, listeners, HTTP endpoints.
+
+One code path serves both ways of starting clusterdns: the ``serve`` flags are turned into
+a :class:`~clusterdns.config.ServerConfig`, and ``-conf Corefile`` gives a list of them.
+Lifecycle: sources sync (up to the kubernetes ``startup_timeout``), ports open, the loop
+probe runs, the Corefile is re-read on change; SIGTERM/SIGINT keep answering DNS for the
+``lameduck`` period with ``/ready`` at 503, then stop and exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import random
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import ServerConfig
+from .config import load as load_corefile
+from .errors import ClusterDNSError, ConfigError
+from .forward import ForwardCache, Forwarder
+from .handler import Handler, Mux
+from .health import Readiness, health_route, serve_http
+from .metrics import Collector, Metrics, registry, serve_metrics
+from .names import canonical_ip
+from .resolver import PodMode, ZoneConfig
+from .server import DNSServer
+from .sources.manifests import ManifestSource, summary
+from .store import KINDS, Store
+
+log = logging.getLogger("clusterdns")
+
+LOOP_PROBE_ATTEMPTS = 10
+LOOP_PROBE_INTERVAL = 0.5  # seconds
+
+
+@dataclass
+class Options:
+    """What comes from the command line besides the server blocks.
+
+    ``zones``: manifest paths (None: ``./zones`` when no API source is configured);
+    ``kubeconfig``/``kube_api``: the API source; ``corefile``: the path to re-read with
+    ``reload``; ``cache_size``: answer cache bound in entries per server block.
+    """
+
+    zones: list[Path] | None = None
+    zones_interval: float = 2.0
+    kubeconfig: str = ""
+    kube_api: str = ""
+    corefile: Path | None = None
+    cache_size: int = 10000
+
+
+def in_cluster() -> bool:
+    """Running in a pod with a service account (``KUBERNETES_SERVICE_HOST`` is set)."""
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+def own_addresses(host: str) -> tuple[str, ...]:
+    """The addresses this server answers on, for NS glue (SPEC.md 8).
+
+    A specific listen address is itself; a wildcard one is the host's own addresses as its
+    name resolves (best effort: empty if it does not).
+    """
+    parsed = canonical_ip(host) if host else None
+    if parsed is not None and parsed[0] not in ("0.0.0.0", "::"):
+        return (parsed[0],)
+    with contextlib.suppress(OSError):
+        infos = socket.getaddrinfo(socket.gethostname(), None, type=socket.SOCK_DGRAM)
+        return tuple(dict.fromkeys(str(info[4][0]) for info in infos))
+    return ()
+
+
+def zone_config(server: ServerConfig) -> ZoneConfig | None:
+    """The resolver's configuration for a server block's kubernetes directive."""
+    k = server.kubernetes
+    if k is None:
+        return None
+    if k.fallthrough is None:
+        fallthrough: tuple[str, ...] = ()
+    else:
+        fallthrough = k.fallthrough or (".",)
+    hosts = server.bind or ("",)
+    addresses = tuple(a for host in hosts for a in own_addresses(host))
+    return ZoneConfig(
+        zones=k.zones,
+        ttl=k.ttl,
+        pods=PodMode(k.pods),
+        endpoint_pod_names=k.endpoint_pod_names,
+        fallthrough=fallthrough,
+        ns_addresses=addresses,
+        namespaces=frozenset(k.namespaces),
+    )
+
+
+@dataclass
+class Block:
+    """A server block brought to life: its handler, forwarders and metrics."""
+
+    config: ServerConfig
+    handler: Handler
+    forwarders: list[Forwarder] = field(default_factory=list)
+    metrics: Metrics | None = None
+
+
+def build_block(server: ServerConfig, store: Store, cache_size: int) -> Block:
+    """Handler, forwarders (with cache) and metrics of one server block.
+
+    Raises ConfigError when an upstream list cannot be resolved.
+    """
+    address = f"{server.bind[0] if server.bind else ''}:{server.port}"
+    metrics = Metrics(f"dns://{address}", server.zones[0]) if server.prometheus else None
+    cache = ForwardCache(server.cache) if server.cache is not None else None
+    forwarders = [Forwarder(f, cache=cache, metrics=metrics) for f in server.forward]
+    if metrics is not None and cache is not None:
+        metrics.cache_entries = cache.entries
+        metrics.cache_zones = " ".join(server.cache.zones) if server.cache else ""
+    handler = Handler(
+        store,
+        zone_config(server),
+        zones=server.zones,
+        forwarders=forwarders,
+        metrics=metrics,
+        loadbalance=server.loadbalance,
+        cache_size=cache_size,
+    )
+    return Block(server, handler, forwarders, metrics)
+
+
+class App:
+    """The running server: owns the store, sources, listeners and HTTP endpoints."""
+
+    def __init__(self, servers: list[ServerConfig], options: Options) -> None:
+        self.servers = servers
+        self.options = options
+        self.store = Store()
+        self.readiness = Readiness()
+        self.collector = Collector()
+        self.blocks: list[Block] = []
+        self.listeners: dict[tuple[str, int], DNSServer] = {}
+        self.http: list[Any] = []
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.kube: Any = None
+        self.manifests: ManifestSource | None = None
+        self.stop_event = asyncio.Event()
+        self.exit_code = 0
+        self.corefile_digest = ""
+
+    # ---- start ------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Start everything, serve until a signal (or a detected loop), stop; exit status."""
+        for server in self.servers:
+            for warning in server.warnings:
+                log.warning("%s", warning)
+        try:
+            await self._start_sources()
+            self.blocks = [
+                build_block(s, self.store, self.options.cache_size) for s in self.servers
+            ]
+            await self._start_listeners()
+            self._start_http()
+        except (ClusterDNSError, OSError) as exc:
+            log.error("%s", exc)
+            await self._stop()
+            return 1
+        self._log_started()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stop_event.set)
+        if any(s.loop for s in self.servers):
+            self.tasks.append(asyncio.create_task(self._loop_probe()))
+        reload = next((s.reload for s in self.servers if s.reload), None)
+        if reload and self.options.corefile is not None:
+            self.tasks.append(asyncio.create_task(self._reload_loop(*reload)))
+        await self.stop_event.wait()
+        lameduck = max((s.lameduck for s in self.servers), default=0.0)
+        if lameduck > 0 and self.exit_code == 0:
+            log.info("lameduck: still answering for %.1f s, /ready says 503", lameduck)
+            self.readiness.shutting_down = True
+            await asyncio.sleep(lameduck)
+        log.info("stopping")
+        await self._stop()
+        return self.exit_code
+
+    def _api_wanted(self) -> bool:
+        has_kubernetes = any(s.kubernetes for s in self.servers)
+        explicit = bool(self.options.kubeconfig or self.options.kube_api) or any(
+            s.kubernetes and (s.kubernetes.kubeconfig or s.kubernetes.endpoint)
+            for s in self.servers
+        )
+        return has_kubernetes and (explicit or in_cluster())
+
+    async def _start_sources(self) -> None:
+        use_api = self._api_wanted()
+        paths = self.options.zones
+        if paths is None and any(s.kubernetes for s in self.servers) and not use_api:
+            paths = [Path("zones")]
+        if paths:
+            self.manifests = ManifestSource(self.store, paths)
+            try:
+                self.manifests.load(time.time())
+            except FileNotFoundError as exc:
+                raise ConfigError(f"{exc} (pass --zones DIR)") from None
+            self.readiness.checks["zones"] = lambda: True
+            if self.options.zones_interval > 0:
+                self.tasks.append(asyncio.create_task(self._follow_zones()))
+        if use_api:
+            await self._start_api()
+
+    async def _start_api(self) -> None:
+        from .sources.kube import KubeSource, api_client
+
+        k = next(s.kubernetes for s in self.servers if s.kubernetes)
+        kubeconfig = self.options.kubeconfig or k.kubeconfig or None
+        try:
+            api = api_client(kubeconfig, self.options.kube_api or k.endpoint or None, k.context)
+        except Exception as exc:  # the client raises several kinds for a bad config
+            raise ConfigError(f"cannot load the Kubernetes configuration: {exc}") from None
+        pods = any(
+            s.kubernetes and (s.kubernetes.pods == "verified" or s.autopath) for s in self.servers
+        )
+        loop = asyncio.get_running_loop()
+        self.kube = KubeSource(self.store, api, loop, pods=pods)
+        self.readiness.checks["kubernetes"] = self.kube.synced.is_set
+        self.kube.start()
+        timeout = k.startup_timeout
+        if not await loop.run_in_executor(None, self.kube.synced.wait, timeout):
+            log.warning(
+                "not synced with the API after %.1f s: opening the ports anyway; names not "
+                "found answer SERVFAIL until the first sync",
+                timeout,
+            )
+
+    async def _follow_zones(self) -> None:
+        """Poll the manifest files and apply what changed (``--zones-interval``)."""
+        assert self.manifests is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.options.zones_interval)
+            result = await loop.run_in_executor(None, self.manifests.scan)
+            if result is not None:
+                self.manifests.apply(result, time.time())
+                log.info("zones reloaded: %s", summary(result))
+
+    def _routes(self) -> dict[tuple[str, int], Handler | Mux]:
+        by_port: dict[int, list[Handler]] = {}
+        hosts: dict[int, tuple[str, ...]] = {}
+        for block in self.blocks:
+            by_port.setdefault(block.config.port, []).append(block.handler)
+            hosts[block.config.port] = block.config.bind or ("0.0.0.0",)
+        return {
+            (host, port): (handlers[0] if len(handlers) == 1 else Mux(handlers))
+            for port, handlers in by_port.items()
+            for host in hosts[port]
+        }
+
+    async def _start_listeners(self) -> None:
+        for block in self.blocks:
+            for forwarder in block.forwarders:
+                forwarder.start()
+            if block.metrics is not None:
+                self.collector.add(block.metrics)
+        for (host, port), handler in self._routes().items():
+            server = DNSServer(handler, host, port)
+            await server.start()
+            self.listeners[(host, port)] = server
+
+    def _start_http(self) -> None:
+        started: set[str] = set()
+        for s in self.servers:
+            if s.health and s.health not in started:
+                self.http.append(serve_http(s.health, {"/health": health_route}))
+                started.add(s.health)
+            if s.ready and s.ready not in started:
+                self.http.append(serve_http(s.ready, {"/ready": self.readiness.route}))
+                started.add(s.ready)
+            if s.prometheus and s.prometheus not in started:
+                self.http.append(serve_metrics(s.prometheus, registry(self.collector)))
+                started.add(s.prometheus)
+
+    def _log_started(self) -> None:
+        where = ", ".join(
+            f"{'[' + h + ']' if ':' in h else h}:{server.port}"
+            for (h, _), server in self.listeners.items()
+        )
+        zones = ", ".join(dict.fromkeys(z for s in self.servers for z in s.zones))
+        loaded = ", ".join(f"{kind} {self.store.count(kind)}" for kind in KINDS)
+        sources = []
+        if self.manifests is not None:
+            sources.append("zones " + ", ".join(map(str, self.manifests.paths)))
+        if self.kube is not None:
+            sources.append("the Kubernetes API")
+        log.info(
+            "clusterdns %s listening on %s (UDP, TCP) for %s; %s from %s",
+            __version__,
+            where,
+            zones,
+            loaded,
+            " and ".join(sources) or "no source",
+        )
+
+    # ---- loop detection (CoreDNS loop plugin) ------------------------------------------
+
+    async def _loop_probe(self) -> None:
+        """Send ``<random>.<random>.<zone> HINFO`` to ourselves; if it comes back through
+        the upstreams more than twice, the forwarding loops: exit with an error."""
+        block = next(b for b in self.blocks if b.config.loop)
+        zone = block.config.zones[0]
+        probe = f"{random.randrange(10**9)}.{random.randrange(10**9)}.{'' if zone == '.' else zone}"
+        block.handler.loop_probe = probe.lower()
+        block.handler.on_loop = self._loop_found
+        host = next(iter(self.listeners))[0]
+        target = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
+        port = block.config.port if block.config.port else next(iter(self.listeners.values())).port
+        from dnslib import DNSRecord
+
+        packet = DNSRecord.question(probe, "HINFO").pack()
+        loop = asyncio.get_running_loop()
+        for _ in range(LOOP_PROBE_ATTEMPTS):
+            family = socket.AF_INET6 if ":" in target else socket.AF_INET
+            with socket.socket(family, socket.SOCK_DGRAM) as sock:
+                sock.setblocking(False)
+                try:
+                    await loop.sock_sendto(sock, packet, (target, port))
+                    await asyncio.wait_for(loop.sock_recv(sock, 4096), LOOP_PROBE_INTERVAL * 4)
+                    return  # an answer came back: no loop
+                except (TimeoutError, OSError):
+                    pass
+            await asyncio.sleep(LOOP_PROBE_INTERVAL)
+
+    def _loop_found(self, qname: str) -> None:
+        log.error(
+            'Loop (%s) detected for zone "%s", see https://coredns.io/plugins/loop#troubleshooting.'
+            ' Query: "HINFO %s"',
+            ", ".join(f"{h}:{p}" for h, p in self.listeners),
+            qname.split(".", 2)[-1] or ".",
+            qname,
+        )
+        self.exit_code = 1
+        self.stop_event.set()
+
+    # ---- reload (CoreDNS reload plugin) -------------------------------------------------
+
+    async def _reload_loop(self, interval: float, jitter: float) -> None:
+        path = self.options.corefile
+        assert path is not None
+        self.corefile_digest = hashlib.sha512(path.read_bytes()).hexdigest()
+        while True:
+            await asyncio.sleep(interval + random.uniform(-jitter, jitter))
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                log.error("reload: %s: %s", path, exc)
+                self.collector.reload_failed += 1
+                continue
+            digest = hashlib.sha512(data).hexdigest()
+            if digest == self.corefile_digest:
+                continue
+            self.corefile_digest = digest
+            await self.reload(data.decode("utf-8", "replace"))
+
+    async def reload(self, text: str) -> bool:
+        """Apply a new Corefile without dropping a query; keep the old one (and count a
+        failure) when it is invalid. Returns whether it was applied."""
+        name = str(self.options.corefile or "Corefile")
+        try:
+            servers = load_corefile(text, name)
+            blocks = [build_block(s, self.store, self.options.cache_size) for s in servers]
+        except ClusterDNSError as exc:
+            log.error("reload failed, keeping the running configuration: %s", exc)
+            self.collector.reload_failed += 1
+            return False
+        for config in servers:
+            for warning in config.warnings:
+                log.warning("%s", warning)
+        old_blocks, old_listeners = self.blocks, self.listeners
+        self.servers, self.blocks = servers, blocks
+        for block in blocks:
+            for forwarder in block.forwarders:
+                forwarder.start()
+        self.collector.replace(b.metrics for b in blocks if b.metrics is not None)
+        routes = self._routes()
+        listeners: dict[tuple[str, int], DNSServer] = {}
+        try:
+            for key, handler in routes.items():
+                server = old_listeners.get(key)
+                if server is not None:
+                    server.handler = handler  # swapped between two queries: none is lost
+                else:
+                    server = DNSServer(handler, *key)
+                    await server.start()
+                listeners[key] = server
+        except OSError as exc:
+            log.error("reload: cannot listen: %s", exc)
+            self.collector.reload_failed += 1
+        for key, server in old_listeners.items():
+            if key not in listeners:
+                await server.stop()
+        self.listeners = listeners
+        for block in old_blocks:
+            for forwarder in block.forwarders:
+                await forwarder.stop()
+        log.info("reloaded %s", name)
+        return True
+
+    # ---- stop ---------------------------------------------------------------------------
+
+    async def _stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for server in self.listeners.values():
+            await server.stop()
+        for block in self.blocks:
+            for forwarder in block.forwarders:
+                await forwarder.stop()
+        for http in self.http:
+            http.shutdown()
+            http.server_close()
+        if self.kube is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.kube.stop)
+
+
+def run(servers: list[ServerConfig], options: Options) -> int:
+    """Run the server to completion; returns the process exit status."""
+    try:
+        import uvloop  # type: ignore[import-not-found]
+
+        return int(uvloop.run(App(servers, options).run()))
+    except ImportError:
+        return asyncio.run(App(servers, options).run())
+
+
+def load_conf(path: Path) -> list[ServerConfig]:
+    """Read and parse a Corefile; ConfigError naming file:line (or the unreadable file)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror or exc}") from None
+    return load_corefile(text, str(path))

@@ -1,0 +1,467 @@
+"""Forwarding to upstream resolvers, with health checks and a cache (CoreDNS forward, cache).
+
+Names outside the cluster zones (and reverse names the cluster does not know, with
+``fallthrough``) go to the upstreams of a ``forward`` directive: over UDP from a fresh
+random source port, TCP when the reply is truncated (or ``force_tcp``), the reply's ID and
+question checked, ``read_timeout`` seconds per try. An upstream failing ``max_fails`` times
+in a row is marked down and probed with ``. IN NS`` every ``health_check`` seconds until it
+answers. SERVFAIL when every upstream fails; REFUSED beyond ``max_concurrent`` queries in
+flight. Forwarded answers are cached (cachetools), success and denial apart, TTL capped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cachetools import LRUCache
+from dnslib import QTYPE, RCODE, DNSRecord
+
+from .config import CacheConfig, ForwardConfig
+from .errors import ConfigError
+from .names import canonical_ip, find_zone
+from .rr import Rcode
+from .wire import FLAG_AA, FLAG_TC, Query, error_response
+
+log = logging.getLogger("clusterdns.forward")
+
+READ_TIMEOUT = 2.0  # seconds per upstream try (CoreDNS forward's read timeout)
+DEADLINE = 5.0  # seconds for one forwarded query over every try
+
+
+class UpstreamError(Exception):
+    """An upstream did not give a usable reply (timeout, network error, bad reply)."""
+
+
+def upstream_addresses(to: tuple[str, ...]) -> list[tuple[str, int]]:
+    """Resolve ``forward``'s TO list: addresses (``1.2.3.4``, ``1.2.3.4:53``, ``[::1]:53``,
+    ``dns://...``) or paths of resolv.conf files, whose ``nameserver`` lines are taken.
+
+    Raises ConfigError for anything else, or when no upstream results.
+    """
+    out: list[tuple[str, int]] = []
+    for item in to:
+        text = item.removeprefix("dns://")
+        if canonical_ip(text.strip("[]")) is not None:
+            out.append((text.strip("[]"), 53))
+            continue
+        host, sep, port = text.rpartition(":")
+        if sep and canonical_ip(host.strip("[]")) is not None and port.isdigit():
+            out.append((host.strip("[]"), int(port)))
+            continue
+        path = Path(item)
+        try:
+            lines = path.read_text().splitlines()
+        except OSError as exc:
+            raise ConfigError(
+                f"forward: {item}: not an address nor a readable file: {exc}"
+            ) from None
+        for line in lines:
+            words = line.split()
+            if len(words) >= 2 and words[0] == "nameserver":
+                address = words[1].split("%")[0]
+                if canonical_ip(address) is not None:
+                    out.append((address, 53))
+    if not out:
+        raise ConfigError(f"forward: no upstream address in {' '.join(to)}")
+    return out
+
+
+def _question_end(data: bytes) -> int:
+    pos = 12
+    while pos < len(data) and data[pos]:
+        if data[pos] >= 0xC0:
+            return pos + 2 + 4
+        pos += 1 + data[pos]
+    return pos + 1 + 4
+
+
+def _check_reply(reply: bytes, ident: int, question: bytes) -> bool:
+    """A reply matches when it is a response with our ID and our question (any case)."""
+    if len(reply) < 12 + len(question):
+        return False
+    rid, flags, qdcount = struct.unpack_from("!HHH", reply)
+    if rid != ident or not flags & 0x8000 or qdcount != 1:
+        return False
+    return reply[12 : 12 + len(question)].lower() == question.lower()
+
+
+class _UDPExchange(asyncio.DatagramProtocol):
+    def __init__(self, ident: int, question: bytes) -> None:
+        self.ident = ident
+        self.question = question
+        self.reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        # Anything that is not the reply to our question (a late reply, a spoof) is ignored.
+        if not self.reply.done() and _check_reply(data, self.ident, self.question):
+            self.reply.set_result(data)
+
+    def error_received(self, exc: Exception) -> None:
+        if not self.reply.done():
+            self.reply.set_exception(exc)
+
+
+async def exchange_udp(host: str, port: int, packet: bytes, timeout: float) -> bytes:
+    """Send ``packet`` over UDP from a fresh ephemeral port; return the matching reply.
+
+    Raises UpstreamError on timeout or network error.
+    """
+    loop = asyncio.get_running_loop()
+    ident = struct.unpack_from("!H", packet)[0]
+    question = packet[12 : _question_end(packet)]
+    try:
+        transport, protocol = await loop.create_datagram_endpoint(
+            lambda: _UDPExchange(ident, question), remote_addr=(host, port)
+        )
+    except OSError as exc:
+        raise UpstreamError(f"{host}:{port}: {exc}") from None
+    try:
+        transport.sendto(packet)
+        return await asyncio.wait_for(protocol.reply, timeout)
+    except (TimeoutError, OSError) as exc:
+        raise UpstreamError(f"{host}:{port}: {type(exc).__name__} over UDP") from None
+    finally:
+        transport.close()
+
+
+async def exchange_tcp(host: str, port: int, packet: bytes, timeout: float) -> bytes:
+    """Send ``packet`` over TCP (RFC 7766) and return the reply; UpstreamError on failure."""
+    ident = struct.unpack_from("!H", packet)[0]
+    question = packet[12 : _question_end(packet)]
+
+    async def talk() -> bytes:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(len(packet).to_bytes(2, "big") + packet)
+            await writer.drain()
+            length = int.from_bytes(await reader.readexactly(2), "big")
+            return await reader.readexactly(length)
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    try:
+        reply = await asyncio.wait_for(talk(), timeout)
+    except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
+        raise UpstreamError(f"{host}:{port}: {type(exc).__name__} over TCP") from None
+    if not _check_reply(reply, ident, question):
+        raise UpstreamError(f"{host}:{port}: reply does not match the query over TCP")
+    return reply
+
+
+@dataclass
+class Upstream:
+    """One upstream resolver and its consecutive failure count."""
+
+    host: str
+    port: int
+    fails: int = 0
+
+    @property
+    def label(self) -> str:
+        """``host:port`` as metrics and logs name it (CoreDNS ``to`` label)."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+class ForwardMetrics:
+    """What the forwarder reports; :class:`clusterdns.metrics.Metrics` implements it."""
+
+    def proxy_request(self, to: str, rcode: str, seconds: float) -> None:
+        """One upstream exchange finished with ``rcode`` (or an error name)."""
+
+    def healthcheck_failure(self, to: str) -> None:
+        """A health probe of ``to`` failed."""
+
+    def healthcheck_broken(self) -> None:
+        """Every upstream was down: a random one was tried anyway."""
+
+    def max_concurrent_reject(self) -> None:
+        """A query was refused because ``max_concurrent`` were in flight."""
+
+    def cache_hit(self, kind: str) -> None:
+        """A cache hit; ``kind`` is success or denial."""
+
+    def cache_miss(self) -> None:
+        """A cache miss."""
+
+
+class ForwardCache:
+    """Forwarded answers by (qname, qtype, qclass, DO, CD), success and denial apart.
+
+    TTL of an entry: the smallest TTL of its answer records (success) or min(SOA TTL, SOA
+    minimum) of a negative answer (denial, RFC 2308 5), capped at the configured TTL and
+    raised to the minimum TTL. Replies served from it have their TTLs decreased by the
+    time spent in the cache and AA set (CoreDNS cache: some glibc versions drop non-AA).
+    ``clock``: monotonic seconds.
+    """
+
+    def __init__(self, config: CacheConfig, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.clock = clock
+        self.success: LRUCache[tuple[Any, ...], tuple[float, float, DNSRecord]] = LRUCache(
+            max(1, config.success_capacity)
+        )
+        self.denial: LRUCache[tuple[Any, ...], tuple[float, float, DNSRecord]] = LRUCache(
+            max(1, config.denial_capacity)
+        )
+
+    @staticmethod
+    def key(query: Query) -> tuple[Any, ...]:
+        """The cache key of a query: its name folded to lower case, type, class, DO, CD."""
+        edns = query.edns
+        return (
+            query.qname,
+            query.qtype,
+            query.qclass,
+            bool(edns and edns[2]),
+            bool(query.flags & 0x0010),
+        )
+
+    def get(self, query: Query) -> tuple[str, DNSRecord] | None:
+        """A cached reply for ``query`` with TTLs aged, or None; also which cache hit."""
+        key = self.key(query)
+        for kind, cache in (("success", self.success), ("denial", self.denial)):
+            entry = cache.get(key)
+            if entry is None:
+                continue
+            expires, stored, record = entry
+            now = self.clock()
+            if now >= expires:
+                del cache[key]
+                return None
+            aged = DNSRecord.parse(record.pack())
+            elapsed = int(now - stored)
+            for rr in aged.rr + aged.auth + aged.ar:
+                if rr.rtype != QTYPE.OPT:
+                    rr.ttl = max(0, rr.ttl - elapsed)
+            return kind, aged
+        return None
+
+    def put(self, query: Query, reply: bytes) -> None:
+        """Cache an upstream reply if it may be: NOERROR or NXDOMAIN, not truncated, with
+        a TTL, and not under a zone where that kind of caching is disabled."""
+        try:
+            record = DNSRecord.parse(reply)
+        except Exception:  # an unreadable reply is just not cached
+            return
+        rcode = record.header.rcode
+        if record.header.tc or rcode not in (RCODE.NOERROR, RCODE.NXDOMAIN):
+            return
+        config = self.config
+        if not find_zone(query.qname, config.zones):
+            return
+        answers = [rr for rr in record.rr if rr.rtype != QTYPE.OPT]
+        if rcode == RCODE.NOERROR and answers:
+            if find_zone(query.qname, config.disable_success):
+                return
+            ttl = min(rr.ttl for rr in answers)
+            ttl = max(min(ttl, config.success_ttl), config.success_min_ttl)
+            cache = self.success
+        else:
+            if find_zone(query.qname, config.disable_denial):
+                return
+            soas = [rr for rr in record.auth if rr.rtype == QTYPE.SOA]
+            if not soas:
+                return  # RFC 2308 5: no SOA, no negative caching
+            ttl = min(soas[0].ttl, soas[0].rdata.times[4])
+            ttl = max(min(ttl, config.denial_ttl), config.denial_min_ttl)
+            cache = self.denial
+        if ttl <= 0:
+            return
+        now = self.clock()
+        cache[self.key(query)] = (now + ttl, now, record)
+
+    def entries(self) -> dict[str, int]:
+        """How many entries each cache holds (coredns_cache_entries)."""
+        return {"success": len(self.success), "denial": len(self.denial)}
+
+
+class Forwarder:
+    """One ``forward`` directive: its upstreams, policy, limits, health checks and cache."""
+
+    def __init__(
+        self,
+        config: ForwardConfig,
+        *,
+        cache: ForwardCache | None = None,
+        metrics: ForwardMetrics | None = None,
+        read_timeout: float = READ_TIMEOUT,
+    ) -> None:
+        self.config = config
+        self.upstreams = [Upstream(h, p) for h, p in upstream_addresses(config.to)]
+        self.cache = cache
+        self.metrics = metrics or ForwardMetrics()
+        self.read_timeout = read_timeout
+        self.in_flight = 0
+        self._next = 0
+        self._health_task: asyncio.Task[None] | None = None
+
+    def handles(self, qname: str) -> bool:
+        """Whether ``qname`` is under this forward's FROM zone and not under ``except``."""
+        if not find_zone(qname, (self.config.zone,)):
+            return False
+        return not find_zone(qname, self.config.except_zones)
+
+    # ---- health -------------------------------------------------------------------------
+
+    def _down(self, upstream: Upstream) -> bool:
+        return 0 < self.config.max_fails <= upstream.fails
+
+    def start(self) -> None:
+        """Start the health-check task (call from the event loop)."""
+        if self._health_task is None and self.config.health_check > 0:
+            self._health_task = asyncio.create_task(self._health_loop())
+
+    async def stop(self) -> None:
+        """Stop the health-check task."""
+        if self._health_task is not None:
+            self._health_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health_task
+            self._health_task = None
+
+    async def _health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.health_check)
+            down = [u for u in self.upstreams if self._down(u)]
+            if down:
+                await asyncio.gather(*(self._probe(u) for u in down))
+
+    async def _probe(self, upstream: Upstream) -> None:
+        """``. IN NS`` (RD per ``no_rec``): any reply makes the upstream healthy again."""
+        probe = DNSRecord.question(self.config.health_check_domain, "NS")
+        probe.header.rd = int(self.config.health_check_recursion)
+        packet = probe.pack()
+        try:
+            await exchange_udp(upstream.host, upstream.port, packet, self.read_timeout)
+        except UpstreamError:
+            self.metrics.healthcheck_failure(upstream.label)
+            return
+        upstream.fails = 0
+
+    def _order(self) -> list[Upstream]:
+        """Upstreams in the order to try them: by policy, healthy ones first."""
+        ups = list(self.upstreams)
+        if self.config.policy == "random":
+            random.shuffle(ups)
+        elif self.config.policy == "round_robin":
+            start = self._next % len(ups)
+            self._next += 1
+            ups = ups[start:] + ups[:start]
+        healthy = [u for u in ups if not self._down(u)]
+        if healthy:
+            return healthy
+        # Every upstream is down: health checking itself may be broken (CoreDNS tries a
+        # random one anyway).
+        self.metrics.healthcheck_broken()
+        return [random.choice(ups)]
+
+    # ---- exchange -----------------------------------------------------------------------
+
+    async def exchange(self, packet: bytes) -> bytes:
+        """Send a query (``packet``, any ID) to the upstreams; return the reply with the
+        same ID. Tries upstreams by policy until one answers or :data:`DEADLINE` passes.
+        Raises UpstreamError when none gave a usable reply.
+        """
+        client_id = struct.unpack_from("!H", packet)[0]
+        ident = random.getrandbits(16)
+        packet = struct.pack("!H", ident) + packet[2:]
+        deadline = time.monotonic() + DEADLINE
+        last: Exception | None = None
+        for upstream in self._order():
+            if time.monotonic() >= deadline:
+                break
+            began = time.monotonic()
+            try:
+                reply = await self._exchange_one(upstream, packet)
+            except UpstreamError as exc:
+                upstream.fails += 1
+                self.metrics.proxy_request(upstream.label, "timeout", time.monotonic() - began)
+                last = exc
+                continue
+            upstream.fails = 0
+            rcode = reply[3] & 0xF
+            self.metrics.proxy_request(
+                upstream.label, RCODE.get(rcode, str(rcode)), time.monotonic() - began
+            )
+            return struct.pack("!H", client_id) + reply[2:]
+        raise UpstreamError(str(last) if last else "no upstream tried")
+
+    async def _exchange_one(self, upstream: Upstream, packet: bytes) -> bytes:
+        timeout = self.read_timeout
+        if self.config.force_tcp:
+            return await exchange_tcp(upstream.host, upstream.port, packet, timeout)
+        reply = await exchange_udp(upstream.host, upstream.port, packet, timeout)
+        if reply[2] & 0x02 and not self.config.prefer_udp:  # TC: retry over TCP
+            reply = await exchange_tcp(upstream.host, upstream.port, packet, timeout)
+        return reply
+
+    async def forward(self, query: Query, packet: bytes, limit: int) -> bytes:
+        """Answer a client's query through the cache and the upstreams.
+
+        ``packet``: the query as the client sent it; ``limit``: the reply size allowed (UDP
+        512/EDNS, TCP 65535): a larger reply goes back empty with TC set, and the client
+        retries over TCP (RFC 2181 9). SERVFAIL if every upstream failed; REFUSED beyond
+        ``max_concurrent``.
+        """
+        if self.cache is not None:
+            hit = self.cache.get(query)
+            if hit is not None:
+                kind, record = hit
+                self.metrics.cache_hit(kind)
+                return _fit(_reply_from_cache(query, record), query, limit)
+            self.metrics.cache_miss()
+        limit_inflight = self.config.max_concurrent
+        if limit_inflight and self.in_flight >= limit_inflight:
+            self.metrics.max_concurrent_reject()
+            return error_response(query, Rcode.REFUSED)
+        self.in_flight += 1
+        try:
+            reply = await self.exchange(packet)
+        except UpstreamError as exc:
+            log.debug("forward %s: %s", query.qname, exc)
+            return error_response(query, Rcode.SERVFAIL)
+        finally:
+            self.in_flight -= 1
+        if self.cache is not None:
+            self.cache.put(query, reply)
+        return _fit(reply, query, limit)
+
+    async def lookup(self, qname: str, qtype: int) -> DNSRecord | None:
+        """Resolve ``qname``/``qtype`` upstream for an ExternalName target (SPEC.md 4);
+        None when nothing usable came back."""
+        question = DNSRecord.question(qname.rstrip(".") or ".", QTYPE.get(qtype, str(qtype)))
+        try:
+            reply = await self.exchange(question.pack())
+            return DNSRecord.parse(reply)
+        except Exception:  # the CNAME is answered even when the target is not
+            return None
+
+
+def _reply_from_cache(query: Query, record: DNSRecord) -> bytes:
+    """A cached reply re-addressed to ``query``: its ID, RD/CD, its question as sent."""
+    data = bytearray(record.pack())
+    end = _question_end(bytes(data))
+    flags = struct.unpack_from("!H", data, 2)[0] & ~0x0110
+    flags |= FLAG_AA | (query.flags & 0x0110)
+    struct.pack_into("!HH", data, 0, query.id, flags)
+    return bytes(data[:12]) + query.question + bytes(data[end:])
+
+
+def _fit(reply: bytes, query: Query, limit: int) -> bytes:
+    """``reply`` if it fits ``limit`` bytes, else an empty TC reply (the client uses TCP)."""
+    if len(reply) <= limit:
+        return reply
+    tc = error_response(query, reply[3] & 0xF)
+    flags = struct.unpack_from("!H", tc, 2)[0] | FLAG_TC
+    return tc[:2] + struct.pack("!H", flags) + tc[4:]
