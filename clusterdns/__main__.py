@@ -181,10 +181,20 @@ def check(args: argparse.Namespace) -> int:
 
 def coredns_argv(argv: list[str]) -> list[str]:
     """CoreDNS's own command line (``-conf PATH``, as the kube-system Deployment passes
-    it) becomes ``serve --conf PATH``; anything else is left alone."""
-    if argv[:1] in (["-conf"], ["--conf"]) and len(argv) >= 2:
-        return ["serve", "--conf", argv[1], *argv[2:]]
-    return argv
+    it) becomes ``serve --conf PATH``, keeping the options around it; an argv that names
+    a command is left alone."""
+    if "-conf" not in argv or any(a in ("serve", "check") for a in argv):
+        return argv
+    at = argv.index("-conf")
+    if at + 1 >= len(argv):
+        return argv
+    rest = argv[:at] + argv[at + 2 :]
+    globals_ = [a for a in rest if a.startswith("--log-level")]
+    if "--log-level" in rest:
+        i = rest.index("--log-level")
+        globals_ = rest[i : i + 2]
+        rest = rest[:i] + rest[i + 2 :]
+    return [*globals_, "serve", "--conf", argv[at + 1], *rest]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

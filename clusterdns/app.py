@@ -39,7 +39,8 @@ from .store import KINDS, Store
 log = logging.getLogger("clusterdns")
 
 LOOP_PROBE_ATTEMPTS = 10
-LOOP_PROBE_INTERVAL = 0.5  # seconds
+LOOP_PROBE_INTERVAL = 0.5  # seconds between attempts
+LOOP_PROBE_TIMEOUT = 6.0  # seconds to wait for an answer: longer than a forward's deadline
 
 
 @dataclass
@@ -122,7 +123,22 @@ def build_block(server: ServerConfig, store: Store, cache_size: int) -> Block:
     forwarders = [Forwarder(f, cache=cache, metrics=metrics) for f in server.forward]
     if metrics is not None and cache is not None:
         metrics.cache_entries = cache.entries
-        metrics.cache_zones = " ".join(server.cache.zones) if server.cache else ""
+        metrics.cache_zones = ",".join(server.cache.zones) if server.cache else ""
+    if metrics is not None:
+        metrics.plugins = tuple(
+            name
+            for name, on in (
+                ("prometheus", True),
+                ("errors", server.errors),
+                ("log", server.log),
+                ("loadbalance", server.loadbalance),
+                ("cache", server.cache is not None),
+                ("kubernetes", server.kubernetes is not None),
+                ("loop", server.loop),
+                ("forward", bool(server.forward)),
+            )
+            if on
+        )
     handler = Handler(
         store,
         zone_config(server),
@@ -311,28 +327,31 @@ class App:
     # ---- loop detection (CoreDNS loop plugin) ------------------------------------------
 
     async def _loop_probe(self) -> None:
-        """Send ``<random>.<random>.<zone> HINFO`` to ourselves; if it comes back through
-        the upstreams more than twice, the forwarding loops: exit with an error."""
-        block = next(b for b in self.blocks if b.config.loop)
-        zone = block.config.zones[0]
-        probe = f"{random.randrange(10**9)}.{random.randrange(10**9)}.{'' if zone == '.' else zone}"
-        block.handler.loop_probe = probe.lower()
-        block.handler.on_loop = self._loop_found
-        host = next(iter(self.listeners))[0]
-        target = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
-        port = block.config.port if block.config.port else next(iter(self.listeners.values())).port
+        """Send ``<random>.<random>.<zone> HINFO`` to ourselves, a new name per attempt,
+        until one is answered; a name that comes back through the upstreams more than
+        twice means the forwarding loops: exit with an error (CoreDNS loop plugin)."""
         from dnslib import DNSRecord
 
-        packet = DNSRecord.question(probe, "HINFO").pack()
+        block = next(b for b in self.blocks if b.config.loop)
+        zone = block.config.zones[0]
+        block.handler.on_loop = self._loop_found
+        host, port = next(iter(self.listeners))
+        port = next(iter(self.listeners.values())).port
+        target = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+        family = socket.AF_INET6 if ":" in target else socket.AF_INET
         loop = asyncio.get_running_loop()
         for _ in range(LOOP_PROBE_ATTEMPTS):
-            family = socket.AF_INET6 if ":" in target else socket.AF_INET
+            suffix = "" if zone == "." else zone
+            probe = f"{random.randrange(10**9)}.{random.randrange(10**9)}.{suffix}"
+            block.handler.loop_probes[probe.lower()] = 0
             with socket.socket(family, socket.SOCK_DGRAM) as sock:
                 sock.setblocking(False)
                 try:
-                    await loop.sock_sendto(sock, packet, (target, port))
-                    await asyncio.wait_for(loop.sock_recv(sock, 4096), LOOP_PROBE_INTERVAL * 4)
-                    return  # an answer came back: no loop
+                    await loop.sock_sendto(
+                        sock, DNSRecord.question(probe, "HINFO").pack(), (target, port)
+                    )
+                    await asyncio.wait_for(loop.sock_recv(sock, 4096), LOOP_PROBE_TIMEOUT)
+                    return  # answered (whatever the rcode): no loop
                 except (TimeoutError, OSError):
                     pass
             await asyncio.sleep(LOOP_PROBE_INTERVAL)

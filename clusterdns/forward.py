@@ -385,8 +385,7 @@ class Forwarder:
             try:
                 reply = await self._exchange_one(upstream, packet)
             except UpstreamError as exc:
-                upstream.fails += 1
-                self.metrics.proxy_request(upstream.label, "timeout", time.monotonic() - began)
+                upstream.fails += 1  # only replies are timed (CoreDNS proxy.Connect)
                 last = exc
                 continue
             upstream.fails = 0
@@ -401,8 +400,11 @@ class Forwarder:
         timeout = self.read_timeout
         if self.config.force_tcp:
             return await exchange_tcp(upstream.host, upstream.port, packet, timeout)
+        # UDP first, TCP when truncated, for every client: the cache gets whole answers.
+        # (CoreDNS does this only with prefer_udp; otherwise it passes TC on to the
+        # client, which then asks again over TCP.)
         reply = await exchange_udp(upstream.host, upstream.port, packet, timeout)
-        if reply[2] & 0x02 and not self.config.prefer_udp:  # TC: retry over TCP
+        if reply[2] & 0x02:
             reply = await exchange_tcp(upstream.host, upstream.port, packet, timeout)
         return reply
 

@@ -69,8 +69,9 @@ class Handler:
         self.metrics = metrics
         self.loadbalance = loadbalance
         self.cache = AnswerCache(cache_size)
-        self.loop_probe = ""  # a qname the loop detector sent; seen again = a loop
-        self.loop_seen = 0
+        # qnames the loop detector sent, with how often each arrived: one arrival is our
+        # own send; a forwarding loop brings the same name back again and again.
+        self.loop_probes: dict[str, int] = {}
         self.on_loop: Callable[[str], None] | None = None
 
     def handle(self, data: bytes, tcp: bool, family: str = "1") -> Reply:
@@ -150,7 +151,7 @@ class Handler:
         )
 
     def _miss(self, query: Query, data: bytes, limit: int) -> tuple[Reply, str]:
-        if query.qtype == QType.HINFO and query.qname == self.loop_probe:
+        if query.qtype == QType.HINFO and query.qname in self.loop_probes:
             self._loop_seen(query.qname)
         if query.qclass != QClass.IN:
             return error_response(query, Rcode.REFUSED), ""  # no chaos plugin (SPEC.md 13)
@@ -200,8 +201,9 @@ class Handler:
         return header + query.question + tail
 
     def _loop_seen(self, qname: str) -> None:
-        self.loop_seen += 1
-        if self.loop_seen > 2 and self.on_loop is not None:
+        """CoreDNS loop: the same probe arriving a third time means it goes round."""
+        self.loop_probes[qname] += 1
+        if self.loop_probes[qname] > 2 and self.on_loop is not None:
             self.on_loop(qname)
 
 

@@ -38,39 +38,37 @@ TIME_BUCKETS = tuple(0.00025 * 2**i for i in range(16))
 # CoreDNS plugin.SizeBuckets, bytes
 SIZE_BUCKETS = (0, 100, 200, 300, 400, 511, 1023, 2047, 4095, 8291, 16e3, 32e3, 48e3, 64e3)
 # qtypes with a label value of their own (CoreDNS vars.monitorType); the rest are "other"
-MONITORED_TYPES = {
-    "A",
-    "AAAA",
-    "NS",
-    "CNAME",
-    "SOA",
-    "PTR",
-    "MX",
-    "TXT",
-    "SRV",
-    "HINFO",
-    "ANY",
-    "AXFR",
-    "IXFR",
-    "DS",
-    "DNSKEY",
-    "RRSIG",
-    "NSEC",
-    "NSEC3",
-    "NAPTR",
-    "CAA",
-    "HTTPS",
-    "SVCB",
-    "OPT",
-}
+MONITORED_TYPES = frozenset(
+    [
+        "A",
+        "AAAA",
+        "CNAME",
+        "DNSKEY",
+        "DS",
+        "MX",
+        "NSEC3",
+        "NSEC",
+        "NS",
+        "PTR",
+        "RRSIG",
+        "SOA",
+        "SRV",
+        "TXT",
+        "HTTPS",
+        "IXFR",
+        "AXFR",
+        "ANY",
+    ]
+)
 
 
 def type_label(qtype: int) -> str:
     """The ``type`` label of a qtype: its name if CoreDNS monitors it, else ``other``."""
-    name = QTYPE_NAMES.get(qtype) or {65: "HTTPS", 64: "SVCB", 257: "CAA", 35: "NAPTR"}.get(
-        qtype, ""
-    )
+    name = QTYPE_NAMES.get(qtype) or _MORE_TYPES.get(qtype, "")
     return name if name in MONITORED_TYPES else "other"
+
+
+_MORE_TYPES = {43: "DS", 46: "RRSIG", 47: "NSEC", 48: "DNSKEY", 50: "NSEC3", 65: "HTTPS"}
 
 
 class Histogram:
@@ -127,7 +125,7 @@ class Metrics(ForwardMetrics):
         self.requests: defaultdict[tuple[str, str, str], int] = defaultdict(int)
         self.responses: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.do_requests = 0
-        self.duration: dict[str, Histogram] = {}
+        self.duration = Histogram(TIME_BUCKETS)
         self.request_size: dict[str, Histogram] = {}
         self.response_size: dict[str, Histogram] = {}
         self.proxy_duration: dict[tuple[str, str], Histogram] = {}
@@ -136,6 +134,9 @@ class Metrics(ForwardMetrics):
         self.max_concurrent_rejects = 0
         self.cache_hits: defaultdict[str, int] = defaultdict(int)
         self.cache_misses = 0
+        self.forward_requests: defaultdict[str, int] = defaultdict(int)
+        self.forward_responses: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.plugins: tuple[str, ...] = ()
         self.cache_entries: Callable[[], dict[str, int]] | None = None
         self.cache_zones = ""
         self.autopath_success = 0
@@ -152,12 +153,13 @@ class Metrics(ForwardMetrics):
         do: bool,
     ) -> None:
         """Count one query (CoreDNS vars.Report): request by proto/family/type, response by
-        rcode/plugin, duration, sizes. ``response`` None: nothing was sent."""
+        rcode/plugin, duration (seconds), sizes (bytes; the request as received).
+        ``response`` None: nothing was sent."""
         qtype_label = type_label(qtype)
         self.requests[(proto, family, qtype_label)] += 1
         if do:
             self.do_requests += 1
-        _hist(self.duration, qtype_label, TIME_BUCKETS).observe(seconds)
+        self.duration.observe(seconds)
         _hist(self.request_size, proto, SIZE_BUCKETS).observe(request_size)
         if response is not None and len(response) >= 4:
             rcode = RCODE_NAMES.get(response[3] & 0xF, str(response[3] & 0xF))
@@ -167,6 +169,8 @@ class Metrics(ForwardMetrics):
     # ForwardMetrics
     def proxy_request(self, to: str, rcode: str, seconds: float) -> None:
         _hist(self.proxy_duration, (to, rcode), TIME_BUCKETS).observe(seconds)
+        self.forward_requests[to] += 1
+        self.forward_responses[(to, rcode)] += 1
 
     def healthcheck_failure(self, to: str) -> None:
         self.healthcheck_failures[to] += 1
@@ -227,6 +231,20 @@ class Collector:
         )
         reload_failed.add_metric([], self.reload_failed)
         yield reload_failed
+        panics = CounterMetricFamily(
+            "coredns_panics", "A metrics that counts the number of panics."
+        )
+        panics.add_metric([], 0)
+        yield panics
+        enabled = GaugeMetricFamily(
+            "coredns_plugin_enabled",
+            "A metric that indicates whether a plugin is enabled on per server and zone basis.",
+            labels=["server", "zone", "view", "name"],
+        )
+        for m in servers:
+            for name in m.plugins:
+                enabled.add_metric([m.server, m.zone, "", name], 1)
+        yield enabled
         yield from self._dns(servers)
         yield from self._plugins(servers)
 
@@ -256,8 +274,7 @@ class Collector:
             for (rcode, plugin), n in list(m.responses.items()):
                 responses.add_metric([*base, rcode, plugin], n)
             do.add_metric([m.server, "", m.zone], m.do_requests)
-            for qtype, hist in list(m.duration.items()):
-                duration[(*base, qtype)] = hist
+            duration[tuple(base)] = m.duration
             for proto, hist in list(m.request_size.items()):
                 req_size[(*base, proto)] = hist
             for proto, hist in list(m.response_size.items()):
@@ -268,12 +285,12 @@ class Collector:
         yield _histograms(
             "coredns_dns_request_duration_seconds",
             "Histogram of the time (in seconds) each request took per zone.",
-            ["server", "zone", "view", "type"],
+            ["server", "zone", "view"],
             duration,
         )
         yield _histograms(
             "coredns_dns_request_size_bytes",
-            "Size of the EDNS0 UDP buffer in bytes (64K for TCP) per zone and protocol.",
+            "Size of the request in bytes.",
             ["server", "zone", "view", "proto"],
             req_size,
         )
@@ -301,12 +318,34 @@ class Collector:
             "cache hits/requests counters.",
             labels=["server", "zones", "view"],
         )
+        cache_requests = CounterMetricFamily(
+            "coredns_cache_requests",
+            "The count of cache requests.",
+            labels=["server", "zones", "view"],
+        )
         proxy: dict[tuple[str, ...], Histogram] = {}
         failures = CounterMetricFamily(
             "coredns_proxy_healthcheck_failures",
             "Counter of the number of failed healthchecks.",
-            labels=["proxy_name", "to", "rcode"],
+            labels=["proxy_name", "to"],
         )
+        # The names CoreDNS exported before 1.11, which the coredns-mixin alerts and
+        # dashboard still query (CoreDNSForwardLatencyHigh, ...ErrorsHigh,
+        # ...HealthcheckFailureCount): exported too, so those alerts work here.
+        legacy_requests = CounterMetricFamily(
+            "coredns_forward_requests", "Counter of requests made per upstream.", labels=["to"]
+        )
+        legacy_responses = CounterMetricFamily(
+            "coredns_forward_responses",
+            "Counter of responses received per upstream.",
+            labels=["rcode", "to"],
+        )
+        legacy_failures = CounterMetricFamily(
+            "coredns_forward_healthcheck_failures",
+            "Counter of the number of failed healthchecks.",
+            labels=["to"],
+        )
+        legacy_duration: dict[tuple[str, ...], Histogram] = {}
         broken = CounterMetricFamily(
             "coredns_forward_healthcheck_broken",
             "Counter of the number of complete failures of the healthchecks.",
@@ -329,23 +368,39 @@ class Collector:
                 for kind in ("success", "denial"):
                     hits.add_metric([m.server, kind, m.cache_zones, ""], m.cache_hits[kind])
                 misses.add_metric([m.server, m.cache_zones, ""], m.cache_misses)
+                cache_requests.add_metric(
+                    [m.server, m.cache_zones, ""], m.cache_misses + sum(m.cache_hits.values())
+                )
             for (to, rcode), hist in list(m.proxy_duration.items()):
                 proxy[("forward", to, rcode)] = hist
+                legacy_duration[(to, rcode)] = hist
             for to, n in list(m.healthcheck_failures.items()):
-                failures.add_metric(["forward", to, ""], n)
+                failures.add_metric(["forward", to], n)
+                legacy_failures.add_metric([to], n)
+            for to, n in list(m.forward_requests.items()):
+                legacy_requests.add_metric([to], n)
+            for (to, rcode), n in list(m.forward_responses.items()):
+                legacy_responses.add_metric([rcode, to], n)
             broken_total += m.healthcheck_broken_count
             rejects_total += m.max_concurrent_rejects
             autopath.add_metric([m.server], m.autopath_success)
         broken.add_metric([], broken_total)
         rejects.add_metric([], rejects_total)
-        yield from (entries, hits, misses)
+        yield from (entries, hits, misses, cache_requests)
         yield _histograms(
             "coredns_proxy_request_duration_seconds",
             "Histogram of the time each request took.",
             ["proxy_name", "to", "rcode"],
             proxy,
         )
+        yield _histograms(
+            "coredns_forward_request_duration_seconds",
+            "Histogram of the time each request took.",
+            ["to", "rcode"],
+            legacy_duration,
+        )
         yield from (failures, broken, rejects, autopath)
+        yield from (legacy_requests, legacy_responses, legacy_failures)
 
 
 def registry(collector: Collector) -> CollectorRegistry:

@@ -62,8 +62,14 @@ class RunningServer:
 def start_server(*args: str, deadline: float = 20.0) -> RunningServer:
     """Start ``python -m clusterdns serve --listen 127.0.0.1:0 ARGS`` and wait (polling the
     log, with a deadline) for its listening line."""
+    return start_clusterdns("serve", "--listen", "127.0.0.1:0", *args, deadline=deadline)
+
+
+def start_clusterdns(*args: str, deadline: float = 20.0) -> RunningServer:
+    """Start ``python -m clusterdns ARGS`` and wait for the listening line (the first
+    listener's port is taken from it)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "clusterdns", "serve", "--listen", "127.0.0.1:0", *args],
+        [sys.executable, "-m", "clusterdns", *args],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
@@ -78,7 +84,7 @@ def start_server(*args: str, deadline: float = 20.0) -> RunningServer:
         if not line:
             break
         lines.append(line)
-        match = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+        match = re.search(r"listening on \[?[0-9a-f.:]+?\]?:(\d+)", line)
         if match:
             threading.Thread(
                 target=lines.extend, args=(iter(process.stderr.readline, ""),), daemon=True
@@ -120,3 +126,23 @@ def coredns_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running
     server = start_server("--zones", str(COREDNS), "--zones", str(big))
     yield server
     assert stop_server(server) == 0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free for both UDP and TCP on ``host`` right now (the caller binds it soon)."""
+    import socket
+
+    for _ in range(50):
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            tcp.bind((host, 0))
+            port = tcp.getsockname()[1]
+            udp.bind((host, port))
+            return int(port)
+        except OSError:
+            continue
+        finally:
+            tcp.close()
+            udp.close()
+    raise RuntimeError("no free port")

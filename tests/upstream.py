@@ -126,20 +126,24 @@ class Upstream:
         """``"127.0.0.1:PORT"``."""
         return f"{self.host}:{self.port}"
 
-    def start(self) -> None:
-        """Bind UDP and TCP on one free port and start serving (returns once bound)."""
+    def start(self, port: int = 0) -> None:
+        """Bind UDP and TCP on ``port`` (0: one free port for both) of :attr:`host` and
+        start serving (returns once bound). OSError if a fixed ``port`` is taken."""
         if self._udp is not None:
             raise RuntimeError("already started")
         for _ in range(50):
             tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            tcp.bind((self.host, 0))
-            port = tcp.getsockname()[1]
+            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            tcp.bind((self.host, port))
+            bound = tcp.getsockname()[1]
             udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             try:
-                udp.bind((self.host, port))
+                udp.bind((self.host, bound))
             except OSError:
                 tcp.close()
                 udp.close()
+                if port:
+                    raise
                 continue
             break
         else:
@@ -147,7 +151,7 @@ class Upstream:
         tcp.listen(64)
         tcp.setblocking(False)
         udp.setblocking(False)
-        self._tcp, self._udp, self.port = tcp, udp, port
+        self._tcp, self._udp, self.port = tcp, udp, bound
         self._wake_r, self._wake_w = socket.socketpair()
         self._stopping.clear()
         self._spawn(self._serve, "upstream-serve")
