@@ -12,6 +12,7 @@ import dns.flags
 import dns.message
 import dns.opcode
 import dns.rcode
+import dns.rdatatype
 import pytest
 
 from clusterdns.handler import Handler
@@ -267,3 +268,24 @@ def test_cache_key_folds_the_name_only() -> None:
 
     assert key("Big.testns.svc.cluster.local.", 65) == key("big.testns.svc.cluster.local.", 65)
     assert key("big.testns.svc.cluster.local.", 65) != key("big.testns.svc.cluster.local.", 97)
+
+
+def test_loadbalance_rotates_addresses_and_keeps_cnames_first() -> None:
+    from clusterdns.records import Service, ServiceKind
+
+    store = _big_store()
+    store.upsert("t", Service("testns", "alias", ServiceKind.EXTERNAL_NAME,
+                              external_name="big.testns.svc.cluster.local."), 1)
+    handler = Handler(store, ZoneConfig(), loadbalance=True)
+    firsts = set()
+    for _ in range(8):
+        q = dns.message.make_query("alias.testns.svc.cluster.local.", "A", use_edns=0, payload=4096)
+        msg = ask(handler, q)
+        assert msg.answer[0].rdtype == dns.rdatatype.CNAME  # the CNAME stays first
+        (addresses,) = [r for r in msg.answer if r.rdtype == dns.rdatatype.A]
+        assert len(addresses) == 100
+        firsts.add(next(iter(addresses)).address)
+    assert len(firsts) > 1  # answers from the cache come in turn in other orders
+    plain = Handler(store, ZoneConfig())
+    q = dns.message.make_query("big.testns.svc.cluster.local.", "A", use_edns=0, payload=4096)
+    assert len({next(iter(ask(plain, q).answer[0])).address for _ in range(4)}) == 1
