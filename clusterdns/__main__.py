@@ -13,8 +13,10 @@ from . import __version__
 from .app import Options, load_conf, run
 from .config import KubernetesConfig, ServerConfig
 from .errors import ConfigError
+from .explain import local_query, report, server_query
 from .names import absolute
-from .resolver import PodMode
+from .resolver import PodMode, ZoneConfig
+from .search import DNSPolicy, Libc, ResolvConf, parse_resolv_conf, pod_resolv_conf, walk
 from .sources.manifests import load, summary
 
 log = logging.getLogger("clusterdns")
@@ -118,6 +120,44 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--ready", metavar="HOST:PORT", help="serve /ready here (off)")
     serve.add_argument("--metrics", metavar="HOST:PORT", help="serve /metrics here (off)")
 
+    rc = commands.add_parser("resolvconf", help="print the resolv.conf the kubelet writes")
+    rc.add_argument("--namespace", default="default", help="the pod's namespace")
+    rc.add_argument("--cluster-domain", default="cluster.local")
+    rc.add_argument(
+        "--nameserver", action="append", metavar="IP", help="cluster DNS IP (10.96.0.10)"
+    )
+    rc.add_argument(
+        "--dns-policy",
+        default="ClusterFirst",
+        choices=[p.value for p in DNSPolicy],
+        help="the pod's spec.dnsPolicy",
+    )
+    rc.add_argument("--search", action="append", default=[], help="dnsConfig.searches")
+    rc.add_argument("--option", action="append", default=[], help="dnsConfig.options, NAME[:V]")
+    rc.add_argument("--ndots", type=int, help="dnsConfig option ndots")
+    rc.add_argument(
+        "--host-resolv-conf",
+        type=Path,
+        default=Path("/etc/resolv.conf"),
+        help="the node's resolv.conf (its search domains are appended; Default uses it)",
+    )
+    rc.add_argument("--host-network", action="store_true", help="the pod uses hostNetwork")
+
+    rs = commands.add_parser("resolve", help="walk a pod's search list as its libc does")
+    rs.add_argument("name")
+    rs.add_argument("--namespace", default="default", help="the pod's namespace (default)")
+    rs.add_argument("--resolv-conf", type=Path, help="use this resolv.conf instead")
+    rs.add_argument("--type", default="both", choices=["A", "AAAA", "both"])
+    rs.add_argument("--libc", default="glibc", choices=[lib.value for lib in Libc])
+    rs.add_argument(
+        "--server",
+        type=parse_listen,
+        metavar="HOST:PORT",
+        help="ask this server (default: answer in-process from --zones)",
+    )
+    rs.add_argument("--zones", action="append", type=Path, metavar="DIR")
+    rs.add_argument("--cluster-domain", default="cluster.local")
+
     check = commands.add_parser("check", help="validate manifests and count what they hold")
     check.add_argument("paths", nargs="*", type=Path, default=[Path("zones")], metavar="DIR")
     return parser
@@ -183,7 +223,7 @@ def coredns_argv(argv: list[str]) -> list[str]:
     """CoreDNS's own command line (``-conf PATH``, as the kube-system Deployment passes
     it) becomes ``serve --conf PATH``, keeping the options around it; an argv that names
     a command is left alone."""
-    if "-conf" not in argv or any(a in ("serve", "check") for a in argv):
+    if "-conf" not in argv or any(a in ("serve", "check", "resolve", "resolvconf") for a in argv):
         return argv
     at = argv.index("-conf")
     if at + 1 >= len(argv):
@@ -197,6 +237,66 @@ def coredns_argv(argv: list[str]) -> list[str]:
     return [*globals_, "serve", "--conf", argv[at + 1], *rest]
 
 
+def _host_conf(path: Path) -> ResolvConf:
+    try:
+        return parse_resolv_conf(path.read_text())
+    except OSError:
+        return ResolvConf()
+
+
+def resolvconf(args: argparse.Namespace) -> int:
+    """Print a pod's resolv.conf; warn on stderr about search domains over the limits."""
+    options = list(args.option) + ([f"ndots:{args.ndots}"] if args.ndots is not None else [])
+    conf = pod_resolv_conf(
+        args.namespace.lower(),
+        cluster_domain=args.cluster_domain,
+        nameservers=args.nameserver or ["10.96.0.10"],
+        policy=DNSPolicy(args.dns_policy),
+        host=_host_conf(args.host_resolv_conf),
+        searches=args.search,
+        options=options,
+        host_network=args.host_network,
+    )
+    sys.stdout.write(conf.text())
+    if conf.dropped:
+        print(
+            "search domains over the kubelet's limits (32 domains, 2048 characters), "
+            f"dropped: {' '.join(conf.dropped)}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def resolve_command(args: argparse.Namespace) -> int:
+    """Walk NAME's candidates; exit 0 resolved, 2 not found, 1 error."""
+    if args.resolv_conf is not None:
+        try:
+            conf = parse_resolv_conf(args.resolv_conf.read_text())
+        except OSError as exc:
+            print(f"{args.resolv_conf}: {exc.strerror}", file=sys.stderr)
+            return 1
+    else:
+        conf = pod_resolv_conf(args.namespace.lower(), cluster_domain=args.cluster_domain)
+    if args.server is not None:
+        query = server_query(*args.server)
+    else:
+        zone = absolute(args.cluster_domain)
+        try:
+            query = local_query(
+                args.zones or [Path("zones")],
+                ZoneConfig(zones=(zone, "in-addr.arpa.", "ip6.arpa.")),
+            )
+        except FileNotFoundError as exc:
+            print(f"{exc} (pass --zones DIR or --server HOST:PORT)", file=sys.stderr)
+            return 1
+    qtypes = ("A", "AAAA") if args.type == "both" else (args.type,)
+    result = walk(args.name, conf, query, Libc(args.libc), qtypes)
+    print("\n".join(report(result)))
+    if result.resolved:
+        return 0
+    return 1 if result.error else 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``clusterdns`` console script."""
     args = build_parser().parse_args(coredns_argv(list(sys.argv[1:] if argv is None else argv)))
@@ -205,6 +305,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command == "check":
         return check(args)
+    if args.command == "resolvconf":
+        return resolvconf(args)
+    if args.command == "resolve":
+        return resolve_command(args)
     return serve(args)
 
 

@@ -1,0 +1,96 @@
+"""``clusterdns resolve``: walk a pod's search list against a server, or in-process.
+
+Glue between :mod:`clusterdns.search` (the pure walk) and something that answers: a
+running server over UDP (TCP when truncated) with dnspython, or the resolver on a store
+built from ``--zones`` when no server is given.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import dns.flags
+import dns.message
+import dns.query
+import dns.rdatatype
+
+from .handler import Handler
+from .names import find_zone
+from .resolver import ZoneConfig
+from .rr import RCODE_NAMES, Rcode
+from .search import Query, Reply, Walk
+from .sources.manifests import ManifestSource
+from .store import Store
+
+TIMEOUT = 2.0  # seconds per query
+
+
+def _reply(msg: dns.message.Message, qtype: str, began: float) -> Reply:
+    wanted = dns.rdatatype.from_text(qtype)
+    answers, addresses = [], []
+    for rrset in msg.answer:
+        for rdata in rrset:
+            answers.append(f"{dns.rdatatype.to_text(rrset.rdtype)} {rdata.to_text()}")
+            if rrset.rdtype == wanted:
+                addresses.append(rdata.to_text())
+    return Reply(msg.rcode(), answers, addresses, (time.perf_counter() - began) * 1000)
+
+
+def server_query(host: str, port: int) -> Query:
+    """Ask a running server: UDP, then TCP if truncated; TimeoutError if it stays silent."""
+
+    def ask(name: str, qtype: str) -> Reply:
+        began = time.perf_counter()
+        query = dns.message.make_query(name, qtype)
+        try:
+            msg, _ = dns.query.udp_with_fallback(query, host, timeout=TIMEOUT, port=port)
+        except dns.exception.Timeout:
+            raise TimeoutError(name) from None
+        return _reply(msg, qtype, began)
+
+    return ask
+
+
+def local_query(paths: Sequence[Path], config: ZoneConfig) -> Query:
+    """Answer from the manifests in ``paths`` with the resolver, in this process. Names
+    outside the cluster zones have no upstream here: they count as NXDOMAIN (a real
+    server would forward them)."""
+    store = Store()
+    ManifestSource(store, paths).load(time.time())
+    handler = Handler(store, config)
+
+    def ask(name: str, qtype: str) -> Reply:
+        began = time.perf_counter()
+        if find_zone(name.lower(), config.zones) is None:
+            return Reply(Rcode.NXDOMAIN, ["(outside the cluster zone: no upstream in-process)"])
+        query = dns.message.make_query(name, qtype)
+        query.flags |= dns.flags.RD
+        wire = handler.handle(query.to_wire(), True)
+        assert isinstance(wire, bytes)
+        return _reply(dns.message.from_wire(wire), qtype, began)
+
+    return ask
+
+
+def report(result: Walk) -> list[str]:
+    """The lines ``clusterdns resolve`` prints: one per query, then the outcome."""
+    lines = []
+    for step in result.steps:
+        reply = step.reply
+        answers = ", ".join(reply.answers) or "-"
+        rcode = RCODE_NAMES.get(reply.rcode, str(reply.rcode))
+        lines.append(
+            f"{step.qtype:<4} {step.name:<60} {rcode:<8} {reply.milliseconds:6.1f} ms  {answers}"
+        )
+    queries = len(result.steps)
+    if result.resolved:
+        lines.append(
+            f"resolved: {result.name} -> {', '.join(result.addresses)} "
+            f"after {queries} quer{'y' if queries == 1 else 'ies'}"
+        )
+    else:
+        lines.append(f"not resolved after {queries} quer{'y' if queries == 1 else 'ies'}")
+    lines.append(f"why the walk stopped: {result.reason}")
+    return lines
