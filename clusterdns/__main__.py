@@ -116,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="run as a Corefile says (CoreDNS's -conf); the flags above then only add "
         "--zones, --kubeconfig, --kube-api and --cache-size",
     )
+    serve.add_argument(
+        "--autopath",
+        action="store_true",
+        help="answer a pod's search list on the server (needs --pods verified)",
+    )
     serve.add_argument("--health", metavar="HOST:PORT", help="serve /health here (off)")
     serve.add_argument("--ready", metavar="HOST:PORT", help="serve /ready here (off)")
     serve.add_argument("--metrics", metavar="HOST:PORT", help="serve /metrics here (off)")
@@ -175,6 +180,7 @@ def flags_config(args: argparse.Namespace) -> ServerConfig:
         health=args.health or "",
         ready=args.ready or "",
         prometheus=args.metrics or "",
+        autopath="@kubernetes" if args.autopath else "",
         kubernetes=KubernetesConfig(
             zones=zones,
             pods=args.pods,

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .autopath import AutoPath
 from .config import ServerConfig
 from .config import load as load_corefile
 from .errors import ClusterDNSError, ConfigError
@@ -32,6 +33,7 @@ from .health import Readiness, health_route, serve_http
 from .metrics import Collector, Metrics, registry, serve_metrics
 from .names import canonical_ip
 from .resolver import PodMode, ZoneConfig
+from .search import parse_resolv_conf
 from .server import DNSServer
 from .sources.manifests import ManifestSource, summary
 from .store import KINDS, Store
@@ -112,6 +114,23 @@ class Block:
     metrics: Metrics | None = None
 
 
+def autopath(server: ServerConfig) -> AutoPath | None:
+    """The block's autopath (``autopath @kubernetes``), which needs ``pods verified`` to
+    know the client pod by its IP; the server's own search domains come from
+    /etc/resolv.conf, as CoreDNS takes them. Raises ConfigError otherwise."""
+    if not server.autopath:
+        return None
+    if server.autopath != "@kubernetes":
+        raise ConfigError(f"autopath: only @kubernetes is supported, got {server.autopath!r}")
+    if server.kubernetes is None or server.kubernetes.pods != "verified":
+        raise ConfigError("autopath @kubernetes needs the kubernetes plugin with pods verified")
+    try:
+        domains = parse_resolv_conf(Path("/etc/resolv.conf").read_text()).search
+    except OSError:
+        domains = []
+    return AutoPath(domains)
+
+
 def build_block(server: ServerConfig, store: Store, cache_size: int) -> Block:
     """Handler, forwarders (with cache) and metrics of one server block.
 
@@ -147,6 +166,7 @@ def build_block(server: ServerConfig, store: Store, cache_size: int) -> Block:
         metrics=metrics,
         loadbalance=server.loadbalance,
         cache_size=cache_size,
+        autopath=autopath(server),
     )
     return Block(server, handler, forwarders, metrics)
 

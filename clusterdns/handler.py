@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Union
 
+from .autopath import AutoPath
 from .errors import ClusterDNSError
 from .forward import Forwarder
 from .metrics import Metrics
@@ -48,7 +49,8 @@ class Handler:
     ``config``: the kubernetes zone configuration, or None without a kubernetes plugin;
     ``forwarders``: tried in order for names the zone does not answer;
     ``loadbalance``: rotate A/AAAA answers (CoreDNS loadbalance, CNAMEs stay first);
-    ``metrics``: counted per query. Call from the thread that mutates ``store``.
+    ``metrics``: counted per query; ``autopath``: server-side search for pods (SPEC.md 15.4).
+    Call from the thread that mutates ``store``.
     """
 
     def __init__(
@@ -61,6 +63,7 @@ class Handler:
         metrics: Metrics | None = None,
         loadbalance: bool = False,
         cache_size: int = 10000,
+        autopath: AutoPath | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -69,16 +72,17 @@ class Handler:
         self.metrics = metrics
         self.loadbalance = loadbalance
         self.cache = AnswerCache(cache_size)
+        self.autopath = autopath
         # qnames the loop detector sent, with how often each arrived: one arrival is our
         # own send; a forwarding loop brings the same name back again and again.
         self.loop_probes: dict[str, int] = {}
         self.on_loop: Callable[[str], None] | None = None
 
-    def handle(self, data: bytes, tcp: bool, family: str = "1") -> Reply:
+    def handle(self, data: bytes, tcp: bool, family: str = "1", client: str = "") -> Reply:
         """Answer one DNS message; None means send nothing (RFC 1035 4.1.1, SPEC.md 13).
 
         ``tcp``: the reply may use the 65535-byte TCP limit; ``family``: "1" IPv4 or
-        "2" IPv6 client (metrics).
+        "2" IPv6 client (metrics); ``client``: the client's IP (autopath).
         """
         try:
             query = parse_query(data)
@@ -87,9 +91,11 @@ class Handler:
         except ClusterDNSError as exc:
             ident, flags = parse_header(data)
             return header_only_response(ident, flags, exc.rcode)
-        return self.handle_query(query, data, tcp, family)
+        return self.handle_query(query, data, tcp, family, client)
 
-    def handle_query(self, query: Query, data: bytes, tcp: bool, family: str = "1") -> Reply:
+    def handle_query(
+        self, query: Query, data: bytes, tcp: bool, family: str = "1", client: str = ""
+    ) -> Reply:
         """Answer a parsed query (``data``: the packet as received)."""
         began = time.perf_counter()
         if query.edns is not None and query.edns[1] > 0:
@@ -101,7 +107,7 @@ class Handler:
             plugin = "kubernetes"
             if reply is None:
                 try:
-                    reply, plugin = self._miss(query, data, limit)
+                    reply, plugin = self._miss(query, data, limit, client)
                 except Exception:  # a bug must cost one query, not the server
                     log.exception("internal error answering %s type %d", query.qname, query.qtype)
                     reply, plugin = error_response(query, Rcode.SERVFAIL), ""
@@ -150,7 +156,7 @@ class Handler:
             do,
         )
 
-    def _miss(self, query: Query, data: bytes, limit: int) -> tuple[Reply, str]:
+    def _miss(self, query: Query, data: bytes, limit: int, client: str) -> tuple[Reply, str]:
         if query.qtype == QType.HINFO and query.qname in self.loop_probes:
             self._loop_seen(query.qname)
         if query.qclass != QClass.IN:
@@ -162,12 +168,21 @@ class Handler:
         answer = None
         if self.config is not None:
             answer = resolve(self.store, query.qname, query.qtype, self.config)
+        if answer is not None and answer.rcode == Rcode.NXDOMAIN and self.autopath and client:
+            found = self.autopath.search(self, query, limit, client)
+            if isinstance(found, bytes):
+                return found, "autopath"
+            if found is not None:
+                return self._autopath_or(found, query, answer, limit), "autopath"
         if answer is not None and not answer.fallthrough:
             if answer.chase:
                 forwarder = self._forwarder(answer.chase)
                 if forwarder is not None:
                     return self._chase(forwarder, query, answer, limit), "kubernetes"
-            return self._encode(query, answer, limit, cache=not answer.chase), "kubernetes"
+            cache = not answer.chase and not (
+                self.autopath and answer.rcode == Rcode.NXDOMAIN  # may differ per client
+            )
+            return self._encode(query, answer, limit, cache=cache), "kubernetes"
         forwarder = self._forwarder(query.qname)
         if forwarder is not None:
             return forwarder.forward(query, data, limit), "forward"
@@ -189,6 +204,13 @@ class Handler:
         if cache:
             self.cache.put(query, limit, header, tail, variants[1:])
         return header + query.question + tail
+
+    async def _autopath_or(
+        self, found: Awaitable[bytes | None], query: Query, answer: Answer, limit: int
+    ) -> bytes | None:
+        """The upstream part of autopath, or the asked name's own NXDOMAIN."""
+        reply = await found
+        return reply if reply is not None else self._encode(query, answer, limit, cache=False)
 
     async def _chase(
         self, forwarder: Forwarder, query: Query, answer: Answer, limit: int
@@ -237,10 +259,10 @@ class Mux:
         self.handlers = list(handlers)
         self._zones = tuple(z for h in self.handlers for z in h.zones)
 
-    def handle(self, data: bytes, tcp: bool, family: str = "1") -> Reply:
+    def handle(self, data: bytes, tcp: bool, family: str = "1", client: str = "") -> Reply:
         """As :meth:`Handler.handle`."""
         if len(self.handlers) == 1:
-            return self.handlers[0].handle(data, tcp, family)
+            return self.handlers[0].handle(data, tcp, family, client)
         try:
             query = parse_query(data)
         except Drop:
@@ -251,5 +273,5 @@ class Mux:
         zone = find_zone(query.qname, self._zones)
         for handler in self.handlers:
             if zone in handler.zones:
-                return handler.handle_query(query, data, tcp, family)
+                return handler.handle_query(query, data, tcp, family, client)
         return error_response(query, Rcode.REFUSED)

@@ -36,7 +36,7 @@ class UDPProtocol(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        reply = self.server.handler.handle(data, False, self.family)
+        reply = self.server.handler.handle(data, False, self.family, str(addr[0]))
         if reply is None or self.transport is None:
             return
         if isinstance(reply, bytes):
@@ -127,12 +127,14 @@ class DNSServer:
             writer.close()
             return
         self._connections.add(writer)
+        peername = writer.get_extra_info("peername")
+        peer = str(peername[0]) if peername else ""
         try:
             while True:
                 prefix = await asyncio.wait_for(reader.readexactly(2), self.idle_timeout)
                 length = int.from_bytes(prefix, "big")
                 data = await asyncio.wait_for(reader.readexactly(length), self.idle_timeout)
-                reply = self.handler.handle(data, True, self.family)
+                reply = self.handler.handle(data, True, self.family, peer)
                 if reply is not None and not isinstance(reply, bytes):
                     reply = await reply
                 if reply is not None:

@@ -258,6 +258,11 @@ class Store:
         """Services that have ``ip`` as a ready endpoint address, sorted."""
         return sorted(_values(self._endpoint_ips.get(ip)))
 
+    def pod_namespace(self, ip: str) -> str | None:
+        """The namespace of a live pod with ``ip`` (autopath's client), or None."""
+        values = _values(self._pod_ips.get(ip))
+        return values[0] if values else None
+
     def has_pod_ip(self, namespace: str, ip: str) -> bool:
         """Whether a pod in ``namespace``, not being deleted, has ``ip`` among its IPs."""
         return namespace in _values(self._pod_ips.get(ip))

@@ -1,0 +1,121 @@
+"""autopath: walk a pod's search list on the server (SPEC.md 15.4; CoreDNS autopath).
+
+A pod with ``ndots:5`` asks ``web.shop.<its-ns>.svc.cluster.local`` first. When that name
+does not exist and the asking pod is known (by source IP, which needs pod records:
+``pods verified``), the server tries the rest of that pod's search path itself:
+``web.shop.svc.cluster.local``, ``web.shop.cluster.local``, the server's own search
+domains, then ``web.shop.`` upstream. The first name that is not NXDOMAIN is answered
+with a CNAME from the asked name to it, before its records, under the question asked: the
+client is done after one round trip. When every candidate is NXDOMAIN the first reply goes
+back unchanged and the client walks its own list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING
+
+from dnslib import CNAME, QTYPE, RR, DNSLabel, DNSQuestion, DNSRecord
+
+from .names import find_zone
+from .resolver import Answer, resolve
+from .rr import RR as Rec
+from .rr import QType, Rcode
+from .wire import Query, encode_answer
+
+if TYPE_CHECKING:
+    from .forward import Forwarder
+    from .handler import Handler
+
+
+# NXDOMAIN goes on to the next name. So do errors (CoreDNS would return an upstream's
+# REFUSED under a CNAME, which helps no client): only an answer or NODATA is "found".
+FOUND = (Rcode.NOERROR,)
+
+
+class AutoPath:
+    """Server-side search for one server block.
+
+    ``domains``: the server's own search domains (its resolv.conf), tried after the
+    cluster's three; ``success``: how many queries autopath answered (metrics).
+    """
+
+    def __init__(self, domains: Sequence[str] = ()) -> None:
+        self.domains = [d.strip(".").lower() + "." for d in domains if d.strip(".")]
+        self.success = 0
+
+    def path(self, namespace: str, zone: str) -> list[str]:
+        """The pod's search path: ``<ns>.svc.<zone>``, ``svc.<zone>``, ``<zone>``, the
+        server's own domains, and the root (the name as is)."""
+        return [f"{namespace}.svc.{zone}", f"svc.{zone}", zone, *self.domains, "."]
+
+    def search(
+        self, handler: Handler, query: Query, limit: int, client: str
+    ) -> bytes | Awaitable[bytes | None] | None:
+        """The reply found along the client's search path (an awaitable when upstream
+        names must be tried; it gives None if none exists), or None to answer the asked
+        name's NXDOMAIN as usual. ``client``: the source IP of the query."""
+        config = handler.config
+        if config is None:
+            return None
+        namespace = handler.store.pod_namespace(client)
+        if namespace is None:
+            return None
+        path = self.path(namespace, config.cluster_domain)
+        suffix = "." + path[0]
+        if not query.qname.endswith(suffix):
+            return None  # only names inside the pod's first search domain
+        base = query.qname[: -len(suffix)]
+        candidates = [f"{base}.{domain}" if domain != "." else base + "." for domain in path[1:]]
+        for i, name in enumerate(candidates):
+            if find_zone(name, config.zones) is None:
+                forwarder = handler._forwarder(name)
+                if forwarder is None:
+                    return None
+                return self._upstream(forwarder, query, limit, candidates[i:], handler)
+            answer = resolve(handler.store, name, query.qtype, config)
+            if answer is not None and answer.rcode in FOUND:
+                self.success += 1
+                if handler.metrics is not None:
+                    handler.metrics.autopath_success += 1
+                return self._cname(query, limit, name, answer, config.ttl)
+        return None
+
+    @staticmethod
+    def _cname(query: Query, limit: int, target: str, answer: Answer, ttl: int) -> bytes:
+        answer.answer.insert(0, Rec(query.qname, QType.CNAME, ttl, target))
+        header, _, tail = encode_answer(query, answer, limit)
+        return header + query.question + tail
+
+    async def _upstream(
+        self, forwarder: Forwarder, query: Query, limit: int, names: list[str], handler: Handler
+    ) -> bytes | None:
+        """Try the out-of-zone candidates upstream, in order; None keeps the NXDOMAIN."""
+        for name in names:
+            question = DNSRecord.question(name.rstrip(".") or ".", QTYPE.get(query.qtype))
+            try:
+                reply = DNSRecord.parse(await forwarder.exchange(question.pack()))
+            except Exception:  # an upstream failure ends the search: the client walks on
+                break
+            if reply.header.rcode not in FOUND:
+                continue
+            self.success += 1
+            if handler.metrics is not None:
+                handler.metrics.autopath_success += 1
+            reply.header.id = query.id
+            reply.questions = [DNSQuestion(DNSLabel(query.labels), query.qtype, query.qclass)]
+            ttl = min((rr.ttl for rr in reply.rr), default=_ttl(handler))
+            cname = RR(DNSLabel(query.labels), QTYPE.CNAME, 1, ttl, CNAME(name))
+            reply.rr = [cname, *reply.rr]
+            data = bytes(reply.pack())
+            if len(data) > limit:
+                reply.rr, reply.auth, reply.ar = [], [], []
+                reply.header.tc = 1
+                data = bytes(reply.pack())
+            return data
+        return None
+
+
+def _ttl(handler: Handler) -> int:
+    """The TTL for an autopath CNAME when the found answer has no records."""
+    return handler.config.ttl if handler.config is not None else 30
