@@ -6,6 +6,7 @@ import argparse
 import ipaddress
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,7 +18,9 @@ from .explain import local_query, report, server_query
 from .names import absolute
 from .resolver import PodMode, ZoneConfig
 from .search import DNSPolicy, Libc, ResolvConf, parse_resolv_conf, pod_resolv_conf, walk
-from .sources.manifests import load, summary
+from .servicelinks import service_env
+from .sources.manifests import ManifestSource, load, summary
+from .store import Store
 
 log = logging.getLogger("clusterdns")
 
@@ -163,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--zones", action="append", type=Path, metavar="DIR")
     rs.add_argument("--cluster-domain", default="cluster.local")
 
+    ev = commands.add_parser("env", help="print the service variables a pod gets")
+    ev.add_argument("--namespace", default="default", help="the pod's namespace")
+    ev.add_argument("--zones", action="append", type=Path, metavar="DIR")
+    ev.add_argument(
+        "--no-service-links", action="store_true", help="the pod sets enableServiceLinks: false"
+    )
+
     check = commands.add_parser("check", help="validate manifests and count what they hold")
     check.add_argument("paths", nargs="*", type=Path, default=[Path("zones")], metavar="DIR")
     return parser
@@ -229,7 +239,8 @@ def coredns_argv(argv: list[str]) -> list[str]:
     """CoreDNS's own command line (``-conf PATH``, as the kube-system Deployment passes
     it) becomes ``serve --conf PATH``, keeping the options around it; an argv that names
     a command is left alone."""
-    if "-conf" not in argv or any(a in ("serve", "check", "resolve", "resolvconf") for a in argv):
+    commands = ("serve", "check", "resolve", "resolvconf", "env")
+    if "-conf" not in argv or any(a in commands for a in argv):
         return argv
     at = argv.index("-conf")
     if at + 1 >= len(argv):
@@ -303,6 +314,20 @@ def resolve_command(args: argparse.Namespace) -> int:
     return 1 if result.error else 2
 
 
+def env_command(args: argparse.Namespace) -> int:
+    """Print ``NAME=value`` lines, sorted, as the kubelet would set them (enableServiceLinks)."""
+    store = Store()
+    try:
+        ManifestSource(store, args.zones or [Path("zones")]).load(time.time())
+    except FileNotFoundError as exc:
+        print(f"{exc} (pass --zones DIR)", file=sys.stderr)
+        return 1
+    env = service_env(store, args.namespace.lower(), enable_service_links=not args.no_service_links)
+    for name in sorted(env):
+        print(f"{name}={env[name]}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``clusterdns`` console script."""
     args = build_parser().parse_args(coredns_argv(list(sys.argv[1:] if argv is None else argv)))
@@ -315,6 +340,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return resolvconf(args)
     if args.command == "resolve":
         return resolve_command(args)
+    if args.command == "env":
+        return env_command(args)
     return serve(args)
 
 
