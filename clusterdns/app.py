@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -358,22 +359,23 @@ class App:
         host, port = next(iter(self.listeners))
         port = next(iter(self.listeners.values())).port
         target = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
-        family = socket.AF_INET6 if ":" in target else socket.AF_INET
         loop = asyncio.get_running_loop()
         for _ in range(LOOP_PROBE_ATTEMPTS):
             suffix = "" if zone == "." else zone
             probe = f"{random.randrange(10**9)}.{random.randrange(10**9)}.{suffix}"
             block.handler.loop_probes[probe.lower()] = 0
-            with socket.socket(family, socket.SOCK_DGRAM) as sock:
-                sock.setblocking(False)
-                try:
-                    await loop.sock_sendto(
-                        sock, DNSRecord.question(probe, "HINFO").pack(), (target, port)
-                    )
-                    await asyncio.wait_for(loop.sock_recv(sock, 4096), LOOP_PROBE_TIMEOUT)
-                    return  # answered (whatever the rcode): no loop
-                except (TimeoutError, OSError):
-                    pass
+            answered: asyncio.Future[bytes] = loop.create_future()
+            transport, _ = await loop.create_datagram_endpoint(
+                functools.partial(_Probe, answered), remote_addr=(target, port)
+            )
+            try:
+                transport.sendto(bytes(DNSRecord.question(probe, "HINFO").pack()))
+                await asyncio.wait_for(answered, LOOP_PROBE_TIMEOUT)
+                return  # answered (whatever the rcode): no loop
+            except (TimeoutError, OSError):
+                pass
+            finally:
+                transport.close()
             await asyncio.sleep(LOOP_PROBE_INTERVAL)
 
     def _loop_found(self, qname: str) -> None:
@@ -468,10 +470,21 @@ class App:
             await asyncio.get_running_loop().run_in_executor(None, self.kube.stop)
 
 
+class _Probe(asyncio.DatagramProtocol):
+    """Receives the answer to one loop probe."""
+
+    def __init__(self, answered: asyncio.Future[bytes]) -> None:
+        self.answered = answered
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if not self.answered.done():
+            self.answered.set_result(data)
+
+
 def run(servers: list[ServerConfig], options: Options) -> int:
     """Run the server to completion; returns the process exit status."""
     try:
-        import uvloop  # type: ignore[import-not-found]
+        import uvloop
 
         return int(uvloop.run(App(servers, options).run()))
     except ImportError:

@@ -84,6 +84,13 @@ class Handler:
         ``tcp``: the reply may use the 65535-byte TCP limit; ``family``: "1" IPv4 or
         "2" IPv6 client (metrics); ``client``: the client's IP (autopath).
         """
+        if type(data) is not bytes:  # a bytearray or memoryview from a caller other
+            data = bytes(data)  # than the transports: keys must be hashable bytes
+        hit = self.cache.lookup(data, tcp, self.store.generation)
+        if hit is not None:
+            if self.metrics is not None:
+                self.metrics.hit(tcp, family, self.cache.last_qtype, data, hit)
+            return hit
         try:
             query = parse_query(data)
         except Drop:

@@ -9,6 +9,7 @@ plugin/cache/metrics.go). Process metrics come from prometheus_client's own coll
 from __future__ import annotations
 
 import bisect
+import copy
 import platform
 import threading
 from collections import defaultdict
@@ -86,6 +87,11 @@ class Histogram:
         self.counts[bisect.bisect_left(self.buckets, value)] += 1
         self.total += value
 
+    def add(self, value: float, count: int) -> None:
+        """Count ``count`` observations of ``value``."""
+        self.counts[bisect.bisect_left(self.buckets, value)] += count
+        self.total += value * count
+
     def export(self) -> tuple[list[tuple[str, float]], float]:
         """``(buckets as (le, cumulative count) including +Inf, sum)``."""
         out: list[tuple[str, float]] = []
@@ -137,6 +143,9 @@ class Metrics(ForwardMetrics):
         self.forward_requests: defaultdict[str, int] = defaultdict(int)
         self.forward_responses: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.plugins: tuple[str, ...] = ()
+        # answer-cache hits, counted with one dict update each and folded into the
+        # families above at scrape time: (tcp, family, qtype, rcode, request, reply bytes)
+        self.hits: defaultdict[tuple[bool, str, int, int, int, int], int] = defaultdict(int)
         self.cache_entries: Callable[[], dict[str, int]] | None = None
         self.cache_zones = ""
         self.autopath_success = 0
@@ -166,6 +175,29 @@ class Metrics(ForwardMetrics):
             self.responses[(rcode, plugin)] += 1
             _hist(self.response_size, proto, SIZE_BUCKETS).observe(len(response))
 
+    def hit(self, tcp: bool, family: str, qtype: int, request: bytes, reply: bytes) -> None:
+        """Count one query answered from the answer cache (the hot path: one dict update).
+        Such a reply takes well under 0.25 ms: it counts in the first duration bucket."""
+        self.hits[(tcp, family, qtype, reply[3] & 0xF, len(request), len(reply))] += 1
+
+    def folded(self) -> Metrics:
+        """A copy of the counters with the cache hits folded in (called at scrape time)."""
+        out = copy.copy(self)
+        out.requests = defaultdict(int, self.requests)
+        out.responses = defaultdict(int, self.responses)
+        out.do_requests = self.do_requests
+        out.duration = _copy(self.duration)
+        out.request_size = {k: _copy(h) for k, h in list(self.request_size.items())}
+        out.response_size = {k: _copy(h) for k, h in list(self.response_size.items())}
+        for (tcp, family, qtype, rcode, request, reply), n in list(self.hits.items()):
+            proto = "tcp" if tcp else "udp"
+            out.requests[(proto, family, type_label(qtype))] += n
+            out.responses[(RCODE_NAMES.get(rcode, str(rcode)), "kubernetes")] += n
+            out.duration.counts[0] += n
+            _hist(out.request_size, proto, SIZE_BUCKETS).add(request, n)
+            _hist(out.response_size, proto, SIZE_BUCKETS).add(reply, n)
+        return out
+
     # ForwardMetrics
     def proxy_request(self, to: str, rcode: str, seconds: float) -> None:
         _hist(self.proxy_duration, (to, rcode), TIME_BUCKETS).observe(seconds)
@@ -186,6 +218,13 @@ class Metrics(ForwardMetrics):
 
     def cache_miss(self) -> None:
         self.cache_misses += 1
+
+
+def _copy(hist: Histogram) -> Histogram:
+    out = Histogram(hist.buckets)
+    out.counts = list(hist.counts)
+    out.total = hist.total
+    return out
 
 
 def _hist(table: dict[Any, Histogram], key: Any, buckets: tuple[float, ...]) -> Histogram:
@@ -217,7 +256,7 @@ class Collector:
     def collect(self) -> Iterator[Metric]:
         """prometheus_client's collector protocol."""
         with self._lock:
-            servers = list(self.servers)
+            servers = [m.folded() for m in self.servers]
         build = GaugeMetricFamily(
             "coredns_build_info",
             "A metric with a constant '1' value labeled by version, "

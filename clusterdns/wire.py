@@ -24,6 +24,8 @@ from .rr import QType, Rcode, SOAData, SRVData
 HEADER = struct.Struct("!HHHHHH")
 QTAIL = struct.Struct("!HH")
 RRHEAD = struct.Struct("!HHIH")
+OPT_HEAD = struct.Struct("!BHHIH")  # owner (root), type, class (payload), TTL, RDLENGTH
+REPLY_HEAD = struct.Struct("!HHH")  # ID, flags, QDCOUNT
 
 FLAG_QR = 0x8000
 FLAG_AA = 0x0400
@@ -322,7 +324,16 @@ class AnswerCache:
     served stale.
     """
 
-    __slots__ = ("entries", "rotations", "max_entries", "generation", "hits", "misses", "turn")
+    __slots__ = (
+        "entries",
+        "rotations",
+        "max_entries",
+        "generation",
+        "hits",
+        "misses",
+        "turn",
+        "last_qtype",
+    )
 
     def __init__(self, max_entries: int = 10000) -> None:
         self.entries: dict[tuple[bytes, bytes, int, bool, bool], tuple[int, bytes, bytes]] = {}
@@ -333,6 +344,70 @@ class AnswerCache:
         self.generation = -1
         self.hits = 0
         self.misses = 0
+        self.last_qtype = 0  # the qtype of the last :meth:`lookup` hit (for metrics)
+
+    def lookup(self, data: bytes, tcp: bool, generation: int) -> bytes | None:
+        """The hot path: the whole reply for a query packet straight from its bytes.
+
+        No parsing into objects, no dnslib: the header, the question's labels and an OPT
+        record are checked in place and the key is cut from the packet. Returns None on a
+        miss and for anything out of the ordinary (a response, another opcode, several
+        questions, records other than one OPT, EDNS version > 0, a bad or compressed
+        name): the caller then takes the full, checking path. ``generation``: the store's.
+        """
+        if generation != self.generation or len(data) < 17:
+            return None
+        ident, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
+        if flags & 0xF800 or qdcount != 1 or ancount or nscount or arcount > 1:
+            return None
+        end = len(data)
+        pos = 12
+        length = data[12]
+        while length:
+            if length > 63:
+                return None
+            pos += length + 1
+            if pos >= end:
+                return None
+            length = data[pos]
+        qend = pos + 5  # the root label, qtype, qclass
+        if arcount:
+            if qend + 11 > end:
+                return None
+            root, rtype, payload, ttl, rdlength = OPT_HEAD.unpack_from(data, qend)
+            if root or rtype != 41 or ttl & 0x00FF0000 or qend + 11 + rdlength != end:
+                return None
+            limit = 65535 if tcp else (payload if payload > 512 else 512)
+            key = (data[12 : pos + 1].lower(), data[pos + 1 : qend], limit, True, ttl & 0x8000 != 0)
+        else:
+            if qend != end:
+                return None
+            key = (
+                data[12 : pos + 1].lower(),
+                data[pos + 1 : qend],
+                65535 if tcp else 512,
+                False,
+                False,
+            )
+        hit = self.entries.get(key)
+        if hit is None:
+            return None
+        self.hits += 1
+        cached_flags, counts, tail = hit
+        if self.rotations:
+            variants = self.rotations.get(key)
+            if variants:
+                self.turn += 1
+                pick = self.turn % (len(variants) + 1)
+                if pick:
+                    tail = variants[pick - 1]
+        self.last_qtype = (data[pos + 1] << 8) | data[pos + 2]
+        return (
+            REPLY_HEAD.pack(ident, cached_flags | FLAG_QR | (flags & 0x0110), 1)
+            + counts
+            + data[12:qend]
+            + tail
+        )
 
     @staticmethod
     def key(query: Query, limit: int) -> tuple[bytes, bytes, int, bool, bool]:
@@ -371,7 +446,7 @@ class AnswerCache:
                 if pick:
                     tail = variants[pick - 1]
         flags |= FLAG_QR | (query.flags & (FLAG_RD | FLAG_CD))
-        return struct.pack("!HHH", query.id, flags, 1) + counts + query.question + tail
+        return REPLY_HEAD.pack(query.id, flags, 1) + counts + query.question + tail
 
     def put(
         self,
