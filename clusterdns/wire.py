@@ -10,11 +10,10 @@ SPEC.md 12 (the question echoed byte for byte).
 
 from __future__ import annotations
 
+import socket
 import struct
 from dataclasses import dataclass
 from typing import Any
-
-from dnslib import AAAA, CNAME, NS, PTR, RR, SOA, SRV, TXT, A, DNSBuffer, DNSLabel
 
 from .errors import FormatError, NotImplementedOpcode
 from .resolver import Answer
@@ -197,56 +196,141 @@ def header_only_response(ident: int, query_flags: int, rcode: int) -> bytes:
     return HEADER.pack(ident, flags, 0, 0, 0, 0)
 
 
-class _Namer:
-    """Turns the resolver's lower-case names into dnslib labels in the client's case.
+class _Writer:
+    """Appends records to a response in wire form (RFC 1035 3.2, 4.1.3, 4.1.4).
 
-    The owner name equal to the qname uses the labels exactly as sent (so it compresses to
-    the question, 0x20 case included); other names under the answering zone take the
-    zone's case from the query (SPEC.md 12).
+    Names are compressed against every name already written, matched case-insensitively,
+    so a pointer into the question gives the client's own case for free: the owner that
+    equals the qname, and the zone part of synthesised names (SPEC.md 12). SRV targets are
+    written in full (RFC 2782) with the zone part in the query's case, and are not offered
+    to later names. Only the pure core's record tuples are written: no dnslib.
     """
 
-    __slots__ = ("query", "zone", "zone_labels")
+    __slots__ = ("data", "names", "zone", "zone_wire")
 
     def __init__(self, query: Query, zone: str) -> None:
-        self.query = query
+        self.data = bytearray(12)
+        self.data += query.question
+        self.names: dict[str, int] = {}
+        labels = query.labels
+        offset = 12
+        for i in range(len(labels)):  # every suffix of the question name, at its offset
+            self.names.setdefault(_suffix(labels, i), offset)
+            offset += 1 + len(labels[i])
         self.zone = zone
         count = zone.count(".") if zone != "." else 0
-        labels = query.labels
-        self.zone_labels = labels[len(labels) - count :] if count <= len(labels) else ()
+        zone_labels = labels[len(labels) - count :] if 0 < count <= len(labels) else ()
+        self.zone_wire = b"".join(bytes((len(x),)) + x for x in zone_labels)
 
-    def __call__(self, name: str) -> DNSLabel:
-        if name == self.query.qname:
-            return DNSLabel(self.query.labels)
+    def name(self, name: str, compress: bool = True) -> None:
+        """Write an absolute lower-case name, compressed when ``compress``."""
+        data = self.data
         if name == ".":
-            return DNSLabel(())
-        labels = [label.encode("latin-1") for label in name[:-1].split(".")]
-        zone = self.zone
-        if self.zone_labels and (name == zone or name.endswith("." + zone)):
-            labels[len(labels) - len(self.zone_labels) :] = self.zone_labels
-        return DNSLabel(labels)
+            data.append(0)
+            return
+        labels = name[:-1].split(".")
+        if not compress:
+            zone = self.zone
+            if self.zone_wire and (name == zone or name.endswith("." + zone)):
+                labels = labels[: len(labels) - zone.count(".")]
+                for label in labels:
+                    raw = label.encode("latin-1")
+                    data.append(len(raw))
+                    data += raw
+                data += self.zone_wire
+                data.append(0)
+                return
+            for label in labels:
+                raw = label.encode("latin-1")
+                data.append(len(raw))
+                data += raw
+            data.append(0)
+            return
+        names = self.names
+        for i in range(len(labels)):
+            suffix = ".".join(labels[i:]) + "."
+            pointer = names.get(suffix)
+            if pointer is not None:
+                data += (0xC000 | pointer).to_bytes(2, "big")
+                return
+            if len(data) < 0x3FFF:
+                names[suffix] = len(data)
+            raw = labels[i].encode("latin-1")
+            data.append(len(raw))
+            data += raw
+        data.append(0)
+
+    def record(self, rec: Rec) -> None:
+        """Write one resource record."""
+        self.name(rec.name)
+        data = self.data
+        data += RRHEAD.pack(rec.rtype, 1, rec.ttl, 0)
+        start = len(data)
+        rtype, rdata = rec.rtype, rec.rdata
+        if rtype == QType.A:
+            data += socket.inet_pton(socket.AF_INET, rdata)  # type: ignore[arg-type]
+        elif rtype == QType.AAAA:
+            data += socket.inet_pton(socket.AF_INET6, rdata)  # type: ignore[arg-type]
+        elif rtype == QType.SRV:
+            assert isinstance(rdata, SRVData)
+            data += struct.pack("!HHH", rdata.priority, rdata.weight, rdata.port)
+            self.name(rdata.target, compress=False)  # RFC 2782: never compressed
+        elif rtype == QType.SOA:
+            assert isinstance(rdata, SOAData)
+            self.name(rdata.mname)
+            self.name(rdata.rname)
+            data += struct.pack("!IIIII", *rdata[2:])
+        elif rtype == QType.TXT:
+            assert isinstance(rdata, tuple)
+            for text in rdata:
+                raw = str(text).encode()
+                data.append(len(raw))
+                data += raw
+        else:  # CNAME, PTR, NS
+            assert isinstance(rdata, str)
+            self.name(rdata)
+        struct.pack_into("!H", data, start - 2, len(data) - start)
+
+    def rollback(self, mark: int) -> None:
+        """Forget everything written from ``mark`` on, names offered included."""
+        del self.data[mark:]
+        for suffix in [k for k, v in self.names.items() if v >= mark]:
+            del self.names[suffix]
 
 
-def _rdata(rec: Rec, namer: _Namer) -> object:
-    data = rec.rdata
-    rtype = rec.rtype
-    if rtype == QType.A:
-        return A(data)
-    if rtype == QType.AAAA:
-        return AAAA(data)
-    if rtype == QType.SRV:
-        assert isinstance(data, SRVData)
-        return SRV(data.priority, data.weight, data.port, namer(data.target))
-    if rtype == QType.SOA:
-        assert isinstance(data, SOAData)
-        return SOA(namer(data.mname), namer(data.rname), tuple(data[2:]))
-    if rtype == QType.TXT:
-        return TXT(list(data))
-    assert isinstance(data, str)
-    return {QType.CNAME: CNAME, QType.PTR: PTR, QType.NS: NS}[rtype](namer(data))
+def _suffix(labels: tuple[bytes, ...], i: int) -> str:
+    return b".".join(labels[i:]).lower().decode("latin-1") + "."
+
+
+def from_upstream(records: list[Any]) -> list[Rec]:
+    """dnslib records from a forwarder as the core's tuples (A, AAAA, CNAME, PTR, NS, TXT,
+    SRV); other types are left out."""
+    out = []
+    for rr in records:
+        rtype = rr.rtype
+        owner = str(rr.rname).lower()
+        if rtype in (QType.A, QType.AAAA):
+            out.append(Rec(owner, rtype, rr.ttl, str(rr.rdata)))
+        elif rtype in (QType.CNAME, QType.PTR, QType.NS):
+            out.append(Rec(owner, rtype, rr.ttl, str(rr.rdata.label).lower()))
+        elif rtype == QType.TXT:
+            strings = tuple(s.decode("utf-8", "replace") for s in rr.rdata.data)
+            out.append(Rec(owner, rtype, rr.ttl, strings))
+        elif rtype == QType.SRV:
+            d = rr.rdata
+            out.append(
+                Rec(
+                    owner,
+                    rtype,
+                    rr.ttl,
+                    SRVData(d.priority, d.weight, d.port, str(d.target).lower()),
+                )
+            )
+    return out
 
 
 def encode_answer(
-    query: Query, answer: Answer, limit: int, upstream: list[RR] | None = None
+    query: Query, answer: Answer, limit: int, upstream: list[Any] | None = None
 ) -> tuple[bytes, int, bytes]:
     """Encode ``answer`` to fit ``limit`` bytes; return ``(header, flags, tail)``.
 
@@ -260,55 +344,35 @@ def encode_answer(
     missing; CoreDNS sets TC here too, SPEC.md 16). The OPT record always fits: its room is
     kept back.
     """
-    namer = _Namer(query, answer.zone)
-    buf = DNSBuffer()
-    buf.append(b"\x00" * 12)
-    buf.append(query.question)
-    # Names in the question are offered for compression exactly as the client sent them.
-    buf.names[tuple(query.labels)] = 12
+    writer = _Writer(query, answer.zone)
     opt = _opt(query, answer.rcode) if query.edns is not None else b""
     room = limit - len(opt)
     counts = [0, 0, 0]
     authoritative = answer.rcode in (Rcode.NOERROR, Rcode.NXDOMAIN)
     flags = (FLAG_AA if authoritative else 0) | (answer.rcode & 0xF)
     truncated = False
-    sections: tuple[list[Any], ...] = (
-        [*answer.answer, *(upstream or ())],
-        answer.authority,
-        answer.additional,
-    )
-    for section, records in enumerate(sections):
-        rrset_start: tuple[int, int, tuple[str, int]] | None = None
+    answers = answer.answer + from_upstream(upstream) if upstream else answer.answer
+    for section, records in enumerate((answers, answer.authority, answer.additional)):
+        rrset_start = (0, 0, ("", 0))
         for rec in records:
-            mark = len(buf.data)
-            if isinstance(rec, RR):
-                rec.pack(buf)
-                counts[section] += int(len(buf.data) <= room)
-                if len(buf.data) <= room:
-                    continue
-                truncated = True
-                del buf.data[mark:]
-                buf.offset = mark
-                break
-            if section == 2 and (rrset_start is None or rrset_start[2] != rec[:2]):
+            mark = len(writer.data)
+            if section == 2 and rrset_start[2] != (rec.name, rec.rtype):
                 rrset_start = (mark, counts[2], (rec.name, rec.rtype))
-            RR(namer(rec.name), rec.rtype, 1, rec.ttl, _rdata(rec, namer)).pack(buf)
-            if len(buf.data) <= room:
+            writer.record(rec)
+            if len(writer.data) <= room:
                 counts[section] += 1
                 continue
             if section == 2:
-                assert rrset_start is not None
                 mark, counts[2] = rrset_start[0], rrset_start[1]
             else:
                 truncated = True
-            del buf.data[mark:]
-            buf.offset = mark
+            writer.rollback(mark)
             break
         if truncated or (section == 2 and counts[2] < len(records)):
             break
     if truncated:
         flags |= FLAG_TC
-    tail = bytes(buf.data[12 + len(query.question) :]) + opt
+    tail = bytes(writer.data[12 + len(query.question) :]) + opt
     header = _header(query, flags, (counts[0], counts[1], counts[2] + (1 if opt else 0)))
     return header, flags, tail
 
