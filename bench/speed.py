@@ -9,34 +9,37 @@ What it does, step by step (everything on 127.0.0.1, bounded in time and count):
 
 1. Checks its tools: without ``dnsperf`` or ``knotd`` it says which apt packages to
    install (``apt-get install dnsperf knot``) and exits 2. It installs nothing.
-2. Generates a cluster into a temp dir: 100 namespaces, N Services (every 10th headless,
-   its endpoints with hostnames and every 10th of them not ready; the others ClusterIP
-   with a named port ``http``), one EndpointSlice per Service, M Pods, as JSON manifests
-   (``kind: List``, as ``kubectl get -o json`` writes them); checks them with
-   ``clusterdns check``. From the same cluster it writes the equivalent static zones for
-   Knot: ``cluster.local`` (service A records, headless A per ready endpoint, an A per
-   endpoint name, ``_http._tcp`` SRV with clusterdns's targets and weights, SOA/NS at the
-   apex) and ``in-addr.arpa`` (PTR of every ClusterIP and ready endpoint address), checked
-   with ``knotc conf-check`` and ``knotc zone-check``.
+2. Generates a cluster into a temp dir: 100 namespaces, N Services with a named port
+   ``http`` (every 10th headless, with 4 pods whose endpoints have hostnames, the last one
+   not ready; the other pods spread evenly over the ClusterIP services), one EndpointSlice
+   per Service, M Pods, as JSON manifests (``kind: List``, as ``kubectl get -o json``
+   writes them), checked with ``clusterdns check``. From the same cluster, the equivalent
+   static zones for Knot: ``cluster.local`` (service A records, headless A per ready
+   endpoint, an A per endpoint name, ``_http._tcp`` SRV with clusterdns's targets and
+   weights, SOA/NS at the apex) and ``in-addr.arpa`` (PTR of every ClusterIP and ready
+   endpoint address), checked with ``knotc conf-check`` and ``knotc zone-check``. Every
+   answer fits 512 bytes: dnsperf sends no EDNS, and the servers truncate differently.
 3. Writes two dnsperf query files: the cache-hit mix (70% ClusterIP A, 10% headless A,
    5% SRV, 5% PTR, 10% search-path NXDOMAIN such as ``svc-3.ns-3.ns-7.svc.cluster.local``,
    drawn from 5,000 distinct names) and the miss-heavy mix (1,000,000 distinct names:
    every existing name of the cluster once, the rest distinct non-existent
    ``<random>.<ns>.svc.cluster.local``). Before measuring, a sample of both mixes is asked
-   of every server and the answers compared (rcode, answer and additional records).
+   of every server and the answers compared (rcode, TC, answer and additional records).
 4. Runs each server alone, one after the other, on a free port: clusterdns
    (``python -m clusterdns serve --zones DIR --listen 127.0.0.1:PORT --cache-size 100000``,
    plus ``--workers N`` for each ``--workers`` value when the server has that flag), Knot
    (``knotd -c knot.conf``: one UDP, one TCP and one background worker) and, for the
    miss-heavy mix, a Python server on ``dnslib.server`` answering with clusterdns's pure
-   resolver. Each run: queries/s at full load (``dnsperf -c 8 -T 1 -l 10 -t 2 -q 500``)
-   with the server's CPU seconds over it (utime+stime of the whole process tree, from
-   /proc) and RSS after it; latency at a fixed 20,000 queries/s (``-Q 20000 -v``: dnsperf
-   2.10 has no percentile output, so p50/p99 come from its per-query lines); queries lost
-   at 50,000 queries/s (``-Q 50000``). The hit mix is warmed with one pass over its
-   distinct names; for the miss mix the server is restarted before every dnsperf run and
-   each run reads the file at most once (``-n 1``), so no name is ever asked twice of one
-   server process. The median of ``--runs`` runs is reported.
+   resolver. Each run: queries/s at full load (``dnsperf -c 8 -T 1 -l 10 -t 2 -q 500``;
+   8 clients, i.e. source ports, so that SO_REUSEPORT's hash has flows to spread over
+   workers) with the server's CPU seconds over it (utime+stime of the whole process tree,
+   children included, from /proc; per worker too) and RSS after it; latency at a fixed
+   20,000 queries/s (``-Q 20000 -v``: dnsperf 2.10 has no percentile output, so p50/p99
+   come from its per-query lines); queries lost at 50,000 queries/s (``-Q 50000``). The
+   hit mix is warmed with one pass over its distinct names; for the miss mix the server is
+   restarted before every dnsperf run and each run reads the file at most once (``-n 1``),
+   so no name is ever asked twice of one server process. The median of ``--runs`` runs is
+   reported.
 5. Prints a markdown table (server x mix: queries/s, queries per server CPU second,
    p50/p99 at 20k qps, lost at 50k qps, RSS) with the ratios clusterdns/Knot,
    clusterdns/dnslib.server, N workers/1 worker and how the CPU split between the workers,
@@ -58,6 +61,7 @@ import os
 import platform
 import random
 import re
+import resource
 import shlex
 import shutil
 import signal
@@ -66,7 +70,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -83,9 +86,8 @@ ROOT = Path(__file__).resolve().parent.parent
 ZONE = "cluster.local."
 TTL = 30
 NAMESPACES = 100
-HEADLESS_EVERY = 10  # every 10th service is headless (a StatefulSet's governing service):
-HEADLESS_PODS = 4  # 4 pods, the last one not ready; small enough that every answer fits
-# 512 bytes (dnsperf sends no EDNS, and Knot and clusterdns truncate differently)
+HEADLESS_EVERY = 10  # every 10th service is headless (a StatefulSet's governing service)
+HEADLESS_PODS = 4  # with 4 pods, the last one not ready: its SRV answer fits 512 bytes
 SERVICE_NET = ipaddress.IPv4Address("10.96.0.0")
 POD_NET = ipaddress.IPv4Address("10.244.0.0")
 SERVICE_PORT = 80
@@ -99,7 +101,8 @@ LOSS_QPS = 50_000
 TIMEOUT = 2  # dnsperf -t: seconds before a query counts as lost
 OUTSTANDING = 500  # dnsperf -q
 CACHE_SIZE = 100_000
-CHECK_SAMPLE = 300  # names per mix whose answers are compared between the servers
+CHECK_SAMPLE = 300  # names of the hit mix whose answers are compared between the servers
+NOISE_CORES = 0.2  # other processes' CPU during a run above which the report warns
 START_DEADLINE = 300.0  # seconds for a server to load and answer
 APT_PACKAGES = {"dnsperf": "dnsperf", "knotd": "knot"}
 SBIN = ("/usr/sbin", "/sbin", "/usr/local/sbin")
@@ -148,8 +151,8 @@ def check_tools() -> Tools | None:
     missing = [name for name, path in paths.items() if path is None]
     if missing:
         packages = " ".join(APT_PACKAGES[name] for name in missing)
-        print(f"missing: {', '.join(missing)}. Install with:\n  apt-get install {packages}\n"
-              "(all of them: apt-get install dnsperf knot)", file=sys.stderr)
+        print(f"bench/speed.py needs dnsperf and Knot DNS; missing: {', '.join(missing)}.\n"
+              f"Install with: apt-get install {packages}", file=sys.stderr)
         return None
     return Tools(str(paths["dnsperf"]), str(paths["knotd"]), find_tool("knotc"))
 
@@ -866,6 +869,7 @@ class Perf:
     rcodes: dict[str, int]
     latencies: list[float] = field(default_factory=list)  # seconds, completed queries
     buffer_drops: int = 0  # datagrams dropped at full UDP receive buffers meanwhile
+    client_cpu: float = 0.0  # dnsperf's own CPU seconds
 
 
 def parse_dnsperf(text: str) -> Perf:
@@ -889,6 +893,24 @@ def parse_dnsperf(text: str) -> Perf:
                 number(r"Run time \(s\)"), rcodes, latencies)
 
 
+def children_cpu() -> float:
+    """CPU seconds of the bench's reaped children (dnsperf once it has been waited for)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def system_cpu() -> float:
+    """CPU seconds spent in user and system mode by everything on the machine (/proc/stat;
+    interrupt and softirq time, where loopback packets are handled, is left out)."""
+    user, nice, system = (int(x) for x in Path("/proc/stat").read_text().split()[1:4])
+    return (user + nice + system) / CLK_TCK
+
+
 def udp_rcvbuf_errors() -> int:
     """RcvbufErrors of /proc/net/snmp: datagrams dropped because a socket's receive buffer
     was full (every UDP socket of the network namespace)."""
@@ -910,6 +932,7 @@ def dnsperf(work: Work, running: Running, data: Path, *, duration: float, client
         cmd += ["-v"]
     out = work.root / "dnsperf.out"
     drops = udp_rcvbuf_errors()
+    children = children_cpu()
     with open(out, "w") as sink:
         process = work.procs.start(cmd, stdout=sink, stderr=subprocess.STDOUT)
         try:
@@ -918,6 +941,7 @@ def dnsperf(work: Work, running: Running, data: Path, *, duration: float, client
             work.procs.stop(process, grace=2.0)
     perf = parse_dnsperf(out.read_text(errors="replace"))
     perf.buffer_drops = udp_rcvbuf_errors() - drops
+    perf.client_cpu = children_cpu() - children
     return perf
 
 
@@ -939,6 +963,8 @@ class RunResult:
     qps: float
     cpu_seconds: float
     busy: float  # server CPU seconds per second of the full-load run (1.0 = one core)
+    client_busy: float  # the same for dnsperf
+    other_busy: float  # the same for every other process on the machine (noise)
     completed: int
     per_cpu: float  # queries completed per server CPU second
     worker_cpu: list[float]  # CPU seconds of each process holding the UDP socket
@@ -982,12 +1008,14 @@ def measure_run(server: Server, mix: Mix, work: Work, args: argparse.Namespace) 
             dnsperf(work, running, mix.warm, duration=60, clients=args.clients, once=True)
         pid = running.process.pid
         workers = udp_socket_owners(pid, running.port)
-        before = cpu_times(pid)
+        before, machine_before, self_before = cpu_times(pid), system_cpu(), own_cpu()
         full = dnsperf(work, running, mix.path, duration=args.duration, clients=args.clients,
                        once=once)
         after = cpu_times(pid)
+        others = (system_cpu() - machine_before) - (own_cpu() - self_before) - full.client_cpu
         rss, pss = memory_mb(pid), pss_mb(pid)
         cpu = sum(after.values()) - sum(before.get(p, 0.0) for p in after)
+        others -= cpu
         worker_cpu = [after.get(p, 0.0) - before.get(p, 0.0) for p in workers]
 
         if mix.fresh:  # nothing asked twice of one server process
@@ -1003,6 +1031,8 @@ def measure_run(server: Server, mix: Mix, work: Work, args: argparse.Namespace) 
     result = RunResult(
         qps=full.qps, cpu_seconds=cpu, completed=full.completed,
         busy=cpu / full.run_time if full.run_time else math.nan,
+        client_busy=full.client_cpu / full.run_time if full.run_time else math.nan,
+        other_busy=max(0.0, others) / full.run_time if full.run_time else math.nan,
         per_cpu=full.completed / cpu if cpu > 0 else math.nan, worker_cpu=worker_cpu,
         rss_mb=rss, pss_mb=pss,
         p50_ms=percentile(latency.latencies, 0.50) * 1000,
@@ -1019,7 +1049,8 @@ def describe(r: RunResult) -> str:
     workers = "/".join(f"{c:.1f}" for c in r.worker_cpu)
     return (
         f"{r.qps:,.0f} q/s, {r.per_cpu:,.0f} q/CPU-s (CPU {r.cpu_seconds:.1f} s, "
-        f"{100 * r.busy:.0f}% busy; per UDP socket owner {workers} s); "
+        f"{100 * r.busy:.0f}% busy; per UDP socket owner {workers} s; dnsperf "
+        f"{100 * r.client_busy:.0f}%, other processes {100 * r.other_busy:.0f}%); "
         f"p50/p99 {r.p50_ms:.2f}/{r.p99_ms:.2f} ms at {r.latency_qps:,.0f} q/s "
         f"(lost {r.latency_lost}); lost {r.lost_50k}/{r.sent_50k} at {r.rate_50k:,.0f} q/s "
         f"({r.drops_50k} receive-buffer drops); RSS {r.rss_mb:.0f} MB; rcodes {r.rcodes}"
@@ -1173,6 +1204,15 @@ def ratios(rows: list[Row], args: argparse.Namespace) -> list[str]:
     return out
 
 
+def noise_warning(rows: list[Row]) -> str:
+    """A warning when other processes took a noticeable share of the CPUs during the runs."""
+    worst = max((run.other_busy for row in rows for run in row.runs), default=0.0)
+    if worst < NOISE_CORES:
+        return ""
+    return (f" WARNING: other processes used up to {worst:.2f} cores during a full-load run; "
+            "the figures are disturbed, run again on a quiet machine.")
+
+
 def machine() -> str:
     model = "unknown"
     with contextlib.suppress(OSError):
@@ -1189,7 +1229,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=textwrap.dedent("\n".join(__doc__.splitlines()[2:8])),
+        epilog="Steps, figures and caveats: see the module docstring (bench/speed.py).",
     )
     parser.add_argument("--services", type=int, default=10000)
     parser.add_argument("--pods", type=int, default=100000)
@@ -1237,10 +1277,12 @@ def prepare(work: Work, args: argparse.Namespace) -> tuple[list[Mix], list[str]]
 def servers_to_run(work: Work, args: argparse.Namespace) -> tuple[list[Server], list[str]]:
     servers = []
     notes = []
+    if not work.workers_flag:
+        skipped = [str(n) for n in args.workers if n > 1]
+        notes.append("clusterdns serve has no --workers flag: one process measured"
+                     + (f"; --workers {' '.join(skipped)} not measured" if skipped else ""))
     for workers in args.workers:
         if workers > 1 and not work.workers_flag:
-            notes.append(f"clusterdns serve has no --workers flag: {workers} workers "
-                         "not measured")
             continue
         noun = "worker" if workers == 1 else "workers"
         servers.append(Server(f"clusterdns ({workers} {noun})", "clusterdns", workers))
@@ -1263,6 +1305,8 @@ def main() -> int:
         return 2
     command = shlex.join([Path(sys.executable).name, *sys.argv])
     signal.signal(signal.SIGTERM, interrupted)
+    # Also when started in the background of a script, where SIGINT comes in ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     procs = Processes()
     began = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="clusterdns-speed-"))
@@ -1328,8 +1372,14 @@ def report(rows: list[Row], mixes: list[Mix], args: argparse.Namespace, tools: T
         f"- Same answers, asked of each server before measuring (a sample of "
         f"{sum(len(m.sample) for m in mixes)} names of both mixes): {agreement}",
         *[f"- {note}" for note in notes],
-        f"- Machine: {machine()}; {tools.versions()}. Other processes running on it can "
-        "disturb the figures; dnsperf shares the CPUs with the server.",
+        "- CPU during the full-load runs, in cores (medians; server / dnsperf / every other "
+        "process on the machine, which is noise): " + ", ".join(
+            f"{row.server.label} {row.mix.title} {fmt(row.median('busy'), 2)} / "
+            f"{fmt(row.median('client_busy'), 2)} / {fmt(row.median('other_busy'), 2)}"
+            for row in rows
+        ) + ". When the server is well below one core, queries/s is bound by dnsperf "
+        "(-T 1), not by the server." + noise_warning(rows),
+        f"- Machine: {machine()}; {tools.versions()}.",
         f"- Command: `{command}` ({elapsed / 60:.1f} minutes)",
     ]
     return "\n".join(lines)

@@ -213,7 +213,7 @@ def serve(args: argparse.Namespace) -> int:
     )
     if args.conf is not None:
         try:
-            servers = load_conf(args.conf)
+            servers, options.corefile_digest = load_conf(args.conf)
         except ConfigError as exc:
             log.error("%s", exc)
             return 1

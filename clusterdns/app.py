@@ -60,6 +60,7 @@ class Options:
     kubeconfig: str = ""
     kube_api: str = ""
     corefile: Path | None = None
+    corefile_digest: str = ""  # SHA-512 of the Corefile text that was loaded
     cache_size: int = 10000
 
 
@@ -394,7 +395,8 @@ class App:
     async def _reload_loop(self, interval: float, jitter: float) -> None:
         path = self.options.corefile
         assert path is not None
-        self.corefile_digest = hashlib.sha512(path.read_bytes()).hexdigest()
+        # The baseline is the text that was loaded, not what the file holds by now.
+        self.corefile_digest = self.options.corefile_digest
         while True:
             await asyncio.sleep(interval + random.uniform(-jitter, jitter))
             try:
@@ -491,10 +493,12 @@ def run(servers: list[ServerConfig], options: Options) -> int:
         return asyncio.run(App(servers, options).run())
 
 
-def load_conf(path: Path) -> list[ServerConfig]:
-    """Read and parse a Corefile; ConfigError naming file:line (or the unreadable file)."""
+def load_conf(path: Path) -> tuple[list[ServerConfig], str]:
+    """Read and parse a Corefile; return its server blocks and the SHA-512 of the text
+    read (the reload baseline). ConfigError naming file:line, or the unreadable file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: {exc.strerror or exc}") from None
-    return load_corefile(text, str(path))
+    text = data.decode("utf-8", "replace")
+    return load_corefile(text, str(path)), hashlib.sha512(data).hexdigest()
