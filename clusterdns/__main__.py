@@ -120,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--zones, --kubeconfig, --kube-api and --cache-size",
     )
     serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N processes on the same port (SO_REUSEPORT), each with its own store (1)",
+    )
+    serve.add_argument(
         "--autopath",
         action="store_true",
         help="answer a pod's search list on the server (needs --pods verified)",
@@ -203,7 +210,11 @@ def flags_config(args: argparse.Namespace) -> ServerConfig:
 
 def serve(args: argparse.Namespace) -> int:
     """Run the server from a Corefile (``--conf``) or from the flags; the exit status."""
+    if args.workers < 1:
+        log.error("--workers: want 1 or more, got %d", args.workers)
+        return 1
     options = Options(
+        workers=args.workers,
         zones=args.zones,
         zones_interval=args.zones_interval,
         kubeconfig=args.kubeconfig or "",

@@ -62,6 +62,8 @@ class Options:
     corefile: Path | None = None
     corefile_digest: str = ""  # SHA-512 of the Corefile text that was loaded
     cache_size: int = 10000
+    workers: int = 1
+    worker: int = 0  # this process's index among the workers
 
 
 def in_cluster() -> bool:
@@ -214,7 +216,7 @@ class App:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop_event.set)
-        if any(s.loop for s in self.servers):
+        if any(s.loop for s in self.servers) and self.options.worker == 0:
             self.tasks.append(asyncio.create_task(self._loop_probe()))
         reload = next((s.reload for s in self.servers if s.reload), None)
         if reload and self.options.corefile is not None:
@@ -307,12 +309,15 @@ class App:
                 forwarder.start()
             if block.metrics is not None:
                 self.collector.add(block.metrics)
+        reuse = self.options.workers > 1
         for (host, port), handler in self._routes().items():
-            server = DNSServer(handler, host, port)
+            server = DNSServer(handler, host, port, reuse_port=reuse)
             await server.start()
             self.listeners[(host, port)] = server
 
     def _start_http(self) -> None:
+        if self.options.worker > 0:
+            return  # one HTTP endpoint set per node: the first worker's
         started: set[str] = set()
         for s in self.servers:
             if s.health and s.health not in started:
@@ -337,10 +342,16 @@ class App:
             sources.append("zones " + ", ".join(map(str, self.manifests.paths)))
         if self.kube is not None:
             sources.append("the Kubernetes API")
+        worker = (
+            f" (worker {self.options.worker + 1} of {self.options.workers})"
+            if self.options.workers > 1
+            else ""
+        )
         log.info(
-            "clusterdns %s listening on %s (UDP, TCP) for %s; %s from %s",
+            "clusterdns %s listening on %s (UDP, TCP)%s for %s; %s from %s",
             __version__,
             where,
+            worker,
             zones,
             loaded,
             " and ".join(sources) or "no source",
@@ -484,7 +495,55 @@ class _Probe(asyncio.DatagramProtocol):
 
 
 def run(servers: list[ServerConfig], options: Options) -> int:
-    """Run the server to completion; returns the process exit status."""
+    """Run the server to completion; returns the process exit status.
+
+    With ``options.workers`` > 1, that many processes serve the same port through
+    SO_REUSEPORT (the kernel spreads queries over them), each with its own sources and
+    store; this process waits for them, passes SIGINT/SIGTERM on, and returns the worst
+    exit status. Only the first worker serves /health, /ready and /metrics (so metrics
+    count its share of the queries) and runs the loop probe.
+    """
+    if options.workers <= 1:
+        return _run_one(servers, options)
+    for server in servers:
+        if server.port == 0:  # every worker must bind the same port
+            server.port = _free_port(server.bind[0] if server.bind else "0.0.0.0")
+    children = []
+    for index in range(options.workers):
+        pid = os.fork()
+        if pid == 0:
+            options.worker = index
+            code = 1
+            try:
+                code = _run_one(servers, options)
+            finally:
+                os._exit(code)
+        children.append(pid)
+
+    def forward(signum: int, _frame: Any) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    worst = 0
+    for child in children:
+        _, status = os.waitpid(child, 0)
+        worst = max(worst, os.waitstatus_to_exitcode(status) & 0xFF)
+    return worst
+
+
+def _free_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as udp, socket.socket(family) as tcp:
+        tcp.bind((host, 0))
+        port = int(tcp.getsockname()[1])
+        udp.bind((host, port))
+        return port
+
+
+def _run_one(servers: list[ServerConfig], options: Options) -> int:
     try:
         import uvloop
 

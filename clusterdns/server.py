@@ -77,12 +77,14 @@ class DNSServer:
         *,
         idle_timeout: float = TCP_IDLE_TIMEOUT,
         max_tcp_connections: int = MAX_TCP_CONNECTIONS,
+        reuse_port: bool = False,
     ) -> None:
         self.handler = handler
         self.host = host
         self.port = port
         self.idle_timeout = idle_timeout
         self.max_tcp_connections = max_tcp_connections
+        self.reuse_port = reuse_port  # SO_REUSEPORT: several worker processes, one port
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
@@ -97,11 +99,17 @@ class DNSServer:
                 lambda: UDPProtocol(self, "2" if family == socket.AF_INET6 else "1"),
                 local_addr=(self.host, self.port),
                 family=family,
+                reuse_port=self.reuse_port or None,
             )
             port = udp.get_extra_info("sockname")[1]
             try:
                 self._tcp = await asyncio.start_server(
-                    self._serve_tcp, self.host, port, family=family, reuse_address=True
+                    self._serve_tcp,
+                    self.host,
+                    port,
+                    family=family,
+                    reuse_address=True,
+                    reuse_port=self.reuse_port or None,
                 )
             except OSError:
                 udp.close()

@@ -3,6 +3,7 @@ with dnspython (UDP and TCP) and with ``dig`` where it is installed."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import struct
@@ -128,3 +129,40 @@ def test_default_zones_serve_kubernetes_default() -> None:
         assert [rr.port for rr in srv.answer[0]] == [53]
     finally:
         assert stop_server(server) == 0
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry))
+    return out
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def test_two_workers_share_the_port() -> None:
+    server = start_server("--zones", str(ZONES), "--workers", "2")
+    try:
+        server.wait_for_log("(worker 2 of 2)")
+        workers = _children(server.process.pid)
+        assert len(workers) == 2
+        before = {pid: _cpu_ticks(pid) for pid in workers}
+        # many client ports: SO_REUSEPORT hashes each to one worker
+        for i in range(400):
+            msg = udp(server, f"n{i}.shop.svc.cluster.local.")
+            assert msg.rcode() == dns.rcode.NXDOMAIN
+        assert addresses(udp(server, "kubernetes.default.svc.cluster.local.")) == {"10.96.0.1"}
+        busy = [pid for pid in workers if _cpu_ticks(pid) > before[pid]]
+        assert len(busy) == 2, "both workers answered"
+    finally:
+        assert stop_server(server) == 0
+        assert not _children(server.process.pid)
