@@ -25,6 +25,8 @@ QTAIL = struct.Struct("!HH")
 RRHEAD = struct.Struct("!HHIH")
 OPT_HEAD = struct.Struct("!BHHIH")  # owner (root), type, class (payload), TTL, RDLENGTH
 REPLY_HEAD = struct.Struct("!HHH")  # ID, flags, QDCOUNT
+SOA_HEAD = RRHEAD  # type, class, TTL, RDLENGTH
+SOA_TIMES = struct.Struct("!IIIII")  # serial, refresh, retry, expire, minimum
 
 FLAG_QR = 0x8000
 FLAG_AA = 0x0400
@@ -329,6 +331,36 @@ def from_upstream(records: list[Any]) -> list[Rec]:
     return out
 
 
+def _negative(query: Query, answer: Answer) -> bytes | None:
+    """The authority section of a negative answer (NXDOMAIN, NODATA) from a template: the
+    zone SOA, with owner, MNAME and RNAME pointing at the zone inside the question
+    (RFC 1035 4.1.4), so its case is the client's. The same bytes the general writer
+    gives, without walking names. None when the template does not apply."""
+    soa = answer.authority[0]
+    data = soa.rdata
+    zone = answer.zone
+    qname = query.qname
+    if (
+        soa.rtype != QType.SOA
+        or not isinstance(data, SOAData)
+        or soa.name != zone
+        or data.mname != "ns.dns." + zone
+        or data.rname != "hostmaster." + zone
+        or zone == "."
+        or not (qname == zone or qname.endswith("." + zone))
+        or len(query.question) != len(qname) + 5  # an escaped label: the writer's job
+    ):
+        return None
+    pointer = (0xC000 | (12 + len(qname) - len(zone))).to_bytes(2, "big")
+    return (
+        pointer
+        + SOA_HEAD.pack(QType.SOA, 1, soa.ttl, 42)
+        + b"\x02ns\x03dns" + pointer
+        + b"\x0ahostmaster" + pointer
+        + SOA_TIMES.pack(*data[2:])
+    )
+
+
 def encode_answer(
     query: Query, answer: Answer, limit: int, upstream: list[Any] | None = None
 ) -> tuple[bytes, int, bytes]:
@@ -344,8 +376,13 @@ def encode_answer(
     missing; CoreDNS sets TC here too, SPEC.md 16). The OPT record always fits: its room is
     kept back.
     """
-    writer = _Writer(query, answer.zone)
     opt = _opt(query, answer.rcode) if query.edns is not None else b""
+    if not answer.answer and not answer.additional and len(answer.authority) == 1:
+        negative = _negative(query, answer)
+        if negative is not None:
+            flags = FLAG_AA | (answer.rcode & 0xF)
+            return _header(query, flags, (0, 1, 1 if opt else 0)), flags, negative + opt
+    writer = _Writer(query, answer.zone)
     room = limit - len(opt)
     counts = [0, 0, 0]
     authoritative = answer.rcode in (Rcode.NOERROR, Rcode.NXDOMAIN)

@@ -7,6 +7,7 @@ read with dnspython, never by hand-written bytes where dnspython can make them.
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import dns.flags
 import dns.message
@@ -289,3 +290,21 @@ def test_loadbalance_rotates_addresses_and_keeps_cnames_first() -> None:
     plain = Handler(store, ZoneConfig())
     q = dns.message.make_query("big.testns.svc.cluster.local.", "A", use_edns=0, payload=4096)
     assert len({next(iter(ask(plain, q).answer[0])).address for _ in range(4)}) == 1
+
+
+@pytest.mark.parametrize(
+    "name", ["x.shop.svc.cluster.local.", "WeB.ShOp.svc.CLUSTER.local.", "cluster.local.",
+             "9.9.9.9.in-addr.arpa.", "shop.svc.cluster.local.", "a.b.c.d.e.svc.cluster.local."])
+@pytest.mark.parametrize("qtype", ["A", "TXT"])
+def test_negative_answer_template_equals_the_general_writer(name: str, qtype: str) -> None:
+    from clusterdns import wire
+    from clusterdns.resolver import resolve
+
+    store = load_store(Path(__file__).resolve().parent.parent / "zones")
+    query = wire.parse_query(dns.message.make_query(name, qtype).to_wire())
+    answer = resolve(store, query.qname, query.qtype, ZoneConfig())
+    assert answer is not None and not answer.answer
+    writer = wire._Writer(query, answer.zone)
+    for rec in answer.authority:
+        writer.record(rec)
+    assert wire._negative(query, answer) == bytes(writer.data[12 + len(query.question):])
