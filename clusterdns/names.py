@@ -6,6 +6,7 @@ Pure functions on lower-case, absolute names (``"svc1.testns.svc.cluster.local."
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 V4_REVERSE = "in-addr.arpa."
 V6_REVERSE = "ip6.arpa."
@@ -18,7 +19,19 @@ def absolute(name: str) -> str:
 
 
 def canonical_ip(text: str) -> tuple[str, int] | None:
-    """Parse an IP address; return ``(canonical text, family 4|6)`` or None if invalid."""
+    """Parse an IP address; return ``(canonical text, family 4|6)`` or None if invalid.
+
+    IPv4 in dotted-quad form (nearly every address a cluster holds) is checked with the C
+    library's inet_pton, about ten times faster than ``ipaddress``; everything else goes
+    through ``ipaddress`` (which rejects leading zeros and gives RFC 5952 IPv6 text).
+    """
+    if "." in text and ":" not in text:
+        try:
+            packed = socket.inet_pton(socket.AF_INET, text)
+        except OSError:
+            return None
+        canonical = socket.inet_ntop(socket.AF_INET, packed)
+        return (text, 4) if canonical == text else None  # "010.0.0.1" is not canonical
     try:
         ip = ipaddress.ip_address(text)
     except ValueError:

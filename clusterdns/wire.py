@@ -355,8 +355,10 @@ def _negative(query: Query, answer: Answer) -> bytes | None:
     return (
         pointer
         + SOA_HEAD.pack(QType.SOA, 1, soa.ttl, 42)
-        + b"\x02ns\x03dns" + pointer
-        + b"\x0ahostmaster" + pointer
+        + b"\x02ns\x03dns"
+        + pointer
+        + b"\x0ahostmaster"
+        + pointer
         + SOA_TIMES.pack(*data[2:])
     )
 

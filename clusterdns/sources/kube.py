@@ -15,8 +15,6 @@ the event loop (the only thread that mutates the store).
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import gc
 import json
 import logging
 import random
@@ -28,6 +26,7 @@ from typing import Any, Protocol
 
 from ..convert import convert, object_key
 from ..errors import ClusterDNSError
+from ..memory import release_memory
 from ..records import Record
 
 log = logging.getLogger("clusterdns.kube")
@@ -363,18 +362,6 @@ def _lines(response: Any) -> Iterator[bytes]:
                 yield line
     # A partial last line means the stream was cut: the caller re-watches from the last
     # resourceVersion it applied, which that line did not move.
-
-
-def release_memory() -> None:
-    """Give the heap freed by a LIST (its JSON pages, the replaced records) back to the OS.
-
-    CPython keeps freed blocks in its arenas and glibc keeps freed pages in its heap, so
-    after a 100,000-object relist the RSS would stay at its peak; ``malloc_trim`` returns
-    what is free. A no-op where glibc is not the allocator.
-    """
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def api_client(kubeconfig: str | None = None, server: str | None = None, context: str = "") -> Any:

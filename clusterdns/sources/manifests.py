@@ -21,6 +21,7 @@ import yaml
 
 from ..convert import CONVERTERS, convert, object_key
 from ..errors import ClusterDNSError
+from ..memory import release_memory
 from ..records import Record
 from ..store import KINDS, Store
 
@@ -63,15 +64,45 @@ def manifest_files(paths: Sequence[Path]) -> list[Path]:
     return files
 
 
+class _Converted:
+    """An object the JSON parser has already converted (or failed to): see _early."""
+
+    __slots__ = ("record", "error")
+
+    def __init__(self, record: Record | None, error: str) -> None:
+        self.record = record
+        self.error = error
+
+
+def _early(obj: dict[str, Any]) -> Any:
+    """json ``object_hook``: convert each complete Kubernetes object as soon as the parser
+    has built it, so that only one object's dicts are alive at a time. A 45 MB dump of
+    100,000 pods otherwise leaves its records scattered among the freed dicts of the whole
+    document, and the process keeps ~400 MB. Objects without a kind (the items of a raw
+    ``ServiceList``) stay dicts and are converted later."""
+    kind = obj.get("kind")
+    if kind not in CONVERTERS or "metadata" not in obj or "apiVersion" not in obj:
+        return obj
+    try:
+        return _Converted(convert(obj), "")
+    except ClusterDNSError as exc:
+        kind, namespace, name = object_key(obj)
+        ident = f"{namespace}/{name}" if namespace else name
+        return _Converted(None, f"{kind} {ident}: {exc}")
+
+
 def _documents(path: Path, text: str) -> list[Any]:
     if path.suffix == ".json":
-        return [json.loads(text)]
+        return [json.loads(text, object_hook=_early)]
     return list(yaml.load_all(text, Loader=_Loader))
 
 
-def _objects(doc: Any, where: str, result: FileResult) -> Iterator[Mapping[str, Any]]:
+def _objects(doc: Any, where: str, result: FileResult) -> Iterator[Mapping[str, Any] | _Converted]:
     """Yield the objects of one document, unwrapping ``List`` kinds; count skipped kinds."""
     if doc is None:
+        return
+    if isinstance(doc, _Converted):
+        yield doc
         return
     if not isinstance(doc, Mapping):
         result.errors.append(f"{where}: not a Kubernetes object (a mapping with a kind)")
@@ -104,6 +135,12 @@ def load_file(path: Path) -> FileResult:
         return result
     for index, doc in enumerate(docs):
         for obj in _objects(doc, f"{path}: document {index + 1}", result):
+            if isinstance(obj, _Converted):
+                if obj.error:
+                    result.errors.append(f"{path}: {obj.error}")
+                elif obj.record is not None:
+                    result.records.append(obj.record)
+                continue
             try:
                 record = convert(obj)
             except ClusterDNSError as exc:
@@ -200,6 +237,7 @@ class ManifestSource:
         for line in self.result.errors:
             log.error("%s", line)
         self._apply(now)
+        release_memory()
         self.store.mark_synced(SOURCE)
         return self.result
 
@@ -239,6 +277,7 @@ class ManifestSource:
         """Make ``result`` (from :meth:`scan`) the source's state. Call on the loop thread."""
         self.result = result
         self._apply(now)
+        release_memory()
 
     def _apply(self, now: float) -> None:
         for kind, records in self.result.by_kind().items():

@@ -1,0 +1,19 @@
+"""Giving freed memory back to the operating system after a large load."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+
+
+def release_memory() -> None:
+    """Return the heap freed by a large load (JSON/YAML documents, replaced records).
+
+    CPython keeps freed blocks in its arenas and glibc keeps freed pages in its heap, so
+    after loading 100,000 objects the RSS would stay at its peak; a collection and
+    ``malloc_trim`` give back what is free. A no-op where glibc is not the allocator.
+    """
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
