@@ -8,7 +8,8 @@ import gc
 
 
 def release_memory() -> None:
-    """Return the heap freed by a large load (JSON/YAML documents, replaced records).
+    """Return the heap freed by a large load (JSON/YAML documents, replaced records),
+    and stop the cyclic garbage collector from scanning what remains.
 
     CPython keeps freed blocks in its arenas and glibc keeps freed pages in its heap, so
     after loading 100,000 objects the RSS would stay at its peak; a collection and
@@ -17,3 +18,8 @@ def release_memory() -> None:
     gc.collect()
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+    # What survives is long-lived (records, indexes): move it out of the collector's
+    # sight, so a full collection no longer walks 300,000 objects in the middle of
+    # answering queries (p99 latency). Records hold no cycles: reference counting alone
+    # frees them when they are replaced.
+    gc.freeze()

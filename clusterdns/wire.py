@@ -464,15 +464,12 @@ class AnswerCache:
         if flags & 0xF800 or qdcount != 1 or ancount or nscount or arcount > 1:
             return None
         end = len(data)
-        pos = 12
-        length = data[12]
-        while length:
-            if length > 63:
-                return None
-            pos += length + 1
-            if pos >= end:
-                return None
-            length = data[pos]
+        # The first zero byte ends the name when the name is well formed; when it is not
+        # (a zero inside a label, a pointer), the bytes up to it cannot equal a cached key,
+        # which always is a whole, checked name with its only zero at its end: a miss.
+        pos = data.find(0, 12)
+        if pos < 0:
+            return None
         qend = pos + 5  # the root label, qtype, qclass
         if arcount:
             if qend + 11 > end:
