@@ -120,6 +120,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--zones, --kubeconfig, --kube-api and --cache-size",
     )
     serve.add_argument(
+        "--tcp-idle-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="close a TCP connection idle this long, or slower than this per message (10)",
+    )
+    serve.add_argument(
+        "--max-tcp-connections",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="TCP connections open at once; more are closed at once (1000)",
+    )
+    serve.add_argument(
+        "--max-tcp-queries",
+        type=int,
+        default=10000,
+        metavar="N",
+        help="queries per TCP connection before it is closed (10000)",
+    )
+    serve.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -214,6 +235,9 @@ def serve(args: argparse.Namespace) -> int:
         log.error("--workers: want 1 or more, got %d", args.workers)
         return 1
     options = Options(
+        tcp_idle_timeout=args.tcp_idle_timeout,
+        max_tcp_connections=args.max_tcp_connections,
+        max_tcp_queries=args.max_tcp_queries,
         workers=args.workers,
         zones=args.zones,
         zones_interval=args.zones_interval,

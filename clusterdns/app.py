@@ -64,6 +64,9 @@ class Options:
     cache_size: int = 10000
     workers: int = 1
     worker: int = 0  # this process's index among the workers
+    tcp_idle_timeout: float = 10.0  # seconds
+    max_tcp_connections: int = 1000
+    max_tcp_queries: int = 10000
 
 
 def in_cluster() -> bool:
@@ -309,11 +312,22 @@ class App:
                 forwarder.start()
             if block.metrics is not None:
                 self.collector.add(block.metrics)
-        reuse = self.options.workers > 1
         for (host, port), handler in self._routes().items():
-            server = DNSServer(handler, host, port, reuse_port=reuse)
+            server = self._listener(handler, host, port)
             await server.start()
             self.listeners[(host, port)] = server
+
+    def _listener(self, handler: Handler | Mux, host: str, port: int) -> DNSServer:
+        options = self.options
+        return DNSServer(
+            handler,
+            host,
+            port,
+            reuse_port=options.workers > 1,
+            idle_timeout=options.tcp_idle_timeout,
+            max_tcp_connections=options.max_tcp_connections,
+            max_tcp_queries=options.max_tcp_queries,
+        )
 
     def _start_http(self) -> None:
         if self.options.worker > 0:
@@ -450,7 +464,7 @@ class App:
                 if server is not None:
                     server.handler = handler  # swapped between two queries: none is lost
                 else:
-                    server = DNSServer(handler, *key)
+                    server = self._listener(handler, *key)
                     await server.start()
                 listeners[key] = server
         except OSError as exc:

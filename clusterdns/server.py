@@ -18,7 +18,8 @@ from .handler import Handler, Mux
 log = logging.getLogger("clusterdns.server")
 
 TCP_IDLE_TIMEOUT = 10.0  # seconds (RFC 7766 6.2.3: "on the order of seconds")
-MAX_TCP_CONNECTIONS = 1000
+MAX_TCP_CONNECTIONS = 1000  # open at once; more are closed at accept
+MAX_TCP_QUERIES = 10000  # per connection, then it is closed (RFC 7766 6.2.2)
 
 
 class UDPProtocol(asyncio.DatagramProtocol):
@@ -66,7 +67,9 @@ class UDPProtocol(asyncio.DatagramProtocol):
 class DNSServer:
     """UDP and TCP listeners on ``host``:``port`` (port 0: one ephemeral port for both).
 
-    After :meth:`start`, :attr:`port` is the bound port. Raises OSError if it cannot bind.
+    TCP limits: ``idle_timeout`` seconds for each whole message (and between messages),
+    ``max_tcp_connections`` open at once, ``max_tcp_queries`` per connection. After
+    :meth:`start`, :attr:`port` is the bound port. Raises OSError if it cannot bind.
     """
 
     def __init__(
@@ -77,6 +80,7 @@ class DNSServer:
         *,
         idle_timeout: float = TCP_IDLE_TIMEOUT,
         max_tcp_connections: int = MAX_TCP_CONNECTIONS,
+        max_tcp_queries: int = MAX_TCP_QUERIES,
         reuse_port: bool = False,
     ) -> None:
         self.handler = handler
@@ -84,6 +88,8 @@ class DNSServer:
         self.port = port
         self.idle_timeout = idle_timeout
         self.max_tcp_connections = max_tcp_connections
+        self.max_tcp_queries = max_tcp_queries
+        self.tcp_refused = 0  # connections closed at accept: over max_tcp_connections
         self.reuse_port = reuse_port  # SO_REUSEPORT: several worker processes, one port
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
@@ -132,13 +138,16 @@ class DNSServer:
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self._connections) >= self.max_tcp_connections:
+            self.tcp_refused += 1
             writer.close()
             return
         self._connections.add(writer)
         peername = writer.get_extra_info("peername")
         peer = str(peername[0]) if peername else ""
         try:
-            while True:
+            for _ in range(self.max_tcp_queries):
+                # A whole message must arrive within the idle timeout: a client sending a
+                # byte a second, or announcing more than it sends, is cut off.
                 prefix = await asyncio.wait_for(reader.readexactly(2), self.idle_timeout)
                 length = int.from_bytes(prefix, "big")
                 data = await asyncio.wait_for(reader.readexactly(length), self.idle_timeout)
