@@ -120,6 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--zones, --kubeconfig, --kube-api and --cache-size",
     )
     serve.add_argument(
+        "--kube-watch-timeout",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="server-side watch timeout, drawn from [S, 2S]; a stream silent longer "
+        "(plus the same again, at most 30 s) is given up (default 300-600 s)",
+    )
+    serve.add_argument(
         "--tcp-idle-timeout",
         type=float,
         default=10.0,
@@ -235,6 +243,7 @@ def serve(args: argparse.Namespace) -> int:
         log.error("--workers: want 1 or more, got %d", args.workers)
         return 1
     options = Options(
+        watch_timeout=args.kube_watch_timeout,
         tcp_idle_timeout=args.tcp_idle_timeout,
         max_tcp_connections=args.max_tcp_connections,
         max_tcp_queries=args.max_tcp_queries,

@@ -67,6 +67,7 @@ class Options:
     tcp_idle_timeout: float = 10.0  # seconds
     max_tcp_connections: int = 1000
     max_tcp_queries: int = 10000
+    watch_timeout: float = 0.0  # seconds; 0: the reflector's 5-10 minutes
 
 
 def in_cluster() -> bool:
@@ -260,7 +261,7 @@ class App:
             await self._start_api()
 
     async def _start_api(self) -> None:
-        from .sources.kube import KubeSource, api_client
+        from .sources.kube import WATCH_TIMEOUT, KubeSource, api_client
 
         k = next(s.kubernetes for s in self.servers if s.kubernetes)
         kubeconfig = self.options.kubeconfig or k.kubeconfig or None
@@ -272,7 +273,12 @@ class App:
             s.kubernetes and (s.kubernetes.pods == "verified" or s.autopath) for s in self.servers
         )
         loop = asyncio.get_running_loop()
-        self.kube = KubeSource(self.store, api, loop, pods=pods)
+        timeouts = (
+            (self.options.watch_timeout, self.options.watch_timeout * 2)
+            if self.options.watch_timeout > 0
+            else WATCH_TIMEOUT
+        )
+        self.kube = KubeSource(self.store, api, loop, pods=pods, watch_timeout=timeouts)
         self.readiness.checks["kubernetes"] = self.kube.synced.is_set
         self.kube.start()
         timeout = k.startup_timeout

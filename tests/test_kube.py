@@ -281,3 +281,16 @@ def test_server_errors_back_off_and_recover(api: KubeAPIServer, serve: Callable[
     assert ask(server, WEB) == ("NOERROR", ["10.96.0.20"])
     attempts = [q for _, p, q in list(api.requests) if p == "/api/v1/services" and "watch" not in q]
     assert len(attempts) >= 4  # three refused LISTs, then the one that worked
+
+
+def test_hung_watch_is_given_up_and_resumed(api: KubeAPIServer, serve: Callable[..., RunningServer]) -> None:
+    # watches time out after 1-2 s server-side; a silent one is abandoned after twice that
+    server = serve("--kube-watch-timeout", "1")
+    server.wait_for_log("synced with the API:")
+    assert api.wait_for_watches(3, 10)
+    before = lists(api, "/api/v1/services")
+    api.hang_watches()  # streams open now go silent, their events queue up unsent
+    api.update(service("web", "10.96.0.27"))
+    eventually(server, WEB, ("NOERROR", ["10.96.0.27"]), deadline=20)
+    assert lists(api, "/api/v1/services") == before  # resumed from its resourceVersion
+    api.unhang_watches()

@@ -68,3 +68,23 @@ def test_changed_broken_and_deleted_files(tmp_path: Path) -> None:
         eventually(server, (dns.rcode.NOERROR, ["10.96.0.22"]))
     finally:
         assert stop_server(server) == 0
+
+
+def test_file_truncated_while_written_converges(tmp_path: Path) -> None:
+    (tmp_path / "ns.yaml").write_text(NS)
+    web = tmp_path / "web.yaml"
+    full = service("10.96.0.30") + "---\n" + service("10.96.0.30").replace("name: web", "name: api")
+    web.write_text(full)
+    server = start_server("--zones", str(tmp_path), "--zones-interval", "0.1")
+    try:
+        eventually(server, (dns.rcode.NOERROR, ["10.96.0.30"]))
+        # a writer caught halfway: the file holds a cut document, then the whole new text
+        rewrite(web, full[: len(full) // 2 + 17])
+        server.wait_for_log("zones reloaded", deadline=10)
+        rewrite(web, full.replace("10.96.0.30", "10.96.0.31"))
+        eventually(server, (dns.rcode.NOERROR, ["10.96.0.31"]))
+        msg = dns.query.udp(dns.message.make_query("api.shop.svc.cluster.local.", "A"),
+                            "127.0.0.1", port=server.port, timeout=5)
+        assert [rr.to_text() for rr in msg.answer[0]] == ["10.96.0.31"]
+    finally:
+        assert stop_server(server) == 0

@@ -303,7 +303,9 @@ class Reflector:
         ]
         if self.resource.field_selector:
             params.append(("fieldSelector", self.resource.field_selector))
-        response = self._get(params, timeout + READ_GRACE)
+        # A stream silent past its own timeout (plus a grace) is hung: give it up and
+        # watch again from the last resourceVersion applied.
+        response = self._get(params, timeout + min(READ_GRACE, timeout))
         with self._lock:
             self._response = response
         events = 0

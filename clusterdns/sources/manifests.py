@@ -119,8 +119,10 @@ def _objects(doc: Any, where: str, result: FileResult) -> Iterator[Mapping[str, 
         return
     if kind in CONVERTERS:
         yield doc
+    elif not isinstance(kind, str) or not kind:
+        result.errors.append(f"{where}: an object without a kind (a cut or partial file?)")
     else:
-        result.skipped[str(kind)] += 1
+        result.skipped[kind] += 1
 
 
 def load_file(path: Path) -> FileResult:
