@@ -410,8 +410,7 @@ def search_nx_names(cluster: Cluster, count: int, rng: random.Random) -> list[Qu
             f"{svc.fqdn}svc.{ZONE}",
             f"{svc.fqdn}{ZONE}",
         ])
-        if name != svc.fqdn:
-            out.add((name, "A"))
+        out.add((name, "A"))
     return sorted(out)
 
 
@@ -869,7 +868,8 @@ class Perf:
     rcodes: dict[str, int]
     latencies: list[float] = field(default_factory=list)  # seconds, completed queries
     buffer_drops: int = 0  # datagrams dropped at full UDP receive buffers meanwhile
-    client_cpu: float = 0.0  # dnsperf's own CPU seconds
+    client_cpu: float = 0.0  # dnsperf's own CPU seconds (all its threads)
+    wall: float = 0.0  # seconds from dnsperf's start to its exit
 
 
 def parse_dnsperf(text: str) -> Perf:
@@ -933,6 +933,7 @@ def dnsperf(work: Work, running: Running, data: Path, *, duration: float, client
     out = work.root / "dnsperf.out"
     drops = udp_rcvbuf_errors()
     children = children_cpu()
+    began = time.perf_counter()
     with open(out, "w") as sink:
         process = work.procs.start(cmd, stdout=sink, stderr=subprocess.STDOUT)
         try:
@@ -942,6 +943,7 @@ def dnsperf(work: Work, running: Running, data: Path, *, duration: float, client
     perf = parse_dnsperf(out.read_text(errors="replace"))
     perf.buffer_drops = udp_rcvbuf_errors() - drops
     perf.client_cpu = children_cpu() - children
+    perf.wall = time.perf_counter() - began
     return perf
 
 
@@ -963,8 +965,10 @@ class RunResult:
     qps: float
     cpu_seconds: float
     busy: float  # server CPU seconds per second of the full-load run (1.0 = one core)
-    client_busy: float  # the same for dnsperf
-    other_busy: float  # the same for every other process on the machine (noise)
+    # CPU seconds per wall second of the full-load dnsperf process, which includes reading
+    # its file and waiting for the last replies, of:
+    client_busy: float  # dnsperf itself (a sending and a receiving thread with -T 1)
+    other_busy: float  # every other process on the machine (noise)
     completed: int
     per_cpu: float  # queries completed per server CPU second
     worker_cpu: list[float]  # CPU seconds of each process holding the UDP socket
@@ -1030,9 +1034,9 @@ def measure_run(server: Server, mix: Mix, work: Work, args: argparse.Namespace) 
                        qps=LOSS_QPS, once=once)
     result = RunResult(
         qps=full.qps, cpu_seconds=cpu, completed=full.completed,
-        busy=cpu / full.run_time if full.run_time else math.nan,
-        client_busy=full.client_cpu / full.run_time if full.run_time else math.nan,
-        other_busy=max(0.0, others) / full.run_time if full.run_time else math.nan,
+        busy=cpu / min(full.run_time, full.wall) if full.run_time else cpu / full.wall,
+        client_busy=full.client_cpu / full.wall,
+        other_busy=max(0.0, others) / full.wall,
         per_cpu=full.completed / cpu if cpu > 0 else math.nan, worker_cpu=worker_cpu,
         rss_mb=rss, pss_mb=pss,
         p50_ms=percentile(latency.latencies, 0.50) * 1000,
@@ -1364,21 +1368,26 @@ def report(rows: list[Row], mixes: list[Mix], args: argparse.Namespace, tools: T
         "- Lost at 50k qps, of which dropped at full UDP receive buffers (RcvbufErrors of "
         "/proc/net/snmp over the run, medians): " + ", ".join(
             f"{row.server.label} {row.mix.title} {fmt(row.median('drops_50k'))}" for row in rows
-        ) + ". dnsperf sends in bursts of up to -q queries when it catches up, and the "
-        "default receive buffer (net.core.rmem_default) holds only about 300 small "
-        "datagrams: a few hundred losses per run are that, for every server.",
+        ) + ". The default receive buffer (net.core.rmem_default, 208 KB) holds only "
+        "about 200 small datagrams. A server that keeps up loses a few hundred when "
+        "dnsperf catches up with a burst; one that cannot (sent below 50k: dnsperf keeps "
+        f"-q {OUTSTANDING} outstanding) loses what does not fit, once per -t {TIMEOUT} s "
+        "timeout, about 1,500 per 10 s whatever the server: then the rate dnsperf reached "
+        "is the figure to read.",
         f"- RSS after the full-load run, VmRSS summed over the server's processes. "
         f"Start to first answer: {starts}.",
         f"- Same answers, asked of each server before measuring (a sample of "
         f"{sum(len(m.sample) for m in mixes)} names of both mixes): {agreement}",
         *[f"- {note}" for note in notes],
-        "- CPU during the full-load runs, in cores (medians; server / dnsperf / every other "
-        "process on the machine, which is noise): " + ", ".join(
+        "- CPU during the full-load runs, in cores (medians; server per second of dnsperf's "
+        "run time / dnsperf and every other process on the machine, which is noise, per "
+        "second of the dnsperf process's life): " + ", ".join(
             f"{row.server.label} {row.mix.title} {fmt(row.median('busy'), 2)} / "
             f"{fmt(row.median('client_busy'), 2)} / {fmt(row.median('other_busy'), 2)}"
             for row in rows
-        ) + ". When the server is well below one core, queries/s is bound by dnsperf "
-        "(-T 1), not by the server." + noise_warning(rows),
+        ) + f". dnsperf and the server share {os.cpu_count()} CPUs: when the server is well "
+        "below one core per worker, queries/s is bound by dnsperf, not by the server."
+        + noise_warning(rows),
         f"- Machine: {machine()}; {tools.versions()}.",
         f"- Command: `{command}` ({elapsed / 60:.1f} minutes)",
     ]
