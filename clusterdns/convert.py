@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .errors import ConvertError
+from .errors import ClusterDNSError, ConvertError
 from .names import absolute, canonical_ip
 from .records import (
     Endpoint,
@@ -238,6 +238,18 @@ CONVERTERS: dict[str, Callable[[Obj], Record | None]] = {
     "Pod": to_pod,
 }
 """The kinds the store holds, by API ``kind``."""
+
+
+def convert_or_error(obj: Obj) -> tuple[Record | None, str]:
+    """:func:`convert`, with a failure as one line naming the object instead of an
+    exception: ``(record or None, "")`` or ``(None, "Service shop/web: spec.ports[1].port:
+    not an integer")``."""
+    try:
+        return convert(obj), ""
+    except ClusterDNSError as exc:
+        kind, namespace, name = object_key(obj)
+        ident = f"{namespace}/{name}" if namespace else name
+        return None, f"{kind} {ident}: {exc}"
 
 
 def convert(obj: Obj) -> Record | None:

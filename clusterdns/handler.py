@@ -42,6 +42,18 @@ Reply = Union[bytes, None, Awaitable[Union[bytes, None]]]  # noqa: UP007 - a run
 LOADBALANCE_VARIANTS = 4  # rotations of an A/AAAA answer kept in the answer cache
 
 
+def parse_or_reply(data: bytes) -> Query | bytes | None:
+    """The parsed query, or what to send instead: nothing (Drop), or FORMERR/NOTIMP with
+    the header only (RFC 1035 4.1.1)."""
+    try:
+        return parse_query(data)
+    except Drop:
+        return None
+    except ClusterDNSError as exc:
+        ident, flags = parse_header(data)
+        return header_only_response(ident, flags, exc.rcode)
+
+
 class Handler:
     """Answers queries for one server block.
 
@@ -91,13 +103,9 @@ class Handler:
             if self.metrics is not None:
                 self.metrics.hit(tcp, family, self.cache.last_qtype, data, hit)
             return hit
-        try:
-            query = parse_query(data)
-        except Drop:
-            return None
-        except ClusterDNSError as exc:
-            ident, flags = parse_header(data)
-            return header_only_response(ident, flags, exc.rcode)
+        query = parse_or_reply(data)
+        if not isinstance(query, Query):
+            return query
         return self.handle_query(query, data, tcp, family, client)
 
     def handle_query(
@@ -270,13 +278,9 @@ class Mux:
         """As :meth:`Handler.handle`."""
         if len(self.handlers) == 1:
             return self.handlers[0].handle(data, tcp, family, client)
-        try:
-            query = parse_query(data)
-        except Drop:
-            return None
-        except ClusterDNSError as exc:
-            ident, flags = parse_header(data)
-            return header_only_response(ident, flags, exc.rcode)
+        query = parse_or_reply(data)
+        if not isinstance(query, Query):
+            return query
         zone = find_zone(query.qname, self._zones)
         for handler in self.handlers:
             if zone in handler.zones:

@@ -133,20 +133,16 @@ def convert_objects(objects: Iterable[Mapping[str, Any]]) -> list[Record]:
     (``Service shop/web: spec.ports[1].port: not an integer``; also for a missing kind) and
     TypeError for something that is not a mapping.
     """
-    from .convert import CONVERTERS, convert, object_key
-    from .errors import ClusterDNSError
+    from .convert import CONVERTERS, convert_or_error
 
     records: list[Record] = []
     for obj in _unwrap(objects):
         kind = obj.get("kind")
         if isinstance(kind, str) and kind and kind not in CONVERTERS:
             continue
-        try:
-            record = convert(obj)
-        except ClusterDNSError as exc:
-            kind, namespace, name = object_key(obj)
-            ident = f"{namespace}/{name}" if namespace else name
-            raise ValueError(f"{kind} {ident}: {exc}") from None
+        record, error = convert_or_error(obj)
+        if error:
+            raise ValueError(error)
         if record is not None:
             records.append(record)
     return records

@@ -495,12 +495,7 @@ class AnswerCache:
         self.hits += 1
         cached_flags, counts, tail = hit
         if self.rotations:
-            variants = self.rotations.get(key)
-            if variants:
-                self.turn += 1
-                pick = self.turn % (len(variants) + 1)
-                if pick:
-                    tail = variants[pick - 1]
+            tail = self._rotated(key, tail)
         self.last_qtype = (data[pos + 1] << 8) | data[pos + 2]
         return (
             REPLY_HEAD.pack(ident, cached_flags | FLAG_QR | (flags & 0x0110), 1)
@@ -508,6 +503,15 @@ class AnswerCache:
             + data[12:qend]
             + tail
         )
+
+    def _rotated(self, key: tuple[bytes, bytes, int, bool, bool], tail: bytes) -> bytes:
+        """loadbalance: the next of the entry's encodings, in turn."""
+        variants = self.rotations.get(key)
+        if not variants:
+            return tail
+        self.turn += 1
+        pick = self.turn % (len(variants) + 1)
+        return variants[pick - 1] if pick else tail
 
     @staticmethod
     def key(query: Query, limit: int) -> tuple[bytes, bytes, int, bool, bool]:
@@ -539,12 +543,7 @@ class AnswerCache:
         self.hits += 1
         flags, counts, tail = hit
         if self.rotations:
-            variants = self.rotations.get(key)
-            if variants:
-                self.turn += 1
-                pick = self.turn % (len(variants) + 1)
-                if pick:
-                    tail = variants[pick - 1]
+            tail = self._rotated(key, tail)
         flags |= FLAG_QR | (query.flags & (FLAG_RD | FLAG_CD))
         return REPLY_HEAD.pack(query.id, flags, 1) + counts + query.question + tail
 

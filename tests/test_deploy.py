@@ -17,37 +17,15 @@ from typing import Any
 import pytest
 import yaml
 
+from .test_config import KUBEADM
+
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 DOCKERFILE = ROOT / "Dockerfile"
 COREFILE_EXAMPLE = ROOT / "Corefile.example"
 
 # KUBEADM `CoreDNSConfigMap` with DNSDomain cluster.local: what kind installs.
-KUBEADM_COREFILE = """\
-.:53 {
-    errors
-    health {
-       lameduck 5s
-    }
-    ready
-    kubernetes cluster.local in-addr.arpa ip6.arpa {
-       pods insecure
-       fallthrough in-addr.arpa ip6.arpa
-       ttl 30
-    }
-    prometheus :9153
-    forward . /etc/resolv.conf {
-       max_concurrent 1000
-    }
-    cache 30 {
-       disable success cluster.local
-       disable denial cluster.local
-    }
-    loop
-    reload
-    loadbalance
-}
-"""
+KUBEADM_COREFILE = KUBEADM  # the same text the config tests parse
 
 EXPECTED_OBJECTS = {
     ("ServiceAccount", "coredns"),

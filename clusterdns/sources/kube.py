@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..convert import convert, object_key
+from ..convert import convert_or_error, object_key
 from ..errors import ClusterDNSError
 from ..memory import release_memory
 from ..records import Record
@@ -283,13 +283,10 @@ class Reflector:
         self.sink.replace(self.resource.kind, records)
 
     def _convert(self, obj: dict[str, Any]) -> Record | None:
-        try:
-            return convert(obj)
-        except ClusterDNSError as exc:
-            kind, namespace, name = object_key(obj)
-            ident = f"{namespace}/{name}" if namespace else name
-            log.error("%s %s: %s (skipped)", kind, ident, exc)
-            return None
+        record, error = convert_or_error(obj)
+        if error:
+            log.error("%s (skipped)", error)
+        return record
 
     def _watch(self) -> int:
         """One WATCH from :attr:`resource_version` until the server ends it; returns how

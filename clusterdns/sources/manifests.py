@@ -19,8 +19,7 @@ from typing import Any
 
 import yaml
 
-from ..convert import CONVERTERS, convert, object_key
-from ..errors import ClusterDNSError
+from ..convert import CONVERTERS, convert_or_error
 from ..memory import release_memory
 from ..records import Record
 from ..store import KINDS, Store
@@ -83,12 +82,7 @@ def _early(obj: dict[str, Any]) -> Any:
     kind = obj.get("kind")
     if kind not in CONVERTERS or "metadata" not in obj or "apiVersion" not in obj:
         return obj
-    try:
-        return _Converted(convert(obj), "")
-    except ClusterDNSError as exc:
-        kind, namespace, name = object_key(obj)
-        ident = f"{namespace}/{name}" if namespace else name
-        return _Converted(None, f"{kind} {ident}: {exc}")
+    return _Converted(*convert_or_error(obj))
 
 
 def _documents(path: Path, text: str) -> list[Any]:
@@ -143,14 +137,10 @@ def load_file(path: Path) -> FileResult:
                 elif obj.record is not None:
                     result.records.append(obj.record)
                 continue
-            try:
-                record = convert(obj)
-            except ClusterDNSError as exc:
-                kind, namespace, name = object_key(obj)
-                ident = f"{namespace}/{name}" if namespace else name
-                result.errors.append(f"{path}: {kind} {ident}: {exc}")
-                continue
-            if record is not None:
+            record, error = convert_or_error(obj)
+            if error:
+                result.errors.append(f"{path}: {error}")
+            elif record is not None:
                 result.records.append(record)
     return result
 
