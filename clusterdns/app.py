@@ -205,6 +205,10 @@ class App:
         for server in self.servers:
             for warning in server.warnings:
                 log.warning("%s", warning)
+        # Before anything can log "listening": a SIGTERM from then on must find them.
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stop_event.set)
         try:
             await self._start_sources()
             self.blocks = [
@@ -217,9 +221,6 @@ class App:
             await self._stop()
             return 1
         self._log_started()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self.stop_event.set)
         if any(s.loop for s in self.servers) and self.options.worker == 0:
             self.tasks.append(asyncio.create_task(self._loop_probe()))
         reload = next((s.reload for s in self.servers if s.reload), None)
