@@ -183,3 +183,63 @@ def flood(server: RunningServer, count: int, tag: str) -> None:
             except TimeoutError:
                 received = sent  # a lost datagram: go on
         assert received >= count * 0.99
+
+
+AUDIT = r"""
+import os, sys, tempfile
+ALLOWED = (tempfile.gettempdir(), "/dev/", "/proc/")
+def hook(event, args):
+    path = None
+    if event == "open" and args and isinstance(args[0], (str, bytes)):
+        mode, flags = args[1], args[2]
+        writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+            isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+        path = args[0] if writing else None
+    elif event in ("os.mkdir", "os.rename", "os.remove", "os.rmdir", "os.symlink",
+                   "os.truncate", "shutil.rmtree"):
+        path = args[0]
+    if path is not None:
+        path = os.path.abspath(os.fsdecode(path))
+        if not path.startswith(ALLOWED):
+            sys.stderr.write(f"WRITE {event} {path}\n")
+            sys.stderr.flush()
+sys.addaudithook(hook)
+import runpy
+sys.argv = ["clusterdns", *sys.argv[1:]]
+runpy.run_module("clusterdns", run_name="__main__")
+"""
+
+
+def test_the_server_writes_nothing_outside_the_temporary_directory(tmp_path: Path) -> None:
+    """Least privilege: with a read-only root filesystem nothing may need writing. Every
+    file the process opens for writing is reported by an audit hook (PEP 578)."""
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", AUDIT, "serve", "--zones", str(ZONES), "--listen",
+         "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--health", "127.0.0.1:0"],
+        stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stderr is not None
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        if "listening on" in line:
+            break
+    port = int(lines[-1].split("listening on 127.0.0.1:")[1].split()[0])
+    running = RunningServer(process, port, lines)
+    try:
+        assert udp_ok(running)
+        flood(running, 500, "audit")
+        dns.query.tcp(dns.message.make_query(NAME, "A"), HOST, port=port, timeout=3)
+    finally:
+        assert stop_server(running) == 0
+    rest = process.stderr.read()
+    writes = [line for line in "".join(lines).splitlines() + rest.splitlines()
+              if line.startswith("WRITE ")]
+    assert writes == []
