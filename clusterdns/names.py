@@ -78,14 +78,6 @@ def reverse_to_ip(qname: str) -> str | None:
     return None
 
 
-def ip_to_reverse(ip: str) -> str:
-    """Return the reverse name of a canonical IP (``"10.0.0.1"`` -> ``"1.0.0.10.in-addr.arpa."``).
-
-    Raises ValueError for text that is not an IP address.
-    """
-    return ipaddress.ip_address(ip).reverse_pointer + "."
-
-
 def dashed_ip(ip: str) -> str:
     """Endpoint label for an address with no hostname (SPEC.md 3.3, CoreDNS ``endpointHostname``).
 

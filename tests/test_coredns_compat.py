@@ -8,7 +8,6 @@ lameduck, loop detection and reload. Every wait polls with a deadline.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import threading
@@ -383,4 +382,3 @@ def test_deploy_corefile_runs(launch, upstream: Upstream) -> None:  # type: igno
     dns_ = launch(text, ports=p)
     assert names(dns_.ask("kube-dns.kube-system.svc.cluster.local.")) == ["10.96.0.10"]
     assert names(dns_.ask("www.example.com.")) == ["93.184.216.34"]
-    assert os.path.exists(root / "Corefile.example")

@@ -503,6 +503,21 @@ def test_fallthrough_marks_reverse_nxdomain_only(coredns_store: Store) -> None:
     assert fwd is not None and not fwd.fallthrough
 
 
+def test_namespaces_option_exposes_only_those(coredns_store: Store) -> None:
+    # CoreDNS's dnsTestCases run with `namespaces testns`: unexposedns exists but is hidden
+    config = ZoneConfig(ttl=5, namespaces=frozenset({"testns"}))
+    check(coredns_store, Case("svc1." + S, "A", "NOERROR", a("svc1." + S, "10.0.0.1")), config)
+    check(coredns_store, Case("svc1.unexposedns.svc.cluster.local.", "A", "NXDOMAIN"), config)
+    check(coredns_store, Case("unexposedns.svc.cluster.local.", "A", "NXDOMAIN"), config)
+    check(coredns_store, Case("2.0.0.10.in-addr.arpa.", "PTR", "NXDOMAIN", zone="in-addr.arpa."),
+          config)
+    check(coredns_store, Case("10-0-0-9.unexposedns.pod.cluster.local.", "A", "NXDOMAIN"), config)
+    # without the option the same names exist
+    check(coredns_store, Case("svc1.unexposedns.svc.cluster.local.", "A", "NOERROR",
+                              a("svc1.unexposedns.svc.cluster.local.", "10.0.0.2")),
+          ZoneConfig(ttl=5))
+
+
 def test_outside_the_zones_is_none(coredns_store: Store) -> None:
     assert resolve(coredns_store, "example.com.", QType.A, KUBEADM) is None
     assert resolve(coredns_store, "local.", QType.A, KUBEADM) is None
