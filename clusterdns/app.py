@@ -27,7 +27,7 @@ from . import __version__
 from .autopath import AutoPath
 from .config import ServerConfig
 from .config import load as load_corefile
-from .errors import ClusterDNSError, ConfigError
+from .errors import ClusterDNSError, ConfigError, listen_error
 from .forward import ForwardCache, Forwarder
 from .handler import Handler, Mux
 from .health import Readiness, health_route, serve_http
@@ -341,41 +341,68 @@ class App:
             return  # one HTTP endpoint set per node: the first worker's
         started: set[str] = set()
         for s in self.servers:
-            if s.health and s.health not in started:
-                self.http.append(serve_http(s.health, {"/health": health_route}))
-                started.add(s.health)
-            if s.ready and s.ready not in started:
-                self.http.append(serve_http(s.ready, {"/ready": self.readiness.route}))
-                started.add(s.ready)
-            if s.prometheus and s.prometheus not in started:
-                self.http.append(serve_metrics(s.prometheus, registry(self.collector)))
-                started.add(s.prometheus)
+            routes = (
+                (s.health, self._serve_health),
+                (s.ready, self._serve_ready),
+                (s.prometheus, self._serve_metrics),
+            )
+            for address, start in routes:
+                if address and address not in started:
+                    try:
+                        self.http.append(start(address))
+                    except OSError as exc:
+                        host, _, port = address.rpartition(":")
+                        raise listen_error(exc, host.strip("[]"), int(port), "http") from None
+                    started.add(address)
+
+    def _serve_health(self, address: str) -> Any:
+        return serve_http(address, {"/health": health_route})
+
+    def _serve_ready(self, address: str) -> Any:
+        return serve_http(address, {"/ready": self.readiness.route})
+
+    def _serve_metrics(self, address: str) -> Any:
+        return serve_metrics(address, registry(self.collector))
 
     def _log_started(self) -> None:
+        """One line: version, addresses, event loop, zones, what was loaded from where, and
+        whether cluster names answer SERVFAIL because the API has not synced yet."""
         where = ", ".join(
             f"{'[' + h + ']' if ':' in h else h}:{server.port}"
             for (h, _), server in self.listeners.items()
         )
         zones = ", ".join(dict.fromkeys(z for s in self.servers for z in s.zones))
-        loaded = ", ".join(f"{kind} {self.store.count(kind)}" for kind in KINDS)
+        loaded = ", ".join(f"{self.store.count(kind)} {kind}" for kind in KINDS)
         sources = []
         if self.manifests is not None:
-            sources.append("zones " + ", ".join(map(str, self.manifests.paths)))
+            sources.append(
+                "manifests in " + ", ".join(
+                    f"{p}/" if p.is_dir() else str(p) for p in self.manifests.paths
+                )
+            )
         if self.kube is not None:
             sources.append("the Kubernetes API")
         worker = (
-            f" (worker {self.options.worker + 1} of {self.options.workers})"
+            f", worker {self.options.worker + 1} of {self.options.workers}"
             if self.options.workers > 1
             else ""
         )
+        unsynced = ""
+        if self.kube is not None and not self.kube.synced.is_set():
+            unsynced = (
+                "; not synced with the API yet: cluster names answer SERVFAIL until the first "
+                "full list"
+            )
         log.info(
-            "clusterdns %s listening on %s (UDP, TCP)%s for %s; %s from %s",
+            "clusterdns %s listening on %s (UDP, TCP; %s%s) for %s: %s from %s%s",
             __version__,
             where,
+            loop_name(),
             worker,
             zones,
             loaded,
             " and ".join(sources) or "no source",
+            unsynced,
         )
 
     # ---- loop detection (CoreDNS loop plugin) ------------------------------------------
@@ -564,13 +591,20 @@ def _free_port(host: str) -> int:
         return port
 
 
+def loop_name() -> str:
+    """``uvloop`` or ``asyncio`` loop: the event loop running now (for the start-up line)."""
+    module = type(asyncio.get_running_loop()).__module__
+    return "uvloop" if module.startswith("uvloop") else "asyncio loop"
+
+
 def _run_one(servers: list[ServerConfig], options: Options) -> int:
+    """Serve in this process: on uvloop where it is installed (a dependency wherever it has
+    wheels), on asyncio's own loop elsewhere."""
     try:
         import uvloop
-
-        return int(uvloop.run(App(servers, options).run()))
     except ImportError:
         return asyncio.run(App(servers, options).run())
+    return int(uvloop.run(App(servers, options).run()))
 
 
 def load_conf(path: Path) -> tuple[list[ServerConfig], str]:

@@ -13,6 +13,7 @@ import logging
 import socket
 from typing import cast
 
+from .errors import listen_error
 from .handler import Handler, Mux
 
 log = logging.getLogger("clusterdns.server")
@@ -97,16 +98,21 @@ class DNSServer:
         self.family = "2" if ":" in host else "1"
 
     async def start(self) -> None:
-        """Bind UDP, then TCP on the same port (retrying ephemeral ports a few times)."""
+        """Bind UDP, then TCP on the same port (retrying ephemeral ports a few times).
+
+        Raises ListenError (naming address, protocol and what to do) if it cannot bind."""
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         for attempt in range(20):
-            udp, _ = await loop.create_datagram_endpoint(
-                lambda: UDPProtocol(self, "2" if family == socket.AF_INET6 else "1"),
-                local_addr=(self.host, self.port),
-                family=family,
-                reuse_port=self.reuse_port or None,
-            )
+            try:
+                udp, _ = await loop.create_datagram_endpoint(
+                    lambda: UDPProtocol(self, "2" if family == socket.AF_INET6 else "1"),
+                    local_addr=(self.host, self.port),
+                    family=family,
+                    reuse_port=self.reuse_port or None,
+                )
+            except OSError as exc:
+                raise listen_error(exc, self.host, self.port, "udp") from None
             port = udp.get_extra_info("sockname")[1]
             try:
                 self._tcp = await asyncio.start_server(
@@ -117,10 +123,10 @@ class DNSServer:
                     reuse_address=True,
                     reuse_port=self.reuse_port or None,
                 )
-            except OSError:
+            except OSError as exc:
                 udp.close()
                 if self.port != 0 or attempt == 19:
-                    raise
+                    raise listen_error(exc, self.host, port, "tcp") from None
                 continue
             self._udp = udp
             self.port = port

@@ -153,7 +153,7 @@ def _cpu_ticks(pid: int) -> int:
 def test_two_workers_share_the_port() -> None:
     server = start_server("--zones", str(ZONES), "--workers", "2")
     try:
-        server.wait_for_log("(worker 2 of 2)")
+        server.wait_for_log("worker 2 of 2)")
         workers = _children(server.process.pid)
         assert len(workers) == 2
         before = {pid: _cpu_ticks(pid) for pid in workers}
