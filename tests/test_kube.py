@@ -211,13 +211,14 @@ def test_api_dies_while_serving_keeps_the_last_state(api: KubeAPIServer, serve: 
     server = serve()
     server.wait_for_log("synced with the API:")
     api.stop()
-    server.wait_for_log("failed")
+    server.wait_for_log("cannot reach the Kubernetes API")
     for _ in range(20):
         assert ask(server, WEB) == ("NOERROR", ["10.96.0.20"])
         assert ask(server, "nosuch.shop.svc.cluster.local.") == ("NXDOMAIN", [])
     api.update(service("web", "10.96.0.25"))  # changed while we could not see it
     api.start()
     eventually(server, WEB, ("NOERROR", ["10.96.0.25"]), deadline=40)
+    server.wait_for_log("answers again")
 
 
 def test_forbidden_names_the_permission(api: KubeAPIServer, serve: Callable[..., RunningServer]) -> None:

@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -133,6 +134,53 @@ class Backoff:
         self.failures = 0
 
 
+class OutageLog:
+    """While the API cannot be reached, one line per back-off step for all reflectors
+    together (each kind fails on its own, nearly in step), and one line when it answers again.
+
+    ``clock``: monotonic seconds. Thread-safe: every reflector thread reports here.
+    """
+
+    def __init__(self, server: str, clock: Any = time.monotonic) -> None:
+        self.server = server
+        self.clock = clock
+        self.failing = False
+        self._quiet_until = 0.0
+        self._lock = threading.Lock()
+
+    def failed(self, kind: str, verb: str, exc: Exception, delay: float) -> None:
+        """``verb`` of ``kind`` failed with a network error; the next try is in ``delay`` s."""
+        now = self.clock()
+        with self._lock:
+            self.failing = True
+            if now < self._quiet_until:
+                return
+            self._quiet_until = now + delay * 0.9
+        log.warning(
+            "cannot reach the Kubernetes API at %s (%s %s: %s); serving the last good state, "
+            "retrying in %.1f s",
+            self.server,
+            verb,
+            kind,
+            _reason(exc),
+            delay,
+        )
+
+    def succeeded(self) -> None:
+        """A request went through: say so once after an outage."""
+        with self._lock:
+            was, self.failing, self._quiet_until = self.failing, False, 0.0
+        if was:
+            log.info("the Kubernetes API at %s answers again", self.server)
+
+
+def _reason(exc: Exception) -> str:
+    """The innermost cause of a urllib3/socket error, e.g. ``Connection refused``."""
+    text = str(getattr(exc, "reason", None) or exc)
+    match = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    return match.group(1).strip() if match else f"{type(exc).__name__}: {text[:200]}"
+
+
 class Reflector:
     """Lists and watches one resource and feeds a sink; run :meth:`run` in a thread.
 
@@ -151,8 +199,10 @@ class Reflector:
         watch_timeout: tuple[float, float] = WATCH_TIMEOUT,
         backoff: Backoff | None = None,
         on_listed: Any = None,
+        outage: OutageLog | None = None,
     ) -> None:
         self.api = api
+        self.outage = outage or OutageLog(str(getattr(api.configuration, "host", "?")))
         self.resource = resource
         self.sink = sink
         self.page_size = page_size
@@ -175,6 +225,7 @@ class Reflector:
             try:
                 if not self.resource_version:
                     self._list()
+                    self.outage.succeeded()
                     if self.on_listed is not None:
                         self.on_listed(kind)
                     verb = "watch"
@@ -197,7 +248,10 @@ class Reflector:
                 self._log_api_error(verb, exc)
             except Exception as exc:  # network errors of every kind: keep the last state
                 if not self.stopped.is_set():
-                    log.warning("%s: %s failed: %s: %s", kind, verb, type(exc).__name__, exc)
+                    delay = self.backoff.next()
+                    self.outage.failed(kind, verb, exc, delay)
+                    self.stopped.wait(delay)
+                continue
             self.stopped.wait(self.backoff.next())
 
     def stop(self) -> None:
@@ -303,6 +357,7 @@ class Reflector:
         # A stream silent past its own timeout (plus a grace) is hung: give it up and
         # watch again from the last resourceVersion applied.
         response = self._get(params, timeout + min(READ_GRACE, timeout))
+        self.outage.succeeded()
         with self._lock:
             self._response = response
         events = 0
@@ -382,6 +437,9 @@ def api_client(kubeconfig: str | None = None, server: str | None = None, context
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     if server:
         configuration.host = server
+    # One attempt per request: the reflectors back off and retry themselves (urllib3's own
+    # retries only add a warning line each).
+    configuration.retries = 0
     return client.ApiClient(configuration)
 
 
@@ -415,6 +473,7 @@ class KubeSource:
         self._unlisted = {r.kind for r in self.resources}
         self.synced = threading.Event()
         store.add_source(SOURCE)
+        outage = OutageLog(str(getattr(api.configuration, "host", "?")))
         self.reflectors = [
             Reflector(
                 api,
@@ -423,6 +482,7 @@ class KubeSource:
                 watch_timeout=watch_timeout,
                 backoff=Backoff(backoff_base),
                 on_listed=self._listed,
+                outage=outage,
             )
             for resource in self.resources
         ]
