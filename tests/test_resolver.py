@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import dns.message
 import pytest
 
+from clusterdns.handler import Handler
 from clusterdns.records import Endpoint, EndpointSlice, Namespace, Port, Service, ServiceKind
 from clusterdns.resolver import PodMode, ZoneConfig, resolve
 from clusterdns.rr import QTYPE_VALUES, RCODE_NAMES, RR, QType, Rcode, SOAData, SRVData
@@ -219,11 +221,44 @@ def test_verified_ignores_pods_being_deleted() -> None:
     check(store, Case("fd00--1." + P, "AAAA", "NOERROR", a("fd00--1." + P, "fd00::1")), config)
 
 
-# handler_case_test.go: the zone part of synthesized names keeps the query's case. The
-# pure resolver answers lower-case; the wire layer restores case (tests/test_wire.py).
-def test_resolver_is_case_insensitive_on_lower_cased_input(coredns_store: Store) -> None:
-    check(coredns_store, Case("svc1." + S, "A", "NOERROR", a("svc1." + S, "10.0.0.1")),
-          COREDNS_CONFIG)
+# handler_case_test.go and SPEC 12: names match case-insensitively. The pure resolver takes
+# lower-cased names (the wire layer folds them), so the rule is pinned where a client's
+# mixed-case name enters: the handler, each name on a fresh handler (no cached lower-case
+# answer to fall back on), against the resolver's answer for the lower-cased name.
+MIXED_CASE = [
+    ("SVC1.TestNS.svc.Cluster.LOCAL.", "A"),
+    ("_HTTP._Tcp.svc1.TESTNS.svc.cluster.local.", "SRV"),
+    ("Hdls1.testns.SVC.cluster.local.", "A"),
+    ("1-2-3-4.TestNS.Pod.cluster.local.", "A"),
+    ("1.0.0.10.IN-ADDR.arpa.", "PTR"),
+    ("NoSuch.TestNS.svc.cluster.local.", "A"),
+]
+
+
+@pytest.mark.parametrize(("qname", "qtype"), MIXED_CASE)
+def test_mixed_case_names_answer_as_lower_case(
+    coredns_store: Store, qname: str, qtype: str
+) -> None:
+    config = ZoneConfig(zones=("cluster.local.", "in-addr.arpa."), ttl=5, pods=PodMode.INSECURE)
+    want = resolve(coredns_store, qname.lower(), QTYPE_VALUES[qtype], config)
+    wire = Handler(coredns_store, config).handle(
+        dns.message.make_query(qname, qtype).to_wire(), False
+    )
+    assert wire is not None
+    got = dns.message.from_wire(wire)
+    assert got.rcode() == want.rcode
+    assert sorted(rd.to_text().lower() for rrset in got.answer for rd in rrset) == sorted(
+        _rdata_text(rr) for rr in want.answer
+    )
+    assert all(rrset.name.to_text() == qname for rrset in got.answer if rrset.rdtype != 5)
+    assert want.answer or want.rcode == Rcode.NXDOMAIN  # each name tests something
+
+
+def _rdata_text(rr: RR) -> str:
+    data = rr.rdata
+    if isinstance(data, SRVData):
+        return f"{data.priority} {data.weight} {data.port} {data.target}"
+    return str(data)
 
 
 # SPEC.md rules with the kubeadm configuration (TTL 30, pods insecure, reverse zones).
