@@ -357,7 +357,11 @@ class App:
             for (h, _), server in self.listeners.items()
         )
         zones = ", ".join(dict.fromkeys(z for s in self.servers for z in s.zones))
-        loaded = ", ".join(f"{kind} {self.store.count(kind)}" for kind in KINDS)
+        loaded = ", ".join(
+            f"{kind} {self.store.count(kind)}"
+            for kind in KINDS
+            if kind in KINDS[:4] or self.store.count(kind)
+        )
         sources = []
         if self.manifests is not None:
             sources.append("zones " + ", ".join(map(str, self.manifests.paths)))
