@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import __version__
 from .app import Options, load_conf, run
-from .config import KubernetesConfig, ServerConfig
+from .config import ExternalDirective, GatewayDirective, KubernetesConfig, ServerConfig
 from .errors import ConfigError
 from .explain import local_query, report, server_query
 from .names import absolute
@@ -77,6 +77,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--zone", default="cluster.local", help="cluster domain (default cluster.local)"
     )
     serve.add_argument("--ttl", type=parse_ttl, default=30, help="record TTL, seconds (30)")
+    serve.add_argument(
+        "--external-zone",
+        action="append",
+        default=[],
+        metavar="ZONE",
+        help="answer <service>.<namespace>.ZONE with Services' external IPs (k8s_external), "
+        "repeatable",
+    )
+    serve.add_argument(
+        "--gateway-zone",
+        action="append",
+        default=[],
+        metavar="ZONE",
+        help="answer Ingress hosts, Gateway route hostnames and <service>.<namespace>.ZONE "
+        "of LoadBalancer Services under ZONE (k8s_gateway), repeatable",
+    )
     serve.add_argument(
         "--pods",
         choices=[m.value for m in PodMode],
@@ -219,8 +235,12 @@ def flags_config(args: argparse.Namespace) -> ServerConfig:
     ``--listen``, nothing forwarded (names outside the zones are REFUSED)."""
     host, port = args.listen
     zones = (absolute(args.zone), "in-addr.arpa.", "ip6.arpa.")
+    external = tuple(absolute(z) for z in args.external_zone)
+    gateway = tuple(absolute(z) for z in args.gateway_zone)
     return ServerConfig(
-        zones=zones,
+        zones=zones + external + gateway,
+        k8s_external=ExternalDirective(external) if external else None,
+        k8s_gateway=GatewayDirective(gateway) if gateway else None,
         port=port,
         bind=(host,),
         health=args.health or "",

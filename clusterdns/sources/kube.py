@@ -49,6 +49,7 @@ class Resource:
     group: str
     plural: str
     field_selector: str = ""
+    optional: bool = False  # a CRD that may not be installed: 404 means "none of them"
 
 
 NAMESPACES = Resource("Namespace", "/api/v1/namespaces", "", "namespaces")
@@ -66,6 +67,46 @@ PODS = Resource(
     "pods",
     "status.phase!=Succeeded,status.phase!=Failed,status.phase!=Unknown",
 )
+
+# What the cluster exposes (k8s_gateway): listed and watched only when a directive reads
+# them. The Gateway API kinds are CRDs; a cluster without them answers 404.
+EXPOSURE_RESOURCES = {
+    r.kind: r
+    for r in (
+        Resource(
+            "Ingress", "/apis/networking.k8s.io/v1/ingresses", "networking.k8s.io", "ingresses"
+        ),
+        Resource(
+            "Gateway",
+            "/apis/gateway.networking.k8s.io/v1/gateways",
+            "gateway.networking.k8s.io",
+            "gateways",
+            optional=True,
+        ),
+        Resource(
+            "HTTPRoute",
+            "/apis/gateway.networking.k8s.io/v1/httproutes",
+            "gateway.networking.k8s.io",
+            "httproutes",
+            optional=True,
+        ),
+        Resource(
+            "GRPCRoute",
+            "/apis/gateway.networking.k8s.io/v1/grpcroutes",
+            "gateway.networking.k8s.io",
+            "grpcroutes",
+            optional=True,
+        ),
+        Resource(
+            "TLSRoute",
+            "/apis/gateway.networking.k8s.io/v1alpha2/tlsroutes",
+            "gateway.networking.k8s.io",
+            "tlsroutes",
+            optional=True,
+        ),
+    )
+}
+MISSING_RETRY = 60.0  # seconds between checks for a CRD that was not installed
 
 
 class Sink(Protocol):
@@ -164,6 +205,7 @@ class Reflector:
         self._response: Any = None
         self._lock = threading.Lock()
         self._denied = ""
+        self._absent = False
 
     # ---- the loop ---------------------------------------------------------------------
 
@@ -175,6 +217,14 @@ class Reflector:
             try:
                 if not self.resource_version:
                     self._list()
+                    if self._absent:
+                        self._absent = False
+                        log.info(
+                            "%s: %s.%s is served now",
+                            kind,
+                            self.resource.plural,
+                            self.resource.group,
+                        )
                     if self.on_listed is not None:
                         self.on_listed(kind)
                     verb = "watch"
@@ -194,11 +244,33 @@ class Reflector:
                 log.warning("%s: %s; relisting", kind, exc)
                 self.resource_version = ""
             except APIError as exc:
+                if exc.code == 404 and self.resource.optional and not self.resource_version:
+                    self._missing()
+                    self.stopped.wait(MISSING_RETRY)
+                    continue
                 self._log_api_error(verb, exc)
             except Exception as exc:  # network errors of every kind: keep the last state
                 if not self.stopped.is_set():
                     log.warning("%s: %s failed: %s: %s", kind, verb, type(exc).__name__, exc)
             self.stopped.wait(self.backoff.next())
+
+    def _missing(self) -> None:
+        """The resource is not served (its CRD is not installed): say so once, count it
+        as listed and empty so the server gets ready, and look again now and then."""
+        r = self.resource
+        if not self._absent:
+            self._absent = True
+            log.warning(
+                "%s: %s.%s is not served by this API server (CRD not installed?); answering "
+                "without them, checking again every %.0f s",
+                r.kind,
+                r.plural,
+                r.group,
+                MISSING_RETRY,
+            )
+            self.sink.replace(r.kind, [])
+            if self.on_listed is not None:
+                self.on_listed(r.kind)
 
     def stop(self) -> None:
         """Ask :meth:`run` to return; an open watch is closed under it."""
@@ -394,7 +466,9 @@ class KubeSource:
     listed once (SPEC.md 13).
 
     ``kinds``: Namespaces, Services and EndpointSlices always; Pods when ``pods`` is set
-    (verified pod records, autopath). ``clock``: returns Unix time in seconds.
+    (verified pod records, autopath); the ``exposure`` kinds (Ingress, Gateway, routes:
+    :data:`EXPOSURE_RESOURCES`) a k8s_gateway directive reads. ``clock``: returns Unix
+    time in seconds.
     """
 
     def __init__(
@@ -407,11 +481,13 @@ class KubeSource:
         clock: Any = None,
         watch_timeout: tuple[float, float] = WATCH_TIMEOUT,
         backoff_base: float = BACKOFF_BASE,
+        exposure: tuple[str, ...] = (),
     ) -> None:
         self.store = store
         self.loop = loop
         self.clock = clock or time.time
         self.resources = [NAMESPACES, SERVICES, ENDPOINTSLICES] + ([PODS] if pods else [])
+        self.resources += [EXPOSURE_RESOURCES[kind] for kind in exposure]
         self._unlisted = {r.kind for r in self.resources}
         self.synced = threading.Event()
         store.add_source(SOURCE)
