@@ -68,6 +68,8 @@ PODS = Resource(
     "status.phase!=Succeeded,status.phase!=Failed,status.phase!=Unknown",
 )
 
+GATEWAY_API = "gateway.networking.k8s.io"
+
 # What the cluster exposes (k8s_gateway): listed and watched only when a directive reads
 # them. The Gateway API kinds are CRDs; a cluster without them answers 404.
 EXPOSURE_RESOURCES = {
@@ -79,34 +81,36 @@ EXPOSURE_RESOURCES = {
         Resource(
             "Gateway",
             "/apis/gateway.networking.k8s.io/v1/gateways",
-            "gateway.networking.k8s.io",
+            GATEWAY_API,
             "gateways",
             optional=True,
         ),
         Resource(
             "HTTPRoute",
             "/apis/gateway.networking.k8s.io/v1/httproutes",
-            "gateway.networking.k8s.io",
+            GATEWAY_API,
             "httproutes",
             optional=True,
         ),
         Resource(
             "GRPCRoute",
             "/apis/gateway.networking.k8s.io/v1/grpcroutes",
-            "gateway.networking.k8s.io",
+            GATEWAY_API,
             "grpcroutes",
             optional=True,
         ),
         Resource(
             "TLSRoute",
             "/apis/gateway.networking.k8s.io/v1alpha2/tlsroutes",
-            "gateway.networking.k8s.io",
+            GATEWAY_API,
             "tlsroutes",
             optional=True,
         ),
     )
 }
 MISSING_RETRY = 60.0  # seconds between checks for a CRD that was not installed
+_ABSENT: set[tuple[int, str]] = set()  # (sink id, API group) already reported missing
+_ABSENT_LOCK = threading.Lock()
 
 
 class Sink(Protocol):
@@ -260,14 +264,17 @@ class Reflector:
         r = self.resource
         if not self._absent:
             self._absent = True
-            log.warning(
-                "%s: %s.%s is not served by this API server (CRD not installed?); answering "
-                "without them, checking again every %.0f s",
-                r.kind,
-                r.plural,
-                r.group,
-                MISSING_RETRY,
-            )
+            with _ABSENT_LOCK:  # one line per API group, not one per kind of it
+                first = (id(self.sink), r.group) not in _ABSENT
+                _ABSENT.add((id(self.sink), r.group))
+            if first:
+                log.warning(
+                    "API group %s is not served (its CRDs are not installed?): no %s names "
+                    "until it is; checking again every %.0f s",
+                    r.group,
+                    r.kind if r.group != GATEWAY_API else "Gateway API",
+                    MISSING_RETRY,
+                )
             self.sink.replace(r.kind, [])
             if self.on_listed is not None:
                 self.on_listed(r.kind)

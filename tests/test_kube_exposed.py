@@ -1,0 +1,129 @@
+"""The exposure kinds through the live source: a real ``clusterdns serve --kubeconfig
+--gateway-zone --external-zone`` process against the test API server (tests/kubeapi.py),
+queried over UDP on loopback; create, change and delete each kind and see the answer
+follow. Every wait polls with a deadline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .conftest import RunningServer
+from .kubeapi import KubeAPIServer
+from .test_kube import api, ask, eventually, serve, service  # noqa: F401 - fixtures
+
+GW = "gateway.networking.k8s.io"
+FLAGS = ("--gateway-zone", "mlopshub.com", "--external-zone", "example.org")
+
+
+def ingress(name: str, *hosts: str, ip: str = "", ns: str = "shop") -> dict[str, Any]:
+    status = {"loadBalancer": {"ingress": [{"ip": ip}]}} if ip else {"loadBalancer": {}}
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"rules": [{"host": h} for h in hosts]}, "status": status}
+
+
+def gateway(name: str, *ips: str, ns: str = "shop") -> dict[str, Any]:
+    return {"apiVersion": f"{GW}/v1", "kind": "Gateway", "metadata": {"name": name, "namespace": ns},
+            "spec": {"gatewayClassName": "eg", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]},
+            "status": {"addresses": [{"type": "IPAddress", "value": ip} for ip in ips]}}
+
+
+def route(kind: str, name: str, *hosts: str, parent: str = "eg", ns: str = "shop") -> dict[str, Any]:
+    version = "v1alpha2" if kind == "TLSRoute" else "v1"
+    return {"apiVersion": f"{GW}/{version}", "kind": kind, "metadata": {"name": name, "namespace": ns},
+            "spec": {"hostnames": list(hosts), "parentRefs": [{"name": parent}]}}
+
+
+def lb_service(name: str, ip: str, ns: str = "shop") -> dict[str, Any]:
+    obj = service(name, "10.96.0.50", ns=ns, type="LoadBalancer")
+    obj["status"] = {"loadBalancer": {"ingress": [{"ip": ip}]}}
+    return obj
+
+
+def test_ingress_follows_create_change_delete(
+    api: KubeAPIServer, serve: Callable[..., RunningServer]  # noqa: F811
+) -> None:
+    server = serve(*FLAGS)
+    server.wait_for_log("synced with the API:")
+    host = "shop.mlopshub.com."
+    assert ask(server, host) == ("NXDOMAIN", [])
+    api.create(ingress("shop", "shop.mlopshub.com"))  # no address yet
+    api.create(ingress("marker", "marker.mlopshub.com", ip="172.18.255.209"))  # after it
+    eventually(server, "marker.mlopshub.com.", ("NOERROR", ["172.18.255.209"]))
+    assert ask(server, host) == ("NXDOMAIN", [])
+    api.update(ingress("shop", "shop.mlopshub.com", ip="172.18.255.201"))
+    eventually(server, host, ("NOERROR", ["172.18.255.201"]))
+    api.update(ingress("shop", "www.mlopshub.com", ip="172.18.255.205"))
+    eventually(server, "www.mlopshub.com.", ("NOERROR", ["172.18.255.205"]))
+    eventually(server, host, ("NXDOMAIN", []))
+    api.delete("Ingress", "shop", "shop")
+    eventually(server, "www.mlopshub.com.", ("NXDOMAIN", []))
+
+
+def test_routes_follow_their_gateway(
+    api: KubeAPIServer, serve: Callable[..., RunningServer]  # noqa: F811
+) -> None:
+    server = serve(*FLAGS)
+    server.wait_for_log("synced with the API:")
+    api.create(route("HTTPRoute", "web", "web.mlopshub.com"))
+    api.create(route("GRPCRoute", "rpc", "rpc.mlopshub.com"))
+    api.create(route("TLSRoute", "tls", "*.tls.mlopshub.com"))
+    eventually(server, "web.mlopshub.com.", ("NXDOMAIN", []))  # not attached to a Gateway yet
+    api.create(gateway("eg", "172.18.255.202"))
+    for name in ("web.mlopshub.com.", "rpc.mlopshub.com.", "a.tls.mlopshub.com."):
+        eventually(server, name, ("NOERROR", ["172.18.255.202"]))
+    api.update(gateway("eg", "172.18.255.203"))
+    eventually(server, "rpc.mlopshub.com.", ("NOERROR", ["172.18.255.203"]))
+    api.update(route("HTTPRoute", "web", "web2.mlopshub.com"))
+    eventually(server, "web2.mlopshub.com.", ("NOERROR", ["172.18.255.203"]))
+    eventually(server, "web.mlopshub.com.", ("NXDOMAIN", []))
+    api.delete("TLSRoute", "shop", "tls")
+    eventually(server, "a.tls.mlopshub.com.", ("NXDOMAIN", []))
+    api.delete("Gateway", "shop", "eg")
+    eventually(server, "rpc.mlopshub.com.", ("NXDOMAIN", []))
+    api.delete("GRPCRoute", "shop", "rpc")
+    api.delete("HTTPRoute", "shop", "web")
+    api.create(gateway("eg", "172.18.255.204"))
+    eventually(server, "rpc.mlopshub.com.", ("NXDOMAIN", []), deadline=1)
+
+
+def test_loadbalancer_service_in_both_zones(
+    api: KubeAPIServer, serve: Callable[..., RunningServer]  # noqa: F811
+) -> None:
+    server = serve(*FLAGS)
+    server.wait_for_log("synced with the API:")
+    api.create(lb_service("edge", "172.18.255.210"))
+    eventually(server, "edge.shop.mlopshub.com.", ("NOERROR", ["172.18.255.210"]))
+    eventually(server, "edge.shop.example.org.", ("NOERROR", ["172.18.255.210"]))
+    api.update(lb_service("edge", "172.18.255.211"))
+    eventually(server, "edge.shop.example.org.", ("NOERROR", ["172.18.255.211"]))
+    eventually(server, "edge.shop.mlopshub.com.", ("NOERROR", ["172.18.255.211"]))
+    api.delete("Service", "shop", "edge")
+    eventually(server, "edge.shop.mlopshub.com.", ("NXDOMAIN", []))
+    eventually(server, "edge.shop.example.org.", ("NXDOMAIN", []))
+
+
+def test_missing_gateway_api_is_one_line_and_ready(
+    api: KubeAPIServer, serve: Callable[..., RunningServer]  # noqa: F811
+) -> None:
+    api.missing_groups.add(GW)
+    api.create(ingress("shop", "shop.mlopshub.com", ip="172.18.255.201"))
+    server = serve(*FLAGS)
+    server.wait_for_log("synced with the API:")
+    assert ask(server, "shop.mlopshub.com.") == ("NOERROR", ["172.18.255.201"])
+    assert ask(server, "web.mlopshub.com.") == ("NXDOMAIN", [])
+    missing = [line for line in server.log_lines if "is not served" in line]
+    assert len(missing) == 1 and GW in missing[0], missing
+    assert not [line for line in server.log_lines if "ERROR" in line or "Traceback" in line]
+
+
+def test_exposure_kinds_are_watched_only_when_asked(
+    api: KubeAPIServer, serve: Callable[..., RunningServer]  # noqa: F811
+) -> None:
+    server = serve("--external-zone", "example.org")  # k8s_external reads Services only
+    server.wait_for_log("synced with the API:")
+    paths = {path for _, path, _ in list(api.requests)}
+    assert not [p for p in paths if "ingresses" in p or GW in p], paths
+    api.create(lb_service("edge", "172.18.255.210"))
+    eventually(server, "edge.shop.example.org.", ("NOERROR", ["172.18.255.210"]))
