@@ -127,3 +127,23 @@ def test_exposure_kinds_are_watched_only_when_asked(
     assert not [p for p in paths if "ingresses" in p or GW in p], paths
     api.create(lb_service("edge", "172.18.255.210"))
     eventually(server, "edge.shop.example.org.", ("NOERROR", ["172.18.255.210"]))
+
+
+def test_deploy_opt_in_rbac_block_grants_what_the_source_reads() -> None:
+    """deploy/clusterdns.yaml: uncommenting the k8s_gateway block gives list and watch on
+    exactly the resources the live source reads for k8s_gateway, nothing else."""
+    import yaml
+
+    from clusterdns.sources.kube import EXPOSURE_RESOURCES
+
+    from .conftest import ROOT
+
+    text = (ROOT / "deploy" / "clusterdns.yaml").read_text()
+    lines = text.splitlines()
+    start = lines.index("#- apiGroups:")
+    block = [line[1:] for line in lines[start:] if line.startswith(("#-", "#  "))]
+    rules = yaml.safe_load("\n".join(block))
+    granted = {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"]
+               for v in rule["verbs"]}
+    assert granted == {(r.group, r.plural, v) for r in EXPOSURE_RESOURCES.values()
+                       for v in ("list", "watch")}
