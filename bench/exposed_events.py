@@ -62,9 +62,10 @@ def first_answer(port: int, name: str) -> str:
     return next((rr.to_text() for rrset in msg.answer for rr in rrset), "")
 
 
-def timed(port: int, change: Callable[[], None], name: str, want: str) -> float:
+def timed(port: int, change: Callable[[Any], Any], obj: Any, name: str, want: str) -> float:
+    """Seconds from ``change(obj)`` returning to ``name`` answering ``want`` first."""
     began = time.perf_counter()
-    change()
+    change(obj)
     deadline = began + 5
     while time.perf_counter() < deadline:
         if first_answer(port, name) == want:
@@ -79,11 +80,11 @@ def main() -> int:
     args = parser.parse_args()
     api = KubeAPIServer()
     api.start()
+    route = {"apiVersion": GW, "kind": "HTTPRoute", "metadata": {"name": "r", "namespace": "ns-0"},
+             "spec": {"hostnames": ["route.mlopshub.com"], "parentRefs": [{"name": "eg"}]}}
     api.load([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns-0"}}]
              + [service(f"svc-{i}", f"10.96.{i // 256}.{i % 256}") for i in range(args.services)]
-             + [gateway("172.18.0.1"),
-                {"apiVersion": GW, "kind": "HTTPRoute", "metadata": {"name": "r", "namespace": "ns-0"},
-                 "spec": {"hostnames": ["route.mlopshub.com"], "parentRefs": [{"name": "eg"}]}}])
+             + [gateway("172.18.0.1"), route])
     results: dict[str, list[float]] = {"Service": [], "Ingress": [], "Gateway": [], "LB": []}
     with tempfile.TemporaryDirectory() as tmp:
         kubeconfig = api.write_kubeconfig(Path(tmp) / "kubeconfig")
@@ -104,22 +105,22 @@ def main() -> int:
         try:
             for i in range(args.rounds):
                 a, b = 100 + i // 250, i % 250
-                results["Service"].append(timed(
-                    port, lambda: api.create(service(f"new-{i}", f"10.250.{a}.{b}")),
-                    f"new-{i}.ns-0.svc.cluster.local.", f"10.250.{a}.{b}"))
-                results["Ingress"].append(timed(
-                    port, lambda: api.create({
-                        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-                        "metadata": {"name": f"ing-{i}", "namespace": "ns-0"},
-                        "spec": {"rules": [{"host": f"h{i}.mlopshub.com"}]},
-                        "status": {"loadBalancer": {"ingress": [{"ip": f"172.19.{a}.{b}"}]}}}),
-                    f"h{i}.mlopshub.com.", f"172.19.{a}.{b}"))
-                results["Gateway"].append(timed(
-                    port, lambda: api.update(gateway(f"172.20.{a}.{b}")),
-                    "route.mlopshub.com.", f"172.20.{a}.{b}"))
-                results["LB"].append(timed(
-                    port, lambda: api.create(service(f"lb-{i}", f"10.251.{a}.{b}", f"172.21.{a}.{b}")),
-                    f"lb-{i}.ns-0.example.org.", f"172.21.{a}.{b}"))
+                ingress = {
+                    "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                    "metadata": {"name": f"ing-{i}", "namespace": "ns-0"},
+                    "spec": {"rules": [{"host": f"h{i}.mlopshub.com"}]},
+                    "status": {"loadBalancer": {"ingress": [{"ip": f"172.19.{a}.{b}"}]}},
+                }
+                for what, change, obj, name, want in [
+                    ("Service", api.create, service(f"new-{i}", f"10.250.{a}.{b}"),
+                     f"new-{i}.ns-0.svc.cluster.local.", f"10.250.{a}.{b}"),
+                    ("Ingress", api.create, ingress, f"h{i}.mlopshub.com.", f"172.19.{a}.{b}"),
+                    ("Gateway", api.update, gateway(f"172.20.{a}.{b}"), "route.mlopshub.com.",
+                     f"172.20.{a}.{b}"),
+                    ("LB", api.create, service(f"lb-{i}", f"10.251.{a}.{b}", f"172.21.{a}.{b}"),
+                     f"lb-{i}.ns-0.example.org.", f"172.21.{a}.{b}"),
+                ]:
+                    results[what].append(timed(port, change, obj, name, want))
         finally:
             process.terminate()
             process.wait(10)
