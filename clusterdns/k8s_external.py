@@ -258,3 +258,42 @@ def _port_matches(name: str, protocol: str, port: str | None, proto: str | None)
     if port is None:
         return True
     return bool(name) and name == port and protocol == proto
+
+
+def explain(store: Store, qname: str, config: ExternalConfig) -> list[str]:
+    """Why ``qname`` answers what it does in a k8s_external zone, one line per fact, for
+    ``clusterdns resolve``. Empty when ``qname`` is in none of the zones."""
+    zone = find_zone(qname, config.zones)
+    if zone is None:
+        return []
+    where = f"k8s_external zone {zone}"
+    if (
+        qname == zone
+        or qname.endswith(f".{config.apex}.{zone}")
+        or qname == f"{config.apex}.{zone}"
+    ):
+        return [f"{where}: the zone apex and its {config.apex} subdomain (SOA, NS, ns1)"]
+    labels = qname[: -len(zone) - 1].split(".")
+    if len(labels) < 2:
+        return [f"{where}: {qname} names a namespace; names are <service>.<namespace>.{zone}"]
+    namespace, name = labels[-1], labels[-2]
+    if namespace not in store.namespaces:
+        return [f"{where}: NXDOMAIN: no namespace {namespace}"]
+    svc = store.services.get((namespace, name))
+    if svc is None:
+        return [f"{where}: NXDOMAIN: no Service {namespace}/{name}"]
+    if svc.exposed:
+        parts = []
+        if svc.external_ips:
+            parts.append(f"spec.externalIPs {', '.join(svc.external_ips)}")
+        if svc.lb_ingress:
+            parts.append(f"status.loadBalancer.ingress {', '.join(svc.lb_ingress)}")
+        return [f"{where}: answered by Service {namespace}/{name}: {'; '.join(parts)}"]
+    if config.headless and svc.kind is ServiceKind.HEADLESS:
+        return [f"{where}: headless Service {namespace}/{name}: its ready endpoints"]
+    pending = " (a LoadBalancer still waiting for its address)" if svc.load_balancer else ""
+    return [
+        f"{where}: NXDOMAIN: Service {namespace}/{name} has no external address"
+        f"{pending}; only Services with spec.externalIPs or status.loadBalancer.ingress "
+        "have names here"
+    ]

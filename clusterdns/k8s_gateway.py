@@ -229,3 +229,41 @@ def _answer(store: Store, qname: str, qtype: int, zone: str, config: GatewayConf
     result = Answer(Rcode.NOERROR, zone, records)
     result.chase = chase
     return result
+
+
+def explain(store: Store, qname: str, config: GatewayConfig) -> list[str]:
+    """Why ``qname`` answers what it does in a k8s_gateway zone, one line per fact, for
+    ``clusterdns resolve``: which object answered (and through which wildcard), or why the
+    name is NXDOMAIN (no such host, an Ingress without an address yet, a route not attached
+    to a Gateway). Empty when ``qname`` is in none of the zones."""
+    zone = find_zone(qname, config.zones)
+    if zone is None:
+        return []
+    where = f"k8s_gateway zone {zone}"
+    apex_name = f"{config.apex}.{zone}"
+    if qname == apex_name or qname.endswith("." + apex_name):
+        return [f"{where}: {qname} is this name server's own name (apex {config.apex})"]
+    matches = lookup(store, qname, zone, config)
+    lines: list[str] = []
+    for match in matches:
+        via = "" if match.key == qname else f" through the wildcard host {match.key}"
+        objects = ", ".join(match.objects)
+        if match.addresses:
+            lines.append(
+                f"{where}: answered by {match.kind} {objects}{via}: {', '.join(match.addresses)}"
+            )
+            return lines
+        lines.append(f"{where}: no address{via}: {match.reason}")
+    if qname == zone:
+        return [*lines, f"{where}: the zone apex: SOA and NS; A/AAAA only if a host is the apex"]
+    if not matches:
+        base = qname[: -len(zone) - 1].split(".")
+        hint = ""
+        if len(base) == 2 and "Service" in config.resources:
+            svc = store.services.get((base[1], base[0]))
+            if svc is not None and not svc.load_balancer:
+                hint = f" (Service {base[1]}/{base[0]} exists but is not of type LoadBalancer)"
+        lines.append(f"{where}: NXDOMAIN: no {', '.join(config.resources)} claims {qname}{hint}")
+    else:
+        lines.append(f"{where}: NXDOMAIN: nothing that claims {qname} has an address")
+    return lines

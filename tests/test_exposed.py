@@ -365,3 +365,55 @@ def test_serve_without_flags_does_not_answer_them() -> None:
         assert ask(server, "mlopshub.com.") == ("REFUSED", [])
     finally:
         assert stop_server(server) == 0
+
+
+# ---- clusterdns resolve: which object answered, or why not ------------------------------------
+
+EXPLAIN_CASES = [
+    ("mlopshub.com.", ["k8s_gateway zone mlopshub.com.: answered by Ingress shop/mlopshub: 172.18.255.201"]),
+    ("x.apps.mlopshub.com.", ["k8s_gateway zone mlopshub.com.: answered by HTTPRoute shop/api through the "
+                              "wildcard host *.apps.mlopshub.com.: 172.18.255.202"]),
+    ("staging.mlopshub.com.", ["k8s_gateway zone mlopshub.com.: no address: Ingress shop/staging has no address yet",
+                               "k8s_gateway zone mlopshub.com.: NXDOMAIN: nothing that claims "
+                               "staging.mlopshub.com. has an address"]),
+    ("old.mlopshub.com.", ["k8s_gateway zone mlopshub.com.: no address: HTTPRoute shop/legacy: its parent "
+                           "Gateway shop/eg-retired does not exist",
+                           "k8s_gateway zone mlopshub.com.: NXDOMAIN: nothing that claims old.mlopshub.com. "
+                           "has an address"]),
+    ("nope.mlopshub.com.", ["k8s_gateway zone mlopshub.com.: NXDOMAIN: no HTTPRoute, TLSRoute, GRPCRoute, "
+                            "Ingress, Service claims nope.mlopshub.com."]),
+    ("web.shop.mlopshub.com.", ["k8s_gateway zone mlopshub.com.: NXDOMAIN: no HTTPRoute, TLSRoute, GRPCRoute, "
+                                "Ingress, Service claims web.shop.mlopshub.com. (Service shop/web exists but is "
+                                "not of type LoadBalancer)"]),
+    ("ftp.shop.example.org.", ["k8s_external zone example.org.: answered by Service shop/ftp: "
+                               "spec.externalIPs 192.0.2.10"]),
+    ("web.shop.example.org.", ["k8s_external zone example.org.: NXDOMAIN: Service shop/web has no external "
+                               "address; only Services with spec.externalIPs or status.loadBalancer.ingress "
+                               "have names here"]),
+    ("nope.shop.example.org.", ["k8s_external zone example.org.: NXDOMAIN: no Service shop/nope"]),
+    ("web.shop.svc.cluster.local.", []),
+]
+
+
+@pytest.mark.parametrize(("qname", "lines"), EXPLAIN_CASES, ids=[c[0] for c in EXPLAIN_CASES])
+def test_explanations(store: Store, qname: str, lines: list[str]) -> None:
+    from clusterdns.k8s_external import explain as external_explain
+    from clusterdns.k8s_gateway import explain as gateway_explain
+
+    got = gateway_explain(store, qname, GATEWAY) + external_explain(store, qname, EXTERNAL)
+    assert got == lines
+
+
+def test_resolve_command_explains(capsys: pytest.CaptureFixture[str]) -> None:
+    from clusterdns.__main__ import main
+
+    code = main(["resolve", "staging.mlopshub.com", "--zones", str(ZONES), "--type", "A",
+                 "--gateway-zone", "mlopshub.com"])
+    out = capsys.readouterr().out
+    assert code == 2
+    assert "why: k8s_gateway zone mlopshub.com.: no address: Ingress shop/staging has no address yet" in out
+    code = main(["resolve", "api.mlopshub.com", "--zones", str(ZONES), "--type", "A",
+                 "--gateway-zone", "mlopshub.com"])
+    out = capsys.readouterr().out
+    assert code == 0 and "resolved: api.mlopshub.com. -> 172.18.255.202" in out
+    assert "why: k8s_gateway zone mlopshub.com.: answered by HTTPRoute shop/api: 172.18.255.202" in out
