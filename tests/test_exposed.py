@@ -8,6 +8,7 @@ kubernetes.go)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dns.message
 import dns.query
@@ -23,7 +24,16 @@ from clusterdns.records import Gateway, HTTPRoute, Ingress, Service
 from clusterdns.rr import QTYPE_VALUES, RCODE_NAMES, QType, Rcode
 from clusterdns.store import Store
 
-from .conftest import NOW, ZONES, RunningServer, load_store, start_server, stop_server
+from .conftest import (
+    NOW,
+    ZONES,
+    RunningServer,
+    free_port,
+    load_store,
+    start_clusterdns,
+    start_server,
+    stop_server,
+)
 from .test_resolver import text
 
 SERIAL = int(NOW)
@@ -417,3 +427,25 @@ def test_resolve_command_explains(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert code == 0 and "resolved: api.mlopshub.com. -> 172.18.255.202" in out
     assert "why: k8s_gateway zone mlopshub.com.: answered by HTTPRoute shop/api: 172.18.255.202" in out
+
+
+def test_corefile_serves_both_zones(tmp_path: Path) -> None:
+    corefile = tmp_path / "Corefile"
+    corefile.write_text(
+        f".:{free_port()} {{\n  bind 127.0.0.1\n  kubernetes cluster.local\n"
+        "  k8s_external example.org {\n    ttl 10\n  }\n"
+        "  k8s_gateway mlopshub.com {\n    resources Ingress\n    ttl 20\n  }\n}\n")
+    server = start_clusterdns("-conf", str(corefile), "--zones", str(ZONES))
+    try:
+        for name, qtype, want in [
+            ("mlopshub.com.", "A", ("NOERROR", ["172.18.255.201"])),
+            ("api.mlopshub.com.", "A", ("NXDOMAIN", [])),  # HTTPRoute not in resources
+            ("gateway.shop.example.org.", "A", ("NOERROR", ["172.18.255.200"])),
+        ]:
+            assert ask(server, name, qtype) == want, name
+        msg = dns.query.udp(dns.message.make_query("mlopshub.com.", "A"), "127.0.0.1",
+                            port=server.port, timeout=5)
+        assert msg.answer[0].ttl == 20
+        assert not [line for line in server.log_lines if "unknown directive" in line]
+    finally:
+        assert stop_server(server) == 0
