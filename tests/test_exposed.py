@@ -153,8 +153,8 @@ GATEWAY_CASES = [
     Case("gateway.shop.mlopshub.com.", "A", "NOERROR", ["gateway.shop.mlopshub.com. 60 IN A 172.18.255.200"]),
     Case("web.shop.mlopshub.com.", "A", "NXDOMAIN"),
     # a load balancer that reports a host name: CNAME, chased by the handler
-    Case("edge.shop.mlopshub.com.", "A", "NOERROR",
-         ["edge.shop.mlopshub.com. 60 IN CNAME a1b2c3d4e5-1234567890.eu-west-1.elb.amazonaws.com."],
+    Case("edge.public.mlopshub.com.", "A", "NOERROR",
+         ["edge.public.mlopshub.com. 60 IN CNAME a1b2c3d4e5-1234567890.eu-west-1.elb.amazonaws.com."],
          chase="a1b2c3d4e5-1234567890.eu-west-1.elb.amazonaws.com."),
     # the apex (apex.go): SOA, NS to <apex>.ZONE with the server's address as glue
     Case("mlopshub.com.", "SOA", "NOERROR", [GW_SOA], ns=[]),
@@ -219,33 +219,33 @@ HEADLESS = ExternalConfig(zones=("example.org.",), headless=True)
 
 EXTERNAL_CASES = [
     # spec.externalIPs (README example) and status.loadBalancer.ingress
-    Case("ftp.shop.example.org.", "A", "NOERROR", ["ftp.shop.example.org. 5 IN A 192.0.2.10"]),
-    Case("ftp.shop.example.org.", "AAAA", "NOERROR"),
-    Case("ftp.shop.example.org.", "TXT", "NOERROR"),
+    Case("ftp.public.example.org.", "A", "NOERROR", ["ftp.public.example.org. 5 IN A 192.0.2.10"]),
+    Case("ftp.public.example.org.", "AAAA", "NOERROR"),
+    Case("ftp.public.example.org.", "TXT", "NOERROR"),
     Case("gateway.shop.example.org.", "A", "NOERROR", ["gateway.shop.example.org. 5 IN A 172.18.255.200"]),
     # SRV for every port, and for one named port (external.go, msg_to_dns.go srv)
-    Case("ftp.shop.example.org.", "SRV", "NOERROR", ["ftp.shop.example.org. 5 IN SRV 0 100 21 ftp.shop.example.org."],
-         ["ftp.shop.example.org. 5 IN A 192.0.2.10"]),
-    Case("_ftp._tcp.ftp.shop.example.org.", "SRV", "NOERROR",
-         ["_ftp._tcp.ftp.shop.example.org. 5 IN SRV 0 100 21 ftp.shop.example.org."],
-         ["ftp.shop.example.org. 5 IN A 192.0.2.10"]),
-    Case("_ftp._tcp.ftp.shop.example.org.", "A", "NOERROR", ["_ftp._tcp.ftp.shop.example.org. 5 IN A 192.0.2.10"]),
-    Case("_http._tcp.ftp.shop.example.org.", "SRV", "NXDOMAIN"),
-    Case("_ftp._udp.ftp.shop.example.org.", "SRV", "NXDOMAIN"),
+    Case("ftp.public.example.org.", "SRV", "NOERROR", ["ftp.public.example.org. 5 IN SRV 0 100 21 ftp.public.example.org."],
+         ["ftp.public.example.org. 5 IN A 192.0.2.10"]),
+    Case("_ftp._tcp.ftp.public.example.org.", "SRV", "NOERROR",
+         ["_ftp._tcp.ftp.public.example.org. 5 IN SRV 0 100 21 ftp.public.example.org."],
+         ["ftp.public.example.org. 5 IN A 192.0.2.10"]),
+    Case("_ftp._tcp.ftp.public.example.org.", "A", "NOERROR", ["_ftp._tcp.ftp.public.example.org. 5 IN A 192.0.2.10"]),
+    Case("_http._tcp.ftp.public.example.org.", "SRV", "NXDOMAIN"),
+    Case("_ftp._udp.ftp.public.example.org.", "SRV", "NXDOMAIN"),
     # a host name from the cloud load balancer: CNAME (msg_to_dns.go a), SRV targets it
-    Case("edge.shop.example.org.", "A", "NOERROR",
-         ["edge.shop.example.org. 5 IN CNAME a1b2c3d4e5-1234567890.eu-west-1.elb.amazonaws.com."],
+    Case("edge.public.example.org.", "A", "NOERROR",
+         ["edge.public.example.org. 5 IN CNAME a1b2c3d4e5-1234567890.eu-west-1.elb.amazonaws.com."],
          chase="a1b2c3d4e5-1234567890.eu-west-1.elb.amazonaws.com."),
-    Case("edge.shop.example.org.", "SRV", "NOERROR",
-         ["edge.shop.example.org. 5 IN SRV 0 100 443 a1b2c3d4e5-1234567890.eu-west-1.elb.amazonaws.com."]),
+    Case("edge.public.example.org.", "SRV", "NOERROR",
+         ["edge.public.example.org. 5 IN SRV 0 100 443 a1b2c3d4e5-1234567890.eu-west-1.elb.amazonaws.com."]),
     # services without an external address have no name; nor do unknown namespaces
     Case("web.shop.example.org.", "A", "NXDOMAIN"),
     Case("db.shop.example.org.", "A", "NXDOMAIN"),  # headless, option off
     Case("nope.shop.example.org.", "A", "NXDOMAIN"),
     Case("shop.example.org.", "A", "NOERROR"),
     Case("nope.example.org.", "A", "NXDOMAIN"),
-    Case("a.b.c.ftp.shop.example.org.", "A", "NXDOMAIN"),
-    Case("x.ftp.shop.example.org.", "A", "NXDOMAIN"),
+    Case("a.b.c.ftp.public.example.org.", "A", "NXDOMAIN"),
+    Case("x.ftp.public.example.org.", "A", "NXDOMAIN"),
     # the apex and its dns subdomain (apex.go)
     Case("example.org.", "SOA", "NOERROR", [EXT_SOA], ns=[]),
     Case("example.org.", "NS", "NOERROR", ["example.org. 5 IN NS ns1.dns.example.org."],
@@ -290,8 +290,8 @@ def test_external_fallthrough_ttl_apex(store: Store) -> None:
     soa = resolve_external(store, "example.org.", QType.SOA, config)
     assert soa is not None and text(soa.answer[0]) == (
         f"example.org. 60 IN SOA ns1.k8s.example.org. hostmaster.k8s.example.org. {SERIAL} 7200 1800 86400 60")
-    ok = resolve_external(store, "ftp.shop.example.org.", QType.A, config)
-    assert ok is not None and [text(rr) for rr in ok.answer] == ["ftp.shop.example.org. 60 IN A 192.0.2.10"]
+    ok = resolve_external(store, "ftp.public.example.org.", QType.A, config)
+    assert ok is not None and [text(rr) for rr in ok.answer] == ["ftp.public.example.org. 60 IN A 192.0.2.10"]
 
 
 def test_changes_reach_the_indexes() -> None:
@@ -359,8 +359,8 @@ def test_serve_flags_answer_exposed_names() -> None:
             ("mlopshub.com.", "A", ("NOERROR", ["172.18.255.201"])),
             ("api.mlopshub.com.", "A", ("NOERROR", ["172.18.255.202"])),
             ("staging.mlopshub.com.", "A", ("NXDOMAIN", [])),
-            ("ftp.shop.example.org.", "A", ("NOERROR", ["192.0.2.10"])),
-            ("_ftp._tcp.ftp.shop.example.org.", "SRV", ("NOERROR", ["0 100 21 ftp.shop.example.org."])),
+            ("ftp.public.example.org.", "A", ("NOERROR", ["192.0.2.10"])),
+            ("_ftp._tcp.ftp.public.example.org.", "SRV", ("NOERROR", ["0 100 21 ftp.public.example.org."])),
             ("web.shop.svc.cluster.local.", "A", ("NOERROR", ["10.96.100.10"])),
             ("example.com.", "A", ("REFUSED", [])),
         ]:
@@ -395,7 +395,7 @@ EXPLAIN_CASES = [
     ("web.shop.mlopshub.com.", ["k8s_gateway zone mlopshub.com.: NXDOMAIN: no HTTPRoute, TLSRoute, GRPCRoute, "
                                 "Ingress, Service claims web.shop.mlopshub.com. (Service shop/web exists but is "
                                 "not of type LoadBalancer)"]),
-    ("ftp.shop.example.org.", ["k8s_external zone example.org.: answered by Service shop/ftp: "
+    ("ftp.public.example.org.", ["k8s_external zone example.org.: answered by Service public/ftp: "
                                "spec.externalIPs 192.0.2.10"]),
     ("web.shop.example.org.", ["k8s_external zone example.org.: NXDOMAIN: Service shop/web has no external "
                                "address; only Services with spec.externalIPs or status.loadBalancer.ingress "
