@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Union
 
 from .autopath import AutoPath
@@ -223,16 +223,13 @@ class Handler:
             return self._encode(query, answer, limit, cache=True), "kubernetes"
         return error_response(query, Rcode.SERVFAIL), ""  # no plugin handled it (SPEC.md 14)
 
-    def _exposed(self, qname: str, qtype: int) -> list[tuple[str, Answer | None]]:
-        """The k8s_gateway and k8s_external answers, in chain order (None: not their zone)."""
-        out: list[tuple[str, Answer | None]] = []
+    def _exposed(self, qname: str, qtype: int) -> Iterator[tuple[str, Answer | None]]:
+        """The k8s_gateway and k8s_external answers, in chain order, each computed only
+        when the one before did not answer (None: not their zone)."""
         if self.gateway is not None:
-            out.append(("k8s_gateway", resolve_gateway(self.store, qname, qtype, self.gateway)))
+            yield "k8s_gateway", resolve_gateway(self.store, qname, qtype, self.gateway)
         if self.external is not None:
-            out.append(
-                ("k8s_external", resolve_external(self.store, qname, qtype, self.external))
-            )
-        return out
+            yield "k8s_external", resolve_external(self.store, qname, qtype, self.external)
 
     def _answered(self, query: Query, answer: Answer, limit: int) -> Reply:
         """Encode an exposure plugin's answer; a CNAME to an outside host name (a cloud

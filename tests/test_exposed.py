@@ -449,3 +449,29 @@ def test_corefile_serves_both_zones(tmp_path: Path) -> None:
         assert not [line for line in server.log_lines if "unknown directive" in line]
     finally:
         assert stop_server(server) == 0
+
+
+# ---- the handler chain: k8s_gateway, k8s_external, kubernetes ---------------------------------
+
+def test_chain_order_and_fallthrough(store: Store) -> None:
+    """The plugins are asked in plugin.cfg order; an NXDOMAIN with fallthrough goes on to the
+    next one, without it the first zone that holds the name answers."""
+    from clusterdns.handler import Handler
+    from clusterdns.resolver import ZoneConfig
+
+    def rcode_and_answer(handler: Handler, name: str) -> tuple[str, list[str]]:
+        wire = handler.handle(dns.message.make_query(name, "A").to_wire(), False)
+        assert isinstance(wire, bytes)
+        msg = dns.message.from_wire(wire)
+        return dns.rcode.to_text(msg.rcode()), sorted(rr.to_text() for s in msg.answer for rr in s)
+
+    web = "web.shop.svc.cluster.local."
+    overlap = GatewayConfig(zones=("cluster.local.",))
+    handler = Handler(store, ZoneConfig(), gateway=overlap)
+    assert rcode_and_answer(handler, web) == ("NXDOMAIN", [])  # k8s_gateway holds the zone
+    through = GatewayConfig(zones=("cluster.local.",), fallthrough=(".",))
+    external = ExternalConfig(zones=("cluster.local.",), fallthrough=(".",))
+    handler = Handler(store, ZoneConfig(), gateway=through, external=external)
+    assert rcode_and_answer(handler, web) == ("NOERROR", ["10.96.100.10"])  # kubernetes answers
+    handler = Handler(store, None, zones=("cluster.local.",), gateway=through)
+    assert rcode_and_answer(handler, web) == ("NXDOMAIN", [])  # nothing after it: its NXDOMAIN
