@@ -475,3 +475,29 @@ def test_chain_order_and_fallthrough(store: Store) -> None:
     assert rcode_and_answer(handler, web) == ("NOERROR", ["10.96.100.10"])  # kubernetes answers
     handler = Handler(store, None, zones=("cluster.local.",), gateway=through)
     assert rcode_and_answer(handler, web) == ("NXDOMAIN", [])  # nothing after it: its NXDOMAIN
+
+
+def test_name_server_addresses_come_from_the_service_in_front() -> None:
+    """k8s_external ns1.dns.ZONE: the external IPs of the Service whose endpoint is this
+    server (CoreDNS nsAddrs with external=true); k8s_gateway <apex>.ZONE: the LoadBalancer
+    Service named by the apex (SelfAddress)."""
+    from clusterdns.records import ServiceKind
+
+    store = load_store(ZONES)
+    kube_dns = store.services[("kube-system", "kube-dns")]
+    store.upsert("zones", Service(kube_dns.namespace, kube_dns.name, kube_dns.kind, kube_dns.cluster_ips,
+                                  kube_dns.ports, external_ips=("203.0.113.53",)), NOW)
+    config = ExternalConfig(zones=("example.org.",), ns_addresses=("10.244.0.2",))
+    ns1 = resolve_external(store, "ns1.dns.example.org.", QType.A, config)
+    assert ns1 is not None and [rr.rdata for rr in ns1.answer] == ["203.0.113.53"]
+    store.upsert("zones", Service("kube-system", "dns1", ServiceKind.CLUSTER_IP, ("10.96.0.53",),
+                                  lb_ingress=("198.51.100.1",), load_balancer=True), NOW)
+    store.upsert("zones", Service("kube-system", "dns2", ServiceKind.CLUSTER_IP, ("10.96.0.54",),
+                                  lb_ingress=("203.0.113.11",), load_balancer=True), NOW)
+    pair = GatewayConfig(zones=("mlopshub.com.",), secondary="dns2.kube-system", ns_addresses=("127.0.0.1",))
+    ns = resolve_gateway(store, "mlopshub.com.", QType.NS, pair)
+    assert ns is not None and sorted(text(rr) for rr in ns.additional) == [
+        "dns1.kube-system.mlopshub.com. 60 IN A 198.51.100.1",
+        "dns2.kube-system.mlopshub.com. 60 IN A 203.0.113.11"]
+    own = resolve_gateway(store, "dns1.kube-system.mlopshub.com.", QType.A, pair)
+    assert own is not None and [rr.rdata for rr in own.answer] == ["198.51.100.1"]
