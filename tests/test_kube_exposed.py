@@ -147,3 +147,52 @@ def test_deploy_opt_in_rbac_block_grants_what_the_source_reads() -> None:
                for v in rule["verbs"]}
     assert granted == {(r.group, r.plural, v) for r in EXPOSURE_RESOURCES.values()
                        for v in ("list", "watch")}
+
+
+class _Sink:
+    """Records what a reflector hands over (called from its thread)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def replace(self, kind: str, records: list[Any]) -> None:
+        self.calls.append(("replace", [r.name for r in records]))
+
+    def upsert(self, record: Any) -> None:
+        self.calls.append(("upsert", record.name))
+
+    def delete(self, kind: str, key: Any) -> None:
+        self.calls.append(("delete", key))
+
+
+def test_crd_installed_later_is_picked_up(api: KubeAPIServer, tmp_path: Any) -> None:  # noqa: F811
+    """A reflector for a missing CRD reports it listed and empty, then, once the group is
+    served, lists and watches it like any kind."""
+    import threading
+    import time
+
+    from clusterdns.sources.kube import EXPOSURE_RESOURCES, Reflector, api_client
+
+    client = api_client(str(api.write_kubeconfig(tmp_path / "kubeconfig")))
+    api.missing_groups.add(GW)
+    sink, listed = _Sink(), threading.Event()
+    reflector = Reflector(client, EXPOSURE_RESOURCES["Gateway"], sink,
+                          on_listed=lambda kind: listed.set(), missing_retry=0.1)
+    thread = threading.Thread(target=reflector.run, daemon=True)
+    thread.start()
+    try:
+        assert listed.wait(10)
+        assert sink.calls[0] == ("replace", [])
+        api.create(gateway("eg", "172.18.255.202"))
+        api.missing_groups.clear()
+        end = time.monotonic() + 10
+        while ("replace", ["eg"]) not in sink.calls and time.monotonic() < end:
+            time.sleep(0.02)
+        assert ("replace", ["eg"]) in sink.calls
+        api.update(gateway("eg", "172.18.255.203"))
+        while ("upsert", "eg") not in sink.calls and time.monotonic() < end:
+            time.sleep(0.02)
+        assert ("upsert", "eg") in sink.calls
+    finally:
+        reflector.stop()
+        thread.join(5)

@@ -196,6 +196,7 @@ class Reflector:
         watch_timeout: tuple[float, float] = WATCH_TIMEOUT,
         backoff: Backoff | None = None,
         on_listed: Any = None,
+        missing_retry: float = MISSING_RETRY,
     ) -> None:
         self.api = api
         self.resource = resource
@@ -204,6 +205,7 @@ class Reflector:
         self.watch_timeout = watch_timeout
         self.backoff = backoff or Backoff()
         self.on_listed = on_listed
+        self.missing_retry = missing_retry  # seconds between looks for a missing CRD
         self.resource_version = ""
         self.stopped = threading.Event()
         self._response: Any = None
@@ -250,7 +252,7 @@ class Reflector:
             except APIError as exc:
                 if exc.code == 404 and self.resource.optional and not self.resource_version:
                     self._missing()
-                    self.stopped.wait(MISSING_RETRY)
+                    self.stopped.wait(self.missing_retry)
                     continue
                 self._log_api_error(verb, exc)
             except Exception as exc:  # network errors of every kind: keep the last state
@@ -273,7 +275,7 @@ class Reflector:
                     "until it is; checking again every %.0f s",
                     r.group,
                     r.kind if r.group != GATEWAY_API else "Gateway API",
-                    MISSING_RETRY,
+                    self.missing_retry,
                 )
             self.sink.replace(r.kind, [])
             if self.on_listed is not None:
