@@ -12,9 +12,9 @@ from pathlib import Path
 
 from . import __version__
 from .app import Options, load_conf, run
-from .config import KubernetesConfig, ServerConfig
+from .config import ExternalDirective, GatewayDirective, KubernetesConfig, ServerConfig
 from .errors import ConfigError
-from .explain import local_query, report, server_query
+from .explain import Exposure, local_query, report, server_query
 from .names import absolute
 from .resolver import PodMode, ZoneConfig
 from .search import DNSPolicy, Libc, ResolvConf, parse_resolv_conf, pod_resolv_conf, walk
@@ -77,6 +77,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--zone", default="cluster.local", help="cluster domain (default cluster.local)"
     )
     serve.add_argument("--ttl", type=parse_ttl, default=30, help="record TTL, seconds (30)")
+    serve.add_argument(
+        "--external-zone",
+        action="append",
+        default=[],
+        metavar="ZONE",
+        help="answer <service>.<namespace>.ZONE with Services' external IPs (k8s_external), "
+        "repeatable",
+    )
+    serve.add_argument(
+        "--gateway-zone",
+        action="append",
+        default=[],
+        metavar="ZONE",
+        help="answer Ingress hosts, Gateway route hostnames and <service>.<namespace>.ZONE "
+        "of LoadBalancer Services under ZONE (k8s_gateway), repeatable",
+    )
     serve.add_argument(
         "--pods",
         choices=[m.value for m in PodMode],
@@ -201,6 +217,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rs.add_argument("--zones", action="append", type=Path, metavar="DIR")
     rs.add_argument("--cluster-domain", default="cluster.local")
+    rs.add_argument(
+        "--gateway-zone",
+        action="append",
+        default=[],
+        metavar="ZONE",
+        help="also answer (and explain) k8s_gateway names under ZONE, in-process",
+    )
+    rs.add_argument(
+        "--external-zone",
+        action="append",
+        default=[],
+        metavar="ZONE",
+        help="also answer (and explain) k8s_external names under ZONE, in-process",
+    )
 
     ev = commands.add_parser("env", help="print the service variables a pod gets")
     ev.add_argument("--namespace", default="default", help="the pod's namespace")
@@ -219,8 +249,12 @@ def flags_config(args: argparse.Namespace) -> ServerConfig:
     ``--listen``, nothing forwarded (names outside the zones are REFUSED)."""
     host, port = args.listen
     zones = (absolute(args.zone), "in-addr.arpa.", "ip6.arpa.")
+    external = tuple(absolute(z) for z in args.external_zone)
+    gateway = tuple(absolute(z) for z in args.gateway_zone)
     return ServerConfig(
-        zones=zones,
+        zones=zones + external + gateway,
+        k8s_external=ExternalDirective(external) if external else None,
+        k8s_gateway=GatewayDirective(gateway) if gateway else None,
         port=port,
         bind=(host,),
         health=args.health or "",
@@ -338,6 +372,10 @@ def resolve_command(args: argparse.Namespace) -> int:
             return 1
     else:
         conf = pod_resolv_conf(args.namespace.lower(), cluster_domain=args.cluster_domain)
+    exposure = Exposure(
+        tuple(absolute(z) for z in args.gateway_zone),
+        tuple(absolute(z) for z in args.external_zone),
+    )
     if args.server is not None:
         query = server_query(*args.server)
     else:
@@ -346,6 +384,7 @@ def resolve_command(args: argparse.Namespace) -> int:
             query = local_query(
                 args.zones or [Path("zones")],
                 ZoneConfig(zones=(zone, "in-addr.arpa.", "ip6.arpa.")),
+                exposure=exposure,
             )
         except FileNotFoundError as exc:
             print(f"{exc} (pass --zones DIR or --server HOST:PORT)", file=sys.stderr)
@@ -353,6 +392,8 @@ def resolve_command(args: argparse.Namespace) -> int:
     qtypes = ("A", "AAAA") if args.type == "both" else (args.type,)
     result = walk(args.name, conf, query, Libc(args.libc), qtypes)
     print("\n".join(report(result)))
+    if exposure.gateway or exposure.external:
+        print("\n".join(exposure.why(result.name or args.name)))
     if result.resolved:
         return 0
     return 1 if result.error else 2

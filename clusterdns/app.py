@@ -31,6 +31,8 @@ from .errors import ClusterDNSError, ConfigError, listen_error
 from .forward import ForwardCache, Forwarder
 from .handler import Handler, Mux
 from .health import Readiness, health_route, serve_http
+from .k8s_external import ExternalConfig
+from .k8s_gateway import GatewayConfig
 from .metrics import Collector, Metrics, registry, serve_metrics
 from .names import canonical_ip
 from .resolver import PodMode, ZoneConfig
@@ -112,6 +114,56 @@ def zone_config(server: ServerConfig) -> ZoneConfig | None:
     )
 
 
+def exposure_configs(
+    server: ServerConfig,
+) -> tuple[GatewayConfig | None, ExternalConfig | None]:
+    """The resolver configurations of a block's k8s_gateway and k8s_external directives.
+    Raises ConfigError for k8s_external without a kubernetes directive (as CoreDNS)."""
+    hosts = server.bind or ("",)
+    addresses = tuple(a for host in hosts for a in own_addresses(host))
+    gateway = external = None
+    g = server.k8s_gateway
+    if g is not None:
+        gateway = GatewayConfig(
+            zones=g.zones,
+            resources=g.resources,
+            ttl=g.ttl,
+            apex=g.apex,
+            secondary=g.secondary,
+            fallthrough=() if g.fallthrough is None else (g.fallthrough or (".",)),
+            ns_addresses=addresses,
+        )
+    e = server.k8s_external
+    if e is not None:
+        k = server.kubernetes
+        if k is None:
+            raise ConfigError("k8s_external: the kubernetes plugin is not loaded in this block")
+        external = ExternalConfig(
+            zones=e.zones,
+            ttl=e.ttl,
+            apex=e.apex,
+            headless=e.headless,
+            fallthrough=() if e.fallthrough is None else (e.fallthrough or (".",)),
+            ns_addresses=addresses,
+            namespaces=frozenset(k.namespaces),
+            endpoint_pod_names=k.endpoint_pod_names,
+        )
+    return gateway, external
+
+
+def exposure_kinds(servers: list[ServerConfig]) -> tuple[str, ...]:
+    """The exposure kinds the API source must list and watch: only what a k8s_gateway
+    directive reads (Gateways when it reads a route kind), so RBAC stays least-privilege."""
+    kinds: list[str] = []
+    for s in servers:
+        if s.k8s_gateway is not None:
+            wanted = [k for k in s.k8s_gateway.resources if k != "Service"]
+            if any(k.endswith("Route") for k in wanted):
+                wanted.append("Gateway")
+            kinds.extend(wanted)
+    return tuple(dict.fromkeys(kinds))
+
+
 @dataclass
 class Block:
     """A server block brought to life: its handler, forwarders and metrics."""
@@ -160,15 +212,20 @@ def build_block(server: ServerConfig, store: Store, cache_size: int) -> Block:
                 ("log", server.log),
                 ("loadbalance", server.loadbalance),
                 ("cache", server.cache is not None),
+                ("k8s_gateway", server.k8s_gateway is not None),
+                ("k8s_external", server.k8s_external is not None),
                 ("kubernetes", server.kubernetes is not None),
                 ("loop", server.loop),
                 ("forward", bool(server.forward)),
             )
             if on
         )
+    gateway, external = exposure_configs(server)
     handler = Handler(
         store,
         zone_config(server),
+        gateway=gateway,
+        external=external,
         zones=server.zones,
         forwarders=forwarders,
         metrics=metrics,
@@ -237,17 +294,25 @@ class App:
         return self.exit_code
 
     def _api_wanted(self) -> bool:
-        has_kubernetes = any(s.kubernetes for s in self.servers)
-        explicit = bool(self.options.kubeconfig or self.options.kube_api) or any(
-            s.kubernetes and (s.kubernetes.kubeconfig or s.kubernetes.endpoint)
-            for s in self.servers
+        has_kubernetes = any(s.kubernetes or s.k8s_gateway for s in self.servers)
+        explicit = (
+            bool(self.options.kubeconfig or self.options.kube_api)
+            or any(
+                s.kubernetes and (s.kubernetes.kubeconfig or s.kubernetes.endpoint)
+                for s in self.servers
+            )
+            or any(s.k8s_gateway and s.k8s_gateway.kubeconfig for s in self.servers)
         )
         return has_kubernetes and (explicit or in_cluster())
 
     async def _start_sources(self) -> None:
         use_api = self._api_wanted()
         paths = self.options.zones
-        if paths is None and any(s.kubernetes for s in self.servers) and not use_api:
+        if (
+            paths is None
+            and any(s.kubernetes or s.k8s_gateway for s in self.servers)
+            and not use_api
+        ):
             paths = [Path("zones")]
         if paths:
             self.manifests = ManifestSource(self.store, paths)
@@ -264,10 +329,15 @@ class App:
     async def _start_api(self) -> None:
         from .sources.kube import WATCH_TIMEOUT, KubeSource, api_client
 
-        k = next(s.kubernetes for s in self.servers if s.kubernetes)
-        kubeconfig = self.options.kubeconfig or k.kubeconfig or None
+        k = next((s.kubernetes for s in self.servers if s.kubernetes), None)
+        g = next((s.k8s_gateway for s in self.servers if s.k8s_gateway), None)
+        kubeconfig = (
+            self.options.kubeconfig or (k.kubeconfig if k else "") or (g.kubeconfig if g else "")
+        )
+        endpoint = self.options.kube_api or (k.endpoint if k else "") or None
+        context = (k.context if k else "") or (g.context if g else "")
         try:
-            api = api_client(kubeconfig, self.options.kube_api or k.endpoint or None, k.context)
+            api = api_client(kubeconfig or None, endpoint, context)
         except Exception as exc:  # the client raises several kinds for a bad config
             raise ConfigError(f"cannot load the Kubernetes configuration: {exc}") from None
         pods = any(
@@ -279,10 +349,17 @@ class App:
             if self.options.watch_timeout > 0
             else WATCH_TIMEOUT
         )
-        self.kube = KubeSource(self.store, api, loop, pods=pods, watch_timeout=timeouts)
+        self.kube = KubeSource(
+            self.store,
+            api,
+            loop,
+            pods=pods,
+            watch_timeout=timeouts,
+            exposure=exposure_kinds(self.servers),
+        )
         self.readiness.checks["kubernetes"] = self.kube.synced.is_set
         self.kube.start()
-        timeout = k.startup_timeout
+        timeout = k.startup_timeout if k else 5.0
         if not await loop.run_in_executor(None, self.kube.synced.wait, timeout):
             log.warning(
                 "not synced with the API after %.1f s: opening the ports anyway; names not "
@@ -372,7 +449,11 @@ class App:
             for (h, _), server in self.listeners.items()
         )
         zones = ", ".join(dict.fromkeys(z for s in self.servers for z in s.zones))
-        loaded = ", ".join(f"{self.store.count(kind)} {kind}" for kind in KINDS)
+        loaded = ", ".join(
+            f"{self.store.count(kind)} {kind}"
+            for kind in KINDS
+            if kind in KINDS[:4] or self.store.count(kind)
+        )
         sources = []
         if self.manifests is not None:
             sources.append(

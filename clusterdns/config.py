@@ -3,7 +3,8 @@
 Pure: the text comes in, dataclasses come out. A wrong argument is a ConfigError naming
 ``file:line``; a directive clusterdns does not know is a warning naming the line, not a
 failure (the server still starts). Supported directives: errors, log, health, ready,
-kubernetes, prometheus, forward, cache, loop, reload, loadbalance, bind, autopath.
+kubernetes, prometheus, forward, cache, loop, reload, loadbalance, bind, autopath,
+k8s_external, k8s_gateway.
 """
 
 from __future__ import annotations
@@ -144,6 +145,31 @@ def _directives(tokens: list[Token], pos: int, filename: str) -> tuple[list[Dire
 
 
 @dataclass
+class ExternalDirective:
+    """The ``k8s_external`` directive (CoreDNS plugin/k8s_external README). TTL in seconds."""
+
+    zones: tuple[str, ...]
+    ttl: int = 5
+    apex: str = "dns"
+    headless: bool = False
+    fallthrough: tuple[str, ...] | None = None  # None: off; (): every zone
+
+
+@dataclass
+class GatewayDirective:
+    """The ``k8s_gateway`` directive (k8s_gateway plugin README). TTL in seconds."""
+
+    zones: tuple[str, ...]
+    resources: tuple[str, ...] = ("HTTPRoute", "TLSRoute", "GRPCRoute", "Ingress", "Service")
+    ttl: int = 60
+    apex: str = "dns1.kube-system"
+    secondary: str = ""
+    fallthrough: tuple[str, ...] | None = None  # None: off; (): every zone
+    kubeconfig: str = ""
+    context: str = ""
+
+
+@dataclass
 class KubernetesConfig:
     """The ``kubernetes`` directive (CoreDNS plugin/kubernetes README)."""
 
@@ -212,6 +238,8 @@ class ServerConfig:
     reload: tuple[float, float] | None = None
     loadbalance: bool = False
     autopath: str = ""
+    k8s_external: ExternalDirective | None = None
+    k8s_gateway: GatewayDirective | None = None
     warnings: list[str] = field(default_factory=list)
 
 
@@ -355,6 +383,8 @@ def _apply(server: ServerConfig, d: Directive, filename: str) -> None:
         server.forward.append(_forward(r))
     elif name == "cache":
         server.cache = _cache(r, server)
+    elif name in EXPOSURE_DIRECTIVES:
+        _exposure(server, r)
     elif name in KNOWN_IGNORED:
         server.warnings.append(f"{filename}:{d.line}: {name}: not supported, ignored")
     else:
@@ -482,3 +512,71 @@ def _cache(r: _Reader, server: ServerConfig) -> CacheConfig:
         else:
             raise r.error(f"unknown option {sub.name!r}", line)
     return c
+
+
+# ---- k8s_external and k8s_gateway (docs/exposed-names.md) ----------------------------------
+
+EXPOSURE_DIRECTIVES = ("k8s_external", "k8s_gateway")
+
+
+def _exposure(server: ServerConfig, r: _Reader) -> None:
+    """Parse ``k8s_external [ZONES...] {...}`` or ``k8s_gateway ZONES... {...}`` into
+    ``server``. Options and their ranges as the CoreDNS plugin's setup.go reads them."""
+    d = r.d
+    zones = _zones_args(d.args, server.zones)
+    if d.name == "k8s_external":
+        e = ExternalDirective(zones)
+        for sub in d.block:
+            args, line = sub.args, sub.line
+            if sub.name == "ttl":
+                r.count(args, 1, 1, "ttl SECONDS", line)
+                e.ttl = r.integer(args[0], 0, 3600, line)
+            elif sub.name == "apex":
+                r.count(args, 1, 1, "apex LABEL", line)
+                e.apex = _relative(r, args[0], line)
+            elif sub.name == "headless":
+                r.count(args, 0, 0, "headless", line)
+                e.headless = True
+            elif sub.name == "fallthrough":
+                e.fallthrough = _zones_args(args, ())
+            else:
+                raise r.error(f"unknown option {sub.name!r}", line)
+        server.k8s_external = e
+        return
+    g = GatewayDirective(zones)
+    known = GatewayDirective.resources
+    for sub in d.block:
+        args, line = sub.args, sub.line
+        if sub.name == "resources":
+            r.count(args, 1, len(known), "resources " + " ".join(known), line)
+            for arg in args:
+                if arg not in known:
+                    raise r.error(f"resources: want some of {' '.join(known)}, got {arg!r}", line)
+            g.resources = tuple(dict.fromkeys(args))
+        elif sub.name == "ttl":
+            r.count(args, 1, 1, "ttl SECONDS", line)
+            g.ttl = r.integer(args[0], 0, 3600, line)
+        elif sub.name in ("apex", "secondary"):
+            r.count(args, 1, 1, f"{sub.name} NAME", line)
+            setattr(g, sub.name, _relative(r, args[0], line))
+        elif sub.name == "fallthrough":
+            g.fallthrough = _zones_args(args, ())
+        elif sub.name == "kubeconfig":
+            r.count(args, 1, 2, "kubeconfig PATH [CONTEXT]", line)
+            g.kubeconfig = args[0]
+            g.context = args[1] if len(args) > 1 else ""
+        elif sub.name in ("ingressClasses", "gatewayClasses"):
+            server.warnings.append(
+                f"{r.filename}:{line}: k8s_gateway: {sub.name}: not supported, ignored"
+            )
+        else:
+            raise r.error(f"unknown option {sub.name!r}", line)
+    server.k8s_gateway = g
+
+
+def _relative(r: _Reader, text: str, line: int) -> str:
+    """A relative DNS name (``dns``, ``dns1.kube-system``), lower-case, no trailing dot."""
+    name = text.lower().rstrip(".")
+    if not name or any(not label or len(label) > 63 for label in name.split(".")):
+        raise r.error(f"want a relative DNS name, got {text!r}", line)
+    return name

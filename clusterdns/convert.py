@@ -17,12 +17,17 @@ from .names import absolute, canonical_ip
 from .records import (
     Endpoint,
     EndpointSlice,
+    Gateway,
+    GRPCRoute,
+    HTTPRoute,
+    Ingress,
     Namespace,
     Pod,
     Port,
     Record,
     Service,
     ServiceKind,
+    TLSRoute,
 )
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -147,11 +152,12 @@ def to_service(obj: Obj) -> Service:
     raw_ips = _list(spec.get("clusterIPs"), "spec.clusterIPs") or (
         [cluster_ip] if cluster_ip else []
     )
+    exposed = _service_exposure(obj, spec, svc_type)
     if cluster_ip == "None" or raw_ips == ["None"]:
-        return Service(namespace, name, ServiceKind.HEADLESS, (), ports)
+        return Service(namespace, name, ServiceKind.HEADLESS, (), ports, "", *exposed)
     ips = tuple(_ip(ip, f"spec.clusterIPs[{i}]")[0] for i, ip in enumerate(raw_ips))
     kind = ServiceKind.CLUSTER_IP if ips else ServiceKind.HEADLESS
-    return Service(namespace, name, kind, ips, ports)
+    return Service(namespace, name, kind, ips, ports, "", *exposed)
 
 
 def _endpoint(obj: Any, path: str, family: int) -> Endpoint:
@@ -231,11 +237,138 @@ def to_pod(obj: Obj) -> Pod:
     )
 
 
+# ---- what the cluster exposes: Service addresses, Ingress, Gateway API -------------------
+# (docs/exposed-names.md; read by the k8s_external and k8s_gateway resolvers)
+
+
+def _hostname(obj: Any, path: str, *, wildcard: bool) -> str:
+    """A DNS name from a host field -> absolute, lower-case; ``*.`` kept with ``wildcard``."""
+    text = _str(obj, path).strip().lower().rstrip(".")
+    labels = text.split(".")
+    if wildcard and labels[0] == "*" and len(labels) > 1:
+        labels = labels[1:]
+    if (
+        not text
+        or len(text) > 253
+        or any(not label or len(label) > 63 or "*" in label for label in labels)
+    ):
+        raise ConvertError(f"{path}: not a DNS name: {text!r}")
+    return sys.intern(text + ".")
+
+
+def _lb_ingress(obj: Any, path: str) -> tuple[str, ...]:
+    """``status.loadBalancer.ingress`` -> IP text or absolute host names, in order
+    (an entry with both prefers the IP, as CoreDNS ``object.ToService`` does)."""
+    out: list[str] = []
+    for i, entry in enumerate(_list(obj, path)):
+        entry = _map(entry, f"{path}[{i}]")
+        if entry.get("ip"):
+            out.append(_ip(entry.get("ip"), f"{path}[{i}].ip")[0])
+        elif entry.get("hostname"):
+            out.append(_hostname(entry.get("hostname"), f"{path}[{i}].hostname", wildcard=False))
+    return tuple(dict.fromkeys(out))
+
+
+def _service_exposure(
+    obj: Obj, spec: Obj, svc_type: str
+) -> tuple[tuple[str, ...], tuple[str, ...], bool]:
+    """``(spec.externalIPs, status.loadBalancer.ingress, type is LoadBalancer)``."""
+    external = tuple(
+        _ip(ip, f"spec.externalIPs[{i}]")[0]
+        for i, ip in enumerate(_list(spec.get("externalIPs"), "spec.externalIPs"))
+    )
+    status = _map(obj.get("status"), "status")
+    balancer = _map(status.get("loadBalancer"), "status.loadBalancer")
+    ingress = _lb_ingress(balancer.get("ingress"), "status.loadBalancer.ingress")
+    return tuple(dict.fromkeys(external)), ingress, svc_type == "LoadBalancer"
+
+
+def to_ingress(obj: Obj) -> Ingress:
+    """Convert a networking.k8s.io/v1 Ingress: ``spec.rules[].host`` and
+    ``spec.tls[].hosts`` (rules without a host serve no name), and
+    ``status.loadBalancer.ingress``."""
+    namespace, name, _ = _meta(obj, namespaced=True)
+    spec = _map(obj.get("spec"), "spec")
+    hosts: list[str] = []
+    for i, rule in enumerate(_list(spec.get("rules"), "spec.rules")):
+        host = _map(rule, f"spec.rules[{i}]").get("host")
+        if host:
+            hosts.append(_hostname(host, f"spec.rules[{i}].host", wildcard=True))
+    for i, tls in enumerate(_list(spec.get("tls"), "spec.tls")):
+        tls_hosts = _list(_map(tls, f"spec.tls[{i}]").get("hosts"), f"spec.tls[{i}].hosts")
+        for j, host in enumerate(tls_hosts):
+            hosts.append(_hostname(host, f"spec.tls[{i}].hosts[{j}]", wildcard=True))
+    status = _map(obj.get("status"), "status")
+    balancer = _map(status.get("loadBalancer"), "status.loadBalancer")
+    addresses = _lb_ingress(balancer.get("ingress"), "status.loadBalancer.ingress")
+    return Ingress(namespace, name, tuple(dict.fromkeys(hosts)), addresses)
+
+
+def to_gateway(obj: Obj) -> Gateway:
+    """Convert a gateway.networking.k8s.io/v1 Gateway: ``status.addresses`` of type
+    IPAddress (the default) and Hostname; other address types are dropped."""
+    namespace, name, _ = _meta(obj, namespaced=True)
+    status = _map(obj.get("status"), "status")
+    out: list[str] = []
+    for i, entry in enumerate(_list(status.get("addresses"), "status.addresses")):
+        entry = _map(entry, f"status.addresses[{i}]")
+        kind = _str(entry.get("type"), f"status.addresses[{i}].type") or "IPAddress"
+        path = f"status.addresses[{i}].value"
+        if kind == "IPAddress":
+            out.append(_ip(entry.get("value"), path)[0])
+        elif kind == "Hostname":
+            out.append(_hostname(entry.get("value"), path, wildcard=False))
+    return Gateway(namespace, name, tuple(dict.fromkeys(out)))
+
+
+def _route(
+    cls: type[HTTPRoute] | type[TLSRoute] | type[GRPCRoute],
+) -> Callable[[Obj], Record | None]:
+    def convert_route(obj: Obj) -> Record:
+        namespace, name, _ = _meta(obj, namespaced=True)
+        spec = _map(obj.get("spec"), "spec")
+        hostnames = tuple(
+            dict.fromkeys(
+                _hostname(h, f"spec.hostnames[{i}]", wildcard=True)
+                for i, h in enumerate(_list(spec.get("hostnames"), "spec.hostnames"))
+            )
+        )
+        parents: list[tuple[str, str]] = []
+        for i, ref in enumerate(_list(spec.get("parentRefs"), "spec.parentRefs")):
+            ref = _map(ref, f"spec.parentRefs[{i}]")
+            kind = _str(ref.get("kind"), f"spec.parentRefs[{i}].kind") or "Gateway"
+            if kind != "Gateway":
+                continue
+            parent = _str(ref.get("name"), f"spec.parentRefs[{i}].name").lower()
+            if not parent:
+                raise ConvertError(f"spec.parentRefs[{i}].name: missing")
+            ref_ns = _str(ref.get("namespace"), f"spec.parentRefs[{i}].namespace").lower()
+            parents.append((ref_ns or namespace, parent))
+        return cls(namespace, name, hostnames, tuple(dict.fromkeys(parents)))
+
+    convert_route.__doc__ = (
+        f"Convert a Gateway API {cls.__name__}: ``spec.hostnames`` and the Gateways of "
+        "``spec.parentRefs``."
+    )
+    return convert_route
+
+
+EXPOSURE_CONVERTERS: dict[str, Callable[[Obj], Record | None]] = {
+    "Ingress": to_ingress,
+    "Gateway": to_gateway,
+    "HTTPRoute": _route(HTTPRoute),
+    "TLSRoute": _route(TLSRoute),
+    "GRPCRoute": _route(GRPCRoute),
+}
+"""The exposure kinds, by API ``kind`` (only k8s_gateway and k8s_external read them)."""
+
+
 CONVERTERS: dict[str, Callable[[Obj], Record | None]] = {
     "Namespace": to_namespace,
     "Service": to_service,
     "EndpointSlice": to_endpointslice,
     "Pod": to_pod,
+    **EXPOSURE_CONVERTERS,
 }
 """The kinds the store holds, by API ``kind``."""
 

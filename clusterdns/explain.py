@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import dns.flags
@@ -17,7 +18,11 @@ import dns.query
 import dns.rdatatype
 
 from .handler import Handler
-from .names import find_zone
+from .k8s_external import ExternalConfig
+from .k8s_external import explain as external_explain
+from .k8s_gateway import GatewayConfig
+from .k8s_gateway import explain as gateway_explain
+from .names import absolute, find_zone
 from .resolver import ZoneConfig
 from .rr import RCODE_NAMES, Rcode
 from .search import Query, Reply, Walk
@@ -53,17 +58,59 @@ def server_query(host: str, port: int) -> Query:
     return ask
 
 
-def local_query(paths: Sequence[Path], config: ZoneConfig) -> Query:
+@dataclass
+class Exposure:
+    """The k8s_gateway and k8s_external zones ``clusterdns resolve`` also answers and
+    explains (absolute, lower-case); :func:`local_query` fills in :attr:`store`."""
+
+    gateway_zones: tuple[str, ...] = ()
+    external_zones: tuple[str, ...] = ()
+    store: Store | None = None
+
+    @property
+    def gateway(self) -> GatewayConfig | None:
+        """The k8s_gateway configuration (defaults), or None without zones."""
+        return GatewayConfig(self.gateway_zones) if self.gateway_zones else None
+
+    @property
+    def external(self) -> ExternalConfig | None:
+        """The k8s_external configuration (defaults), or None without zones."""
+        return ExternalConfig(self.external_zones) if self.external_zones else None
+
+    def why(self, name: str) -> list[str]:
+        """Lines saying which object answered ``name`` (made absolute) or why it is
+        NXDOMAIN (k8s_gateway/k8s_external ``explain``); needs the in-process store."""
+        qname = absolute(name).lower()
+        if self.store is None:
+            return ["why: explanations need the in-process answers (drop --server)"]
+        lines: list[str] = []
+        if self.gateway is not None:
+            lines.extend(gateway_explain(self.store, qname, self.gateway))
+        if self.external is not None:
+            lines.extend(external_explain(self.store, qname, self.external))
+        return [f"why: {line}" for line in lines] or [
+            f"why: {qname} is in no k8s_gateway or k8s_external zone"
+        ]
+
+
+def local_query(
+    paths: Sequence[Path], config: ZoneConfig, exposure: Exposure | None = None
+) -> Query:
     """Answer from the manifests in ``paths`` with the resolver, in this process. Names
-    outside the cluster zones have no upstream here: they count as NXDOMAIN (a real
-    server would forward them)."""
+    outside the cluster zones (and ``exposure``'s zones) have no upstream here: they count
+    as NXDOMAIN (a real server would forward them)."""
     store = Store()
     ManifestSource(store, paths).load(time.time())
-    handler = Handler(store, config)
+    exposure = exposure or Exposure()
+    exposure.store = store
+    zones = config.zones + exposure.gateway_zones + exposure.external_zones
+    handler = Handler(
+        store, config, zones=zones, gateway=exposure.gateway, external=exposure.external
+    )
 
     def ask(name: str, qtype: str) -> Reply:
         began = time.perf_counter()
-        if find_zone(name.lower(), config.zones) is None:
+        if find_zone(name.lower(), zones) is None:
             return Reply(Rcode.NXDOMAIN, ["(outside the cluster zone: no upstream in-process)"])
         query = dns.message.make_query(name, qtype)
         query.flags |= dns.flags.RD

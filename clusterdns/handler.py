@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Union
 
 from .autopath import AutoPath
 from .errors import ClusterDNSError
 from .forward import Forwarder
+from .k8s_external import ExternalConfig, resolve_external
+from .k8s_gateway import GatewayConfig, resolve_gateway
 from .metrics import Metrics
 from .names import find_zone
 from .resolver import Answer, ZoneConfig, resolve
@@ -61,7 +63,10 @@ class Handler:
     ``config``: the kubernetes zone configuration, or None without a kubernetes plugin;
     ``forwarders``: tried in order for names the zone does not answer;
     ``loadbalance``: rotate A/AAAA answers (CoreDNS loadbalance, CNAMEs stay first);
-    ``metrics``: counted per query; ``autopath``: server-side search for pods (SPEC.md 15.4).
+    ``metrics``: counted per query; ``autopath``: server-side search for pods (SPEC.md 15.4);
+    ``gateway``/``external``: the k8s_gateway and k8s_external zones (docs/exposed-names.md),
+    asked before the kubernetes zone in that order (CoreDNS plugin.cfg puts k8s_external
+    before kubernetes; k8s_gateway's README has it take their place).
     Call from the thread that mutates ``store``.
     """
 
@@ -76,9 +81,13 @@ class Handler:
         loadbalance: bool = False,
         cache_size: int = 10000,
         autopath: AutoPath | None = None,
+        gateway: GatewayConfig | None = None,
+        external: ExternalConfig | None = None,
     ) -> None:
         self.store = store
         self.config = config
+        self.gateway = gateway
+        self.external = external
         self.zones = zones if zones is not None else (config.zones if config else (".",))
         self.forwarders = list(forwarders)
         self.metrics = metrics
@@ -180,9 +189,18 @@ class Handler:
             return error_response(query, Rcode.REFUSED), ""  # no transfer plugin
         if not find_zone(query.qname, self.zones):
             return error_response(query, Rcode.REFUSED), ""  # not this server's zones
+        passed: Answer | None = None  # an NXDOMAIN an exposure plugin fell through with
+        for name, exposed in self._exposed(query.qname, query.qtype):
+            if exposed is None:
+                continue
+            if not exposed.fallthrough:
+                return self._answered(query, exposed, limit), name
+            passed = passed or exposed
         answer = None
         if self.config is not None:
             answer = resolve(self.store, query.qname, query.qtype, self.config)
+        if answer is None and passed is not None:
+            answer = passed
         if answer is not None and answer.rcode == Rcode.NXDOMAIN and self.autopath and client:
             found = self.autopath.search(self, query, limit, client)
             if isinstance(found, bytes):
@@ -204,6 +222,23 @@ class Handler:
         if answer is not None:  # fallthrough with nothing after it
             return self._encode(query, answer, limit, cache=True), "kubernetes"
         return error_response(query, Rcode.SERVFAIL), ""  # no plugin handled it (SPEC.md 14)
+
+    def _exposed(self, qname: str, qtype: int) -> Iterator[tuple[str, Answer | None]]:
+        """The k8s_gateway and k8s_external answers, in chain order, each computed only
+        when the one before did not answer (None: not their zone)."""
+        if self.gateway is not None:
+            yield "k8s_gateway", resolve_gateway(self.store, qname, qtype, self.gateway)
+        if self.external is not None:
+            yield "k8s_external", resolve_external(self.store, qname, qtype, self.external)
+
+    def _answered(self, query: Query, answer: Answer, limit: int) -> Reply:
+        """Encode an exposure plugin's answer; a CNAME to an outside host name (a cloud
+        load balancer) has its target's records appended through the forwarder."""
+        if answer.chase:
+            forwarder = self._forwarder(answer.chase)
+            if forwarder is not None:
+                return self._chase(forwarder, query, answer, limit)
+        return self._encode(query, answer, limit, cache=not answer.chase)
 
     def _forwarder(self, qname: str) -> Forwarder | None:
         for forwarder in self.forwarders:

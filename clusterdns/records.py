@@ -49,6 +49,12 @@ class Service:
     ``cluster_ips``: canonical IPv4/IPv6 text from ``spec.clusterIPs`` (empty for headless
     and ExternalName); ``external_name``: absolute, lower-case, with a trailing dot, or
     ``""``; ``ports``: from ``spec.ports`` in order.
+
+    What the cluster exposes (k8s_external, k8s_gateway; docs/exposed-names.md):
+    ``external_ips``: canonical text of ``spec.externalIPs``; ``lb_ingress``:
+    ``status.loadBalancer.ingress`` in order, each an IP (canonical text) or, for a
+    ``hostname`` entry, an absolute lower-case name (ends with a dot, an IP never does);
+    ``load_balancer``: ``spec.type`` is LoadBalancer.
     """
 
     namespace: str
@@ -57,6 +63,15 @@ class Service:
     cluster_ips: tuple[str, ...] = ()
     ports: tuple[Port, ...] = ()
     external_name: str = ""
+    external_ips: tuple[str, ...] = ()
+    lb_ingress: tuple[str, ...] = ()
+    load_balancer: bool = False
+
+    @property
+    def exposed(self) -> tuple[str, ...]:
+        """Every external address in CoreDNS's order: ``spec.externalIPs`` then the load
+        balancer's ingress (CoreDNS ``object.ToService`` ExternalIPs)."""
+        return self.external_ips + self.lb_ingress
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,4 +137,62 @@ class ReadyEndpoint:
     ports: tuple[Port, ...]
 
 
-Record = Namespace | Service | EndpointSlice | Pod
+# ---- what the cluster exposes (docs/exposed-names.md) ------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Ingress:
+    """An Ingress (networking.k8s.io/v1), reduced to its names and addresses.
+
+    ``hosts``: ``spec.rules[].host`` then ``spec.tls[].hosts``, absolute, lower-case, in
+    order without repeats; a wildcard host keeps its ``*.`` label. ``addresses``:
+    ``status.loadBalancer.ingress`` as in :attr:`Service.lb_ingress` (IP text, or an
+    absolute name for a ``hostname`` entry); empty until the controller has set one.
+    """
+
+    namespace: str
+    name: str
+    hosts: tuple[str, ...] = ()
+    addresses: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    """A Gateway (gateway.networking.k8s.io/v1): ``status.addresses`` of type IPAddress
+    (canonical text) or Hostname (absolute name), in order; other types are dropped."""
+
+    namespace: str
+    name: str
+    addresses: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A Gateway API route: ``spec.hostnames`` (absolute, lower-case, ``*.`` kept) and
+    the Gateways of ``spec.parentRefs`` as ``(namespace, name)`` (the route's namespace
+    when the ref has none; refs of another kind than Gateway are dropped)."""
+
+    namespace: str
+    name: str
+    hostnames: tuple[str, ...] = ()
+    parents: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPRoute(Route):
+    """An HTTPRoute (gateway.networking.k8s.io/v1)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TLSRoute(Route):
+    """A TLSRoute (gateway.networking.k8s.io/v1alpha2)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GRPCRoute(Route):
+    """A GRPCRoute (gateway.networking.k8s.io/v1)."""
+
+
+Record = (
+    Namespace | Service | EndpointSlice | Pod | Ingress | Gateway | HTTPRoute | TLSRoute | GRPCRoute
+)

@@ -86,6 +86,16 @@ class Answer:
     chase: str = ""
 
 
+def endpoint_label(ep: ReadyEndpoint, endpoint_pod_names: bool) -> str:
+    """``hostname``; else the pod name with ``endpoint_pod_names``; else the dashed IP
+    (SPEC.md 3.3, CoreDNS ``endpointHostname``)."""
+    if ep.hostname:
+        return ep.hostname
+    if endpoint_pod_names and ep.pod_name:
+        return ep.pod_name
+    return dashed_ip(ep.address)
+
+
 def is_reverse_zone(zone: str) -> bool:
     """True for ``in-addr.arpa.``, ``ip6.arpa.`` and zones below them."""
     return any(zone == r or zone.endswith("." + r) for r in REVERSE_ZONES)
@@ -313,13 +323,8 @@ class _Question:
         return items or None
 
     def endpoint_name(self, ep: ReadyEndpoint) -> str:
-        """``hostname``; else the pod name with ``endpoint_pod_names``; else the dashed IP
-        (SPEC.md 3.3, CoreDNS ``endpointHostname``)."""
-        if ep.hostname:
-            return ep.hostname
-        if self.config.endpoint_pod_names and ep.pod_name:
-            return ep.pod_name
-        return dashed_ip(ep.address)
+        """The endpoint's DNS label (:func:`endpoint_label`)."""
+        return endpoint_label(ep, self.config.endpoint_pod_names)
 
     def srv(self, items: list[_Item]) -> Answer:
         """SRV records for every (item, port) with A/AAAA glue (spec 2.3.2, 2.4.2; RFC 2782).

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Generic, TypeVar, Union
 
+from .exposure import EXPOSURE_KINDS, ExposureIndex
 from .records import (
     EndpointSlice,
     Namespace,
@@ -26,7 +27,7 @@ from .records import (
 Key = Any  # str for Namespaces, (namespace, name) otherwise
 SvcKey = tuple[str, str]
 
-KINDS = ("Namespace", "Service", "EndpointSlice", "Pod")
+KINDS = ("Namespace", "Service", "EndpointSlice", "Pod", *EXPOSURE_KINDS)
 
 T = TypeVar("T")
 
@@ -77,6 +78,8 @@ class Store:
         # pod IP -> the namespace of each live pod that has it: all that verified pod
         # records need (SPEC.md 5). Usually one namespace, kept as the bare string.
         self._pod_ips: dict[str, Multi[str]] = {}
+        # Ingress and Gateway API host names (k8s_gateway): a separate index.
+        self.exposure = ExposureIndex(self._merged)
 
     # ---- sources and sync -------------------------------------------------------------
 
@@ -172,8 +175,10 @@ class Store:
             self._on_service(key, old, new)  # type: ignore[arg-type]
         elif kind == "EndpointSlice":
             self._on_slice(key, old, new)  # type: ignore[arg-type]
-        else:
+        elif kind == "Pod":
             self._on_pod(key, old, new)  # type: ignore[arg-type]
+        else:
+            self.exposure.on_change(kind, key, old, new)
         return True
 
     def _on_namespace(self, key: str, new: Record | None) -> None:

@@ -11,9 +11,9 @@ loads in every pytest run once clusterdns is installed; from a checkout that is 
 installed, ``-p clusterdns.testing``, but not both: it would be registered twice) provides:
 
 - the ``clusterdns`` fixture: a started :class:`ClusterDNS`, stopped after the test, serving
-  what ``@pytest.mark.clusterdns(manifests=[...], objects=[...], zone=..., ttl=..., pods=...)``
-  gives (on the test, its class or its module); relative manifest paths are taken from the
-  test file's directory;
+  what ``@pytest.mark.clusterdns(manifests=[...], objects=[...], zone=..., ttl=..., pods=...,
+  gateway_zone=..., external_zone=...)`` gives (on the test, its class or its module);
+  relative manifest paths are taken from the test file's directory;
 - the ``clusterdns_factory`` fixture: ``clusterdns_factory(**options)`` starts another one
   with those options (same path rule); all are stopped after the test.
 
@@ -177,8 +177,12 @@ class ClusterDNS:
     (``kind: List`` wrappers too). Both are served on top of :data:`DEFAULT_OBJECTS`, later
     ones replacing earlier ones with the same kind, namespace and name. ``zone``: the
     cluster domain; ``ttl``: answer TTL in seconds (0-3600); ``pods``: ``insecure``,
-    ``verified`` or ``disabled`` (CoreDNS ``pods``). Names outside the cluster zone and the
-    reverse zones are answered REFUSED: there is no upstream.
+    ``verified`` or ``disabled`` (CoreDNS ``pods``). ``gateway_zone``/``external_zone``:
+    a zone (or several) answered like CoreDNS's k8s_gateway (Ingress hosts, Gateway API
+    route hostnames, LoadBalancer Services) and k8s_external (Services' external IPs) do,
+    with their default options (docs/exposed-names.md); objects may then include Ingress,
+    Gateway, HTTPRoute, TLSRoute and GRPCRoute. Names outside these zones, the cluster zone
+    and the reverse zones are answered REFUSED: there is no upstream.
 
     Invalid objects or manifests raise ValueError (naming the object) here, before anything
     starts; a missing manifest path raises FileNotFoundError.
@@ -197,7 +201,11 @@ class ClusterDNS:
         zone: str = "cluster.local",
         ttl: int = 30,
         pods: str = "insecure",
+        gateway_zone: str | Sequence[str] = (),
+        external_zone: str | Sequence[str] = (),
     ) -> None:
+        from .k8s_external import ExternalConfig
+        from .k8s_gateway import GatewayConfig
         from .resolver import PodMode, ZoneConfig
 
         self.zone = zone.strip().strip(".").lower()
@@ -218,6 +226,15 @@ class ClusterDNS:
             pods=mode,
             ns_addresses=(HOST,),
         )
+        gateway = _zones("gateway_zone", gateway_zone)
+        external = _zones("external_zone", external_zone)
+        self.gateway = GatewayConfig(gateway, ns_addresses=(HOST,)) if gateway else None
+        self.external = (
+            ExternalConfig(external, ns_addresses=(HOST,), namespaces=self.config.namespaces)
+            if external
+            else None
+        )
+        self.zones = self.config.zones + gateway + external
         self._initial = [
             *convert_objects(DEFAULT_OBJECTS),
             *load_manifests(manifests),
@@ -278,7 +295,10 @@ class ClusterDNS:
         now = time.time()
         for kind, objects in self._objects.items():
             store.replace(SOURCE, kind, objects.values(), now)
-        server = DNSServer(Handler(store, self.config), self.host, 0)
+        handler = Handler(
+            store, self.config, zones=self.zones, gateway=self.gateway, external=self.external
+        )
+        server = DNSServer(handler, self.host, 0)
         await server.start()
         self._store, self._server, self.port = store, server, server.port
 
@@ -457,6 +477,18 @@ class ClusterDNS:
         return self._call(lambda store: service_env(store, namespace))
 
 
+def _zones(option: str, value: str | Sequence[str]) -> tuple[str, ...]:
+    """``"example.org"`` or a list of them -> absolute lower-case zones; ValueError."""
+    names = [value] if isinstance(value, str) else list(value)
+    out = []
+    for name in names:
+        zone = name.strip().strip(".").lower() if isinstance(name, str) else ""
+        if not zone:
+            raise ValueError(f"{option}: not a domain name: {name!r}")
+        out.append(zone + ".")
+    return tuple(out)
+
+
 def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
     """The loop thread: run until stopped, then cancel what is left and close the loop."""
     asyncio.set_event_loop(loop)
@@ -474,9 +506,9 @@ def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
 # ---- the pytest plugin ---------------------------------------------------------------------
 
 MARKER = (
-    "clusterdns(manifests=(), objects=(), zone='cluster.local', ttl=30, pods='insecure'): "
-    "what the clusterdns fixture serves (relative manifest paths from the test file's "
-    "directory)"
+    "clusterdns(manifests=(), objects=(), zone='cluster.local', ttl=30, pods='insecure', "
+    "gateway_zone=(), external_zone=()): what the clusterdns fixture serves (relative "
+    "manifest paths from the test file's directory)"
 )
 
 
@@ -538,6 +570,7 @@ else:
         if marker.args:
             raise TypeError(
                 "@pytest.mark.clusterdns takes keyword arguments only: "
-                "manifests=[...], objects=[...], zone=, ttl=, pods="
+                "manifests=[...], objects=[...], zone=, ttl=, pods=, gateway_zone=, "
+                "external_zone="
             )
         return clusterdns_factory(**marker.kwargs)

@@ -1,8 +1,9 @@
 """A protocol-faithful stand-in for kube-apiserver, for testing list/watch clients.
 
 It serves, over plain HTTP on 127.0.0.1, exactly the read side a cluster DNS server needs:
-LIST and WATCH of namespaces, services, pods (``/api/v1``) and endpointslices
-(``/apis/discovery.k8s.io/v1``), cluster-wide and per namespace, plus ``/version`` and
+LIST and WATCH of namespaces, services, pods (``/api/v1``), endpointslices
+(``/apis/discovery.k8s.io/v1``), ingresses (``/apis/networking.k8s.io/v1``) and the Gateway API
+kinds (gateways, httproutes, grpcroutes at ``v1``, tlsroutes at ``v1alpha2``), cluster-wide and per namespace, plus ``/version`` and
 ``/healthz``. The wire behaviour follows kube-apiserver (backed by etcd and the watch cache):
 
 * one global resourceVersion shared by every kind; each write bumps it;
@@ -136,6 +137,7 @@ class _Kind:
         return f"{self.resource}.{self.group}" if self.group else self.resource
 
 
+_GATEWAY_API = "gateway.networking.k8s.io"
 _KINDS = {
     k.kind: k
     for k in (
@@ -143,13 +145,24 @@ _KINDS = {
         _Kind("Service", "v1", "", "services", True),
         _Kind("Pod", "v1", "", "pods", True),
         _Kind("EndpointSlice", "discovery.k8s.io/v1", "discovery.k8s.io", "endpointslices", True),
+        # What the cluster exposes (k8s_gateway); the Gateway API kinds are CRDs, which
+        # ``missing_groups`` can take away.
+        _Kind("Ingress", "networking.k8s.io/v1", "networking.k8s.io", "ingresses", True),
+        _Kind("Gateway", f"{_GATEWAY_API}/v1", _GATEWAY_API, "gateways", True),
+        _Kind("HTTPRoute", f"{_GATEWAY_API}/v1", _GATEWAY_API, "httproutes", True),
+        _Kind("GRPCRoute", f"{_GATEWAY_API}/v1", _GATEWAY_API, "grpcroutes", True),
+        _Kind("TLSRoute", f"{_GATEWAY_API}/v1alpha2", _GATEWAY_API, "tlsroutes", True),
     )
 }
-_BY_RESOURCE = {(k.group, k.resource): k for k in _KINDS.values()}
+# Keyed by API version: a TLSRoute is served at v1alpha2 only, like the CRD does.
+_BY_RESOURCE = {(k.api_version, k.resource): k for k in _KINDS.values()}
 _ALIASES = {
     alias: k for k in _KINDS.values() for alias in (k.kind.lower(), k.resource, k.group_resource)
 }
-_GROUP_PREFIXES = {"/api/v1/": "", "/apis/discovery.k8s.io/v1/": "discovery.k8s.io"}
+_GROUP_PREFIXES = {
+    f"/api{'' if k.api_version == 'v1' else 's'}/{k.api_version}/": k.api_version
+    for k in _KINDS.values()
+}
 
 
 def _kind(name: str) -> _Kind:
@@ -689,6 +702,8 @@ class KubeAPIServer:
         ``Authorization: Bearer <token>`` or gets 401."""
         self.token = token
         self.port = port
+        #: API groups served as if their CRDs were not installed (404 for their paths).
+        self.missing_groups: set[str] = set()
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
@@ -1065,6 +1080,8 @@ class KubeAPIServer:
         if self.token is not None and h.headers.get("Authorization") != f"Bearer {self.token}":
             raise _HTTPError(_status(401, "Unauthorized", "Unauthorized"))
         route = self._route(path)
+        if route is not None and route[0].group in self.missing_groups:
+            route = None  # the CRD is not installed: 404 like any unknown path
         is_watch = route is not None and self._bool(params, "watch")
         verb = "watch" if is_watch else ("get" if route and route[2] else "list")
         self._maybe_fail(path + ("?" + query if query else ""), is_watch, route, verb)

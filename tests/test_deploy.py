@@ -14,7 +14,6 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from .test_config import KUBEADM

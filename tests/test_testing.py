@@ -79,6 +79,10 @@ def test_service_links(clusterdns):
 - `clusterdns.env(namespace)` is the service environment the kubelet gives a pod there
   (`enableServiceLinks`: `WEB_SERVICE_HOST`, `WEB_PORT_80_TCP`, ...), and
   `clusterdns.resolv_conf(namespace)` the pod's resolv.conf text.
+- `gateway_zone="mlopshub.com"` / `external_zone="example.org"` (marker or factory) also
+  answer the names the cluster exposes, as CoreDNS's k8s_gateway and k8s_external do:
+  `apply()` an Ingress, Gateway or HTTPRoute (with its `status`) and resolve your public
+  host name (docs/exposed-names.md).
 - `clusterdns_factory(**options)` starts more servers (or one with other options);
   `clusterdns.testing.ClusterDNS` works without pytest, as a context manager.
 - From a checkout that is not installed, load the plugin with `pytest -p clusterdns.testing`
@@ -457,4 +461,41 @@ def test_loaded_by_its_entry_point(
         """
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=60)
+    result.assert_outcomes(passed=1)
+
+
+def test_marker_serves_exposed_names(pytester: pytest.Pytester) -> None:
+    """An application's test resolves its public host name (issue 15): the marker's
+    gateway_zone/external_zone, and apply() of an Ingress, a Gateway and an HTTPRoute."""
+    pytester.makepyfile(
+        test_public="""
+        import pytest
+
+        GW = "gateway.networking.k8s.io/v1"
+        INGRESS = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                   "metadata": {"name": "shop", "namespace": "default"},
+                   "spec": {"rules": [{"host": "mlopshub.com"}]},
+                   "status": {"loadBalancer": {"ingress": [{"ip": "172.18.255.201"}]}}}
+        GATEWAY = {"apiVersion": GW, "kind": "Gateway", "metadata": {"name": "eg", "namespace": "default"},
+                   "status": {"addresses": [{"type": "IPAddress", "value": "172.18.255.202"}]}}
+        ROUTE = {"apiVersion": GW, "kind": "HTTPRoute", "metadata": {"name": "api", "namespace": "default"},
+                 "spec": {"hostnames": ["api.mlopshub.com"], "parentRefs": [{"name": "eg"}]}}
+        LB = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "lb", "namespace": "default"},
+              "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.77"},
+              "status": {"loadBalancer": {"ingress": [{"ip": "172.18.255.203"}]}}}
+
+        @pytest.mark.clusterdns(objects=[INGRESS], gateway_zone="mlopshub.com",
+                                external_zone=["example.org"])
+        def test_public_names(clusterdns):
+            resolver = clusterdns.resolver()
+            assert [r.address for r in resolver.resolve("mlopshub.com.", "A")] == ["172.18.255.201"]
+            clusterdns.apply(GATEWAY, ROUTE, LB)
+            assert [r.address for r in resolver.resolve("api.mlopshub.com.", "A")] == ["172.18.255.202"]
+            assert [r.address for r in resolver.resolve("lb.default.example.org.", "A")] == ["172.18.255.203"]
+            clusterdns.delete("HTTPRoute", "default", "api")
+            with pytest.raises(Exception, match="does not exist"):
+                resolver.resolve("api.mlopshub.com.", "A")
+        """
+    )
+    result = pytester.runpytest(*PLUGIN_ARGS, "--strict-markers", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)

@@ -50,6 +50,7 @@ class Resource:
     group: str
     plural: str
     field_selector: str = ""
+    optional: bool = False  # a CRD that may not be installed: 404 means "none of them"
 
 
 NAMESPACES = Resource("Namespace", "/api/v1/namespaces", "", "namespaces")
@@ -67,6 +68,50 @@ PODS = Resource(
     "pods",
     "status.phase!=Succeeded,status.phase!=Failed,status.phase!=Unknown",
 )
+
+GATEWAY_API = "gateway.networking.k8s.io"
+
+# What the cluster exposes (k8s_gateway): listed and watched only when a directive reads
+# them. The Gateway API kinds are CRDs; a cluster without them answers 404.
+EXPOSURE_RESOURCES = {
+    r.kind: r
+    for r in (
+        Resource(
+            "Ingress", "/apis/networking.k8s.io/v1/ingresses", "networking.k8s.io", "ingresses"
+        ),
+        Resource(
+            "Gateway",
+            "/apis/gateway.networking.k8s.io/v1/gateways",
+            GATEWAY_API,
+            "gateways",
+            optional=True,
+        ),
+        Resource(
+            "HTTPRoute",
+            "/apis/gateway.networking.k8s.io/v1/httproutes",
+            GATEWAY_API,
+            "httproutes",
+            optional=True,
+        ),
+        Resource(
+            "GRPCRoute",
+            "/apis/gateway.networking.k8s.io/v1/grpcroutes",
+            GATEWAY_API,
+            "grpcroutes",
+            optional=True,
+        ),
+        Resource(
+            "TLSRoute",
+            "/apis/gateway.networking.k8s.io/v1alpha2/tlsroutes",
+            GATEWAY_API,
+            "tlsroutes",
+            optional=True,
+        ),
+    )
+}
+MISSING_RETRY = 60.0  # seconds between checks for a CRD that was not installed
+_ABSENT: set[tuple[int, str]] = set()  # (sink id, API group) already reported missing
+_ABSENT_LOCK = threading.Lock()
 
 
 class Sink(Protocol):
@@ -200,6 +245,7 @@ class Reflector:
         backoff: Backoff | None = None,
         on_listed: Any = None,
         outage: OutageLog | None = None,
+        missing_retry: float = MISSING_RETRY,
     ) -> None:
         self.api = api
         self.outage = outage or OutageLog(str(getattr(api.configuration, "host", "?")))
@@ -209,11 +255,13 @@ class Reflector:
         self.watch_timeout = watch_timeout
         self.backoff = backoff or Backoff()
         self.on_listed = on_listed
+        self.missing_retry = missing_retry  # seconds between looks for a missing CRD
         self.resource_version = ""
         self.stopped = threading.Event()
         self._response: Any = None
         self._lock = threading.Lock()
         self._denied = ""
+        self._absent = False
 
     # ---- the loop ---------------------------------------------------------------------
 
@@ -226,6 +274,14 @@ class Reflector:
                 if not self.resource_version:
                     self._list()
                     self.outage.succeeded()
+                    if self._absent:
+                        self._absent = False
+                        log.info(
+                            "%s: %s.%s is served now",
+                            kind,
+                            self.resource.plural,
+                            self.resource.group,
+                        )
                     if self.on_listed is not None:
                         self.on_listed(kind)
                     verb = "watch"
@@ -245,6 +301,10 @@ class Reflector:
                 log.warning("%s: %s; relisting", kind, exc)
                 self.resource_version = ""
             except APIError as exc:
+                if exc.code == 404 and self.resource.optional and not self.resource_version:
+                    self._missing()
+                    self.stopped.wait(self.missing_retry)
+                    continue
                 self._log_api_error(verb, exc)
             except Exception as exc:  # network errors of every kind: keep the last state
                 if not self.stopped.is_set():
@@ -253,6 +313,27 @@ class Reflector:
                     self.stopped.wait(delay)
                 continue
             self.stopped.wait(self.backoff.next())
+
+    def _missing(self) -> None:
+        """The resource is not served (its CRD is not installed): say so once, count it
+        as listed and empty so the server gets ready, and look again now and then."""
+        r = self.resource
+        if not self._absent:
+            self._absent = True
+            with _ABSENT_LOCK:  # one line per API group, not one per kind of it
+                first = (id(self.sink), r.group) not in _ABSENT
+                _ABSENT.add((id(self.sink), r.group))
+            if first:
+                log.warning(
+                    "API group %s is not served (its CRDs are not installed?): no %s names "
+                    "until it is; checking again every %.0f s",
+                    r.group,
+                    r.kind if r.group != GATEWAY_API else "Gateway API",
+                    self.missing_retry,
+                )
+            self.sink.replace(r.kind, [])
+            if self.on_listed is not None:
+                self.on_listed(r.kind)
 
     def stop(self) -> None:
         """Ask :meth:`run` to return; an open watch is closed under it."""
@@ -452,7 +533,9 @@ class KubeSource:
     listed once (SPEC.md 13).
 
     ``kinds``: Namespaces, Services and EndpointSlices always; Pods when ``pods`` is set
-    (verified pod records, autopath). ``clock``: returns Unix time in seconds.
+    (verified pod records, autopath); the ``exposure`` kinds (Ingress, Gateway, routes:
+    :data:`EXPOSURE_RESOURCES`) a k8s_gateway directive reads. ``clock``: returns Unix
+    time in seconds.
     """
 
     def __init__(
@@ -465,11 +548,13 @@ class KubeSource:
         clock: Any = None,
         watch_timeout: tuple[float, float] = WATCH_TIMEOUT,
         backoff_base: float = BACKOFF_BASE,
+        exposure: tuple[str, ...] = (),
     ) -> None:
         self.store = store
         self.loop = loop
         self.clock = clock or time.time
         self.resources = [NAMESPACES, SERVICES, ENDPOINTSLICES] + ([PODS] if pods else [])
+        self.resources += [EXPOSURE_RESOURCES[kind] for kind in exposure]
         self._unlisted = {r.kind for r in self.resources}
         self.synced = threading.Event()
         store.add_source(SOURCE)

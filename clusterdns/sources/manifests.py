@@ -177,7 +177,10 @@ def summary(result: LoadResult) -> str:
     """``Namespace 6, Service 8, EndpointSlice 7, Pod 9 from 2 files`` (+ skipped kinds,
     + the error count)."""
     by_kind = result.by_kind()
-    text = ", ".join(f"{kind} {len(by_kind[kind])}" for kind in KINDS)
+    # The exposure kinds (Ingress, Gateway, routes) only when there are some.
+    text = ", ".join(
+        f"{kind} {len(by_kind[kind])}" for kind in KINDS if kind in KINDS[:4] or by_kind[kind]
+    )
     text += f" from {len(result.files)} file{'s' if len(result.files) != 1 else ''}"
     if result.skipped:
         text += "; skipped " + ", ".join(f"{k} {n}" for k, n in sorted(result.skipped.items()))
