@@ -25,19 +25,24 @@ from typing import Any
 
 from . import __version__
 from .autopath import AutoPath
+from .chaos import Chaos
 from .config import ServerConfig
 from .config import load as load_corefile
 from .errors import ClusterDNSError, ConfigError
 from .forward import ForwardCache, Forwarder
 from .handler import Handler, Mux
 from .health import Readiness, health_route, serve_http
+from .hosts import Hosts
 from .metrics import Collector, Metrics, registry, serve_metrics
 from .names import canonical_ip
+from .querylog import QueryLog
 from .resolver import PodMode, ZoneConfig
+from .rewrite import Rewriter
 from .search import parse_resolv_conf
 from .server import DNSServer
 from .sources.manifests import ManifestSource, summary
 from .store import KINDS, Store
+from .template import Template
 
 log = logging.getLogger("clusterdns")
 
@@ -120,6 +125,40 @@ class Block:
     handler: Handler
     forwarders: list[Forwarder] = field(default_factory=list)
     metrics: Metrics | None = None
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    def start(self) -> None:
+        """Start what runs beside the handler: forwarders' health checks, the query log
+        writer, the hosts file re-reader (call from the event loop)."""
+        for forwarder in self.forwarders:
+            forwarder.start()
+        handler = self.handler
+        if handler.querylog is not None:
+            handler.querylog.start()
+        hosts = handler.hosts
+        if hosts is not None and hosts.config.reload > 0 and not self.tasks:
+            self.tasks.append(asyncio.create_task(_follow_hosts(hosts)))
+
+    async def stop(self) -> None:
+        """Stop what :meth:`start` started; the query log writes what it holds."""
+        for task in self.tasks:
+            task.cancel()
+        self.tasks.clear()
+        for forwarder in self.forwarders:
+            await forwarder.stop()
+        if self.handler.querylog is not None:
+            self.handler.querylog.stop()
+
+
+async def _follow_hosts(hosts: Hosts) -> None:
+    """Re-read a hosts file every ``reload`` seconds when it changed (CoreDNS hosts)."""
+    while True:
+        await asyncio.sleep(hosts.config.reload)
+        try:
+            if hosts.reload_if_changed():
+                log.info("hosts: reloaded %s", hosts.path)
+        except Exception:  # a bad file must not end the re-reading
+            log.exception("hosts: reading %s", hosts.path)
 
 
 def autopath(server: ServerConfig) -> AutoPath | None:
@@ -157,7 +196,12 @@ def build_block(server: ServerConfig, store: Store, cache_size: int) -> Block:
             for name, on in (
                 ("prometheus", True),
                 ("errors", server.errors),
-                ("log", server.log),
+                ("log", server.log is not None),
+                ("hosts", server.hosts is not None),
+                ("rewrite", bool(server.rewrite)),
+                ("template", bool(server.templates)),
+                ("chaos", server.chaos is not None),
+                ("bufsize", server.bufsize is not None),
                 ("loadbalance", server.loadbalance),
                 ("cache", server.cache is not None),
                 ("kubernetes", server.kubernetes is not None),
@@ -175,6 +219,12 @@ def build_block(server: ServerConfig, store: Store, cache_size: int) -> Block:
         loadbalance=server.loadbalance,
         cache_size=cache_size,
         autopath=autopath(server),
+        hosts=Hosts(server.hosts, server.root) if server.hosts is not None else None,
+        querylog=QueryLog(server.log) if server.log is not None else None,
+        bufsize=server.bufsize,
+        rewriter=Rewriter(server.rewrite) if server.rewrite else None,
+        templates=[Template(t) for t in server.templates],
+        chaos=Chaos(server.chaos) if server.chaos is not None else None,
     )
     return Block(server, handler, forwarders, metrics)
 
@@ -315,8 +365,7 @@ class App:
 
     async def _start_listeners(self) -> None:
         for block in self.blocks:
-            for forwarder in block.forwarders:
-                forwarder.start()
+            block.start()
             if block.metrics is not None:
                 self.collector.add(block.metrics)
         for (host, port), handler in self._routes().items():
@@ -460,8 +509,7 @@ class App:
         old_blocks, old_listeners = self.blocks, self.listeners
         self.servers, self.blocks = servers, blocks
         for block in blocks:
-            for forwarder in block.forwarders:
-                forwarder.start()
+            block.start()
         self.collector.replace(b.metrics for b in blocks if b.metrics is not None)
         routes = self._routes()
         listeners: dict[tuple[str, int], DNSServer] = {}
@@ -482,8 +530,7 @@ class App:
                 await server.stop()
         self.listeners = listeners
         for block in old_blocks:
-            for forwarder in block.forwarders:
-                await forwarder.stop()
+            await block.stop()
         log.info("reloaded %s", name)
         return True
 
@@ -495,8 +542,7 @@ class App:
         for server in self.listeners.values():
             await server.stop()
         for block in self.blocks:
-            for forwarder in block.forwarders:
-                await forwarder.stop()
+            await block.stop()
         for http in self.http:
             http.shutdown()
             http.server_close()

@@ -1,0 +1,230 @@
+"""The ``log`` plugin: one line per query on stdout, written off the hot path (CoreDNS
+plugin/log README).
+
+The handler hands each query's packet, reply and timing to :meth:`QueryLog.record`, which
+only appends a tuple to a deque (thread-safe, no lock, no formatting). A writer thread
+wakes every :data:`FLUSH_INTERVAL` seconds, formats everything queued in one batch and
+writes it with one call. When more than :data:`MAX_QUEUED` lines wait, new ones are
+dropped and counted (a log must never grow memory without bound).
+"""
+
+from __future__ import annotations
+
+import collections
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TextIO
+
+from .names import find_zone
+from .rr import QTYPE_NAMES, RCODE_NAMES
+
+if TYPE_CHECKING:
+    from .config import Reader
+
+COMMON = (
+    '{remote}:{port} - {>id} "{type} {class} {name} {proto} {size} {>do} {>bufsize}" '
+    "{rcode} {>rflags} {rsize} {duration}"
+)
+COMBINED = COMMON + ' "{>opcode}"'
+CLASSES = ("success", "denial", "error", "all")
+FLUSH_INTERVAL = 0.2  # seconds between batches
+MAX_QUEUED = 100_000  # lines waiting to be written; beyond that they are dropped
+CLASS_NAMES = {1: "IN", 3: "CH", 4: "HS", 254: "NONE", 255: "ANY"}
+OPCODES = {0: "QUERY", 1: "IQUERY", 2: "STATUS", 4: "NOTIFY", 5: "UPDATE"}
+FLAG_BITS = (("qr", 0x8000), ("aa", 0x0400), ("tc", 0x0200), ("rd", 0x0100),
+             ("ra", 0x0080), ("z", 0x0040), ("ad", 0x0020), ("cd", 0x0010))
+
+
+@dataclass
+class QueryLogConfig:
+    """``log [NAMES...] [FORMAT] { class CLASSES... }``: names (zones) to log, the line
+    format with CoreDNS placeholders, the response classes to log."""
+
+    names: tuple[str, ...] = (".",)
+    format: str = COMMON
+    classes: frozenset[str] = frozenset({"all"})
+
+
+def parse_log(r: Reader) -> QueryLogConfig:
+    """Parse the ``log`` directive. Raises ConfigError naming the line."""
+    from .config import zones_args
+
+    args = list(r.d.args)
+    fmt = COMMON
+    if args and ("{" in args[-1] or " " in args[-1]):
+        fmt = args.pop()
+    fmt = fmt.replace("{common}", COMMON).replace("{combined}", COMBINED)
+    config = QueryLogConfig(zones_args(args, (".",), r), fmt)
+    classes: set[str] = set()
+    for sub in r.d.block:
+        if sub.name != "class":
+            raise r.error(f"unknown option {sub.name!r}", sub.line)
+        r.count(sub.args, 1, 4, "class success|denial|error|all...", sub.line)
+        for name in sub.args:
+            if name not in CLASSES:
+                raise r.error(f"class: want success|denial|error|all, got {name!r}", sub.line)
+            classes.add(name)
+    if classes:
+        config.classes = frozenset(classes)
+    return config
+
+
+def classify(reply: bytes) -> str:
+    """success, denial (NXDOMAIN, or NOERROR without answers: NODATA) or error (any other
+    rcode) - CoreDNS plugin/pkg/response Classify."""
+    rcode = reply[3] & 0xF
+    if rcode == 0:
+        return "success" if reply[6] | reply[7] else "denial"
+    return "denial" if rcode == 3 else "error"
+
+
+def _question(data: bytes) -> tuple[str, int, int, int] | None:
+    """(name as sent, qtype, qclass, offset after the question) or None."""
+    labels: list[str] = []
+    pos = 12
+    while pos < len(data):
+        length = data[pos]
+        if length == 0:
+            if pos + 5 > len(data):
+                return None
+            qtype = (data[pos + 1] << 8) | data[pos + 2]
+            qclass = (data[pos + 3] << 8) | data[pos + 4]
+            name = ".".join(labels) + "." if labels else "."
+            return name, qtype, qclass, pos + 5
+        if length > 63:
+            return None
+        labels.append(data[pos + 1 : pos + 1 + length].decode("latin-1"))
+        pos += 1 + length
+    return None
+
+
+def _edns(data: bytes, pos: int) -> tuple[int, bool]:
+    """(advertised payload, DO) of a query's OPT, (512, False) without one."""
+    if len(data) >= pos + 11 and data[pos] == 0 and data[pos + 1 : pos + 3] == b"\x00\x29":
+        payload = (data[pos + 3] << 8) | data[pos + 4]
+        return payload, bool(data[pos + 7] & 0x80)
+    return 512, False
+
+
+def format_line(
+    fmt: str, client: str, port: int, tcp: bool, data: bytes, reply: bytes, seconds: float
+) -> str | None:
+    """One log line in ``fmt`` (CoreDNS placeholders), without the ``[INFO] `` prefix;
+    None for a packet whose question cannot be read."""
+    question = _question(data)
+    if question is None or len(reply) < 12:
+        return None
+    name, qtype, qclass, end = question
+    payload, do = _edns(data, end)
+    rflags = (reply[2] << 8) | reply[3]
+    remote = f"[{client}]" if ":" in client else client
+    values = {
+        "{remote}": remote,
+        "{port}": str(port),
+        "{>id}": str((data[0] << 8) | data[1]),
+        "{type}": QTYPE_NAMES.get(qtype, f"TYPE{qtype}"),
+        "{class}": CLASS_NAMES.get(qclass, f"CLASS{qclass}"),
+        "{name}": name,
+        "{proto}": "tcp" if tcp else "udp",
+        "{size}": str(len(data)),
+        "{>do}": "true" if do else "false",
+        "{>bufsize}": str(payload),
+        "{rcode}": RCODE_NAMES.get(rflags & 0xF, str(rflags & 0xF)),
+        "{>rflags}": ",".join(n for n, bit in FLAG_BITS if rflags & bit),
+        "{rsize}": str(len(reply)),
+        "{duration}": f"{seconds:.9f}".rstrip("0").rstrip(".") + "s",
+        "{>opcode}": OPCODES.get((data[2] >> 3) & 0xF, str((data[2] >> 3) & 0xF)),
+        "{local}": "-",
+    }
+    line = fmt
+    for key, value in values.items():
+        if key in line:
+            line = line.replace(key, value)
+    return line
+
+
+class QueryLog:
+    """The query log of one server block: :meth:`record` on the hot path, a writer thread
+    formats and writes. ``out``: where lines go (stdout, as CoreDNS)."""
+
+    def __init__(self, config: QueryLogConfig, out: TextIO | None = None) -> None:
+        self.config = config
+        self.out = out
+        self.queue: collections.deque[tuple[str, int, bool, bytes, bytes, float]] = (
+            collections.deque()
+        )
+        self.dropped = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._all = "all" in config.classes
+        self._everywhere = "." in config.names
+
+    def record(
+        self, client: str, port: int, tcp: bool, data: bytes, reply: bytes | None, seconds: float
+    ) -> None:
+        """Queue one answered query (no reply: nothing is logged, as CoreDNS logs
+        responses). Cheap: one append."""
+        if reply is None:
+            return
+        if len(self.queue) >= MAX_QUEUED:
+            self.dropped += 1
+            return
+        self.queue.append((client, port, tcp, data, reply, seconds))
+
+    def start(self) -> None:
+        """Start the writer thread (idempotent)."""
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="querylog", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Write what is queued and stop the writer thread."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(5)
+            self._thread = None
+        self.flush()
+
+    def _run(self) -> None:
+        while not self._stop.wait(FLUSH_INTERVAL):
+            self.flush()
+
+    def wanted(self, data: bytes, reply: bytes) -> bool:
+        """Whether a query is logged: its class (success/denial/error) and its name."""
+        if not self._all and classify(reply) not in self.config.classes:
+            return False
+        if self._everywhere:
+            return True
+        question = _question(data)
+        return question is not None and bool(
+            find_zone(question[0].lower(), self.config.names)
+        )
+
+    def flush(self) -> int:
+        """Format and write everything queued; return how many lines were written."""
+        lines = []
+        queue = self.queue
+        fmt = self.config.format
+        while queue:
+            client, port, tcp, data, reply, seconds = queue.popleft()
+            if not self.wanted(data, reply):
+                continue
+            line = format_line(fmt, client, port, tcp, data, reply, seconds)
+            if line is not None:
+                lines.append("[INFO] " + line + "\n")
+        if lines:
+            out = self.out or sys.stdout
+            try:
+                out.write("".join(lines))
+                out.flush()
+            except (OSError, ValueError):
+                pass  # a closed stdout must not stop the server
+        return len(lines)
+
+
+def now() -> float:
+    """The clock query durations are measured with (seconds, monotonic)."""
+    return time.perf_counter()
