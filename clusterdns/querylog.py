@@ -11,6 +11,7 @@ dropped and counted (a log must never grow memory without bound).
 from __future__ import annotations
 
 import collections
+import re
 import sys
 import threading
 import time
@@ -82,22 +83,23 @@ def classify(reply: bytes) -> str:
 
 def _question(data: bytes) -> tuple[str, int, int, int] | None:
     """(name as sent, qtype, qclass, offset after the question) or None."""
-    labels: list[str] = []
-    pos = 12
-    while pos < len(data):
-        length = data[pos]
-        if length == 0:
-            if pos + 5 > len(data):
-                return None
-            qtype = (data[pos + 1] << 8) | data[pos + 2]
-            qclass = (data[pos + 3] << 8) | data[pos + 4]
-            name = ".".join(labels) + "." if labels else "."
-            return name, qtype, qclass, pos + 5
+    end = data.find(0, 12)
+    if end < 0 or end + 5 > len(data):
+        return None
+    raw = bytearray(data[12:end])
+    pos = 0
+    while pos < len(raw):  # length bytes become dots
+        length = raw[pos]
         if length > 63:
             return None
-        labels.append(data[pos + 1 : pos + 1 + length].decode("latin-1"))
+        raw[pos] = 0x2E
         pos += 1 + length
-    return None
+    if pos != len(raw):
+        return None
+    name = raw[1:].decode("latin-1") + "." if raw else "."
+    qtype = (data[end + 1] << 8) | data[end + 2]
+    qclass = (data[end + 3] << 8) | data[end + 4]
+    return name, qtype, qclass, end + 5
 
 
 def _edns(data: bytes, pos: int) -> tuple[int, bool]:
@@ -108,41 +110,69 @@ def _edns(data: bytes, pos: int) -> tuple[int, bool]:
     return 512, False
 
 
+PLACEHOLDERS = (
+    "{remote}", "{port}", "{>id}", "{type}", "{class}", "{name}", "{proto}", "{size}",
+    "{>do}", "{>bufsize}", "{rcode}", "{>rflags}", "{rsize}", "{duration}", "{>opcode}",
+    "{local}",
+)
+_PLACEHOLDER = re.compile(r"\{>?[a-z]+\}")
+_FLAGS: dict[int, str] = {}
+
+
+def compile_format(fmt: str) -> str:
+    """A CoreDNS log format as a :meth:`str.format` template over :data:`PLACEHOLDERS`
+    (positional fields); unknown placeholders stay as written, as CoreDNS leaves them."""
+    out = []
+    pos = 0
+    for match in _PLACEHOLDER.finditer(fmt):
+        out.append(fmt[pos : match.start()].replace("{", "{{").replace("}", "}}"))
+        key = match.group(0)
+        if key in PLACEHOLDERS:
+            out.append("{" + str(PLACEHOLDERS.index(key)) + "}")
+        else:
+            out.append(key.replace("{", "{{").replace("}", "}}"))
+        pos = match.end()
+    out.append(fmt[pos:].replace("{", "{{").replace("}", "}}"))
+    return "".join(out)
+
+
+def _rflags(flags: int) -> str:
+    text = _FLAGS.get(flags)
+    if text is None:
+        text = _FLAGS[flags] = ",".join(n for n, bit in FLAG_BITS if flags & bit)
+    return text
+
+
 def format_line(
-    fmt: str, client: str, port: int, tcp: bool, data: bytes, reply: bytes, seconds: float
+    template: str, client: str, port: int, tcp: bool, data: bytes, reply: bytes, seconds: float
 ) -> str | None:
-    """One log line in ``fmt`` (CoreDNS placeholders), without the ``[INFO] `` prefix;
-    None for a packet whose question cannot be read."""
+    """One log line from a :func:`compile_format` template, without the ``[INFO] ``
+    prefix; None for a packet whose question cannot be read."""
     question = _question(data)
     if question is None or len(reply) < 12:
         return None
     name, qtype, qclass, end = question
     payload, do = _edns(data, end)
     rflags = (reply[2] << 8) | reply[3]
-    remote = f"[{client}]" if ":" in client else client
-    values = {
-        "{remote}": remote,
-        "{port}": str(port),
-        "{>id}": str((data[0] << 8) | data[1]),
-        "{type}": QTYPE_NAMES.get(qtype, f"TYPE{qtype}"),
-        "{class}": CLASS_NAMES.get(qclass, f"CLASS{qclass}"),
-        "{name}": name,
-        "{proto}": "tcp" if tcp else "udp",
-        "{size}": str(len(data)),
-        "{>do}": "true" if do else "false",
-        "{>bufsize}": str(payload),
-        "{rcode}": RCODE_NAMES.get(rflags & 0xF, str(rflags & 0xF)),
-        "{>rflags}": ",".join(n for n, bit in FLAG_BITS if rflags & bit),
-        "{rsize}": str(len(reply)),
-        "{duration}": f"{seconds:.9f}".rstrip("0").rstrip(".") + "s",
-        "{>opcode}": OPCODES.get((data[2] >> 3) & 0xF, str((data[2] >> 3) & 0xF)),
-        "{local}": "-",
-    }
-    line = fmt
-    for key, value in values.items():
-        if key in line:
-            line = line.replace(key, value)
-    return line
+    opcode = (data[2] >> 3) & 0xF
+    return template.format(
+        f"[{client}]" if ":" in client else client,
+        port,
+        (data[0] << 8) | data[1],
+        QTYPE_NAMES.get(qtype) or f"TYPE{qtype}",
+        CLASS_NAMES.get(qclass) or f"CLASS{qclass}",
+        name,
+        "tcp" if tcp else "udp",
+        len(data),
+        "true" if do else "false",
+        payload,
+        RCODE_NAMES.get(rflags & 0xF) or str(rflags & 0xF),
+        _rflags(rflags & 0xFFF0),
+        len(reply),
+        f"{seconds:.9f}".rstrip("0").rstrip(".") + "s",
+        OPCODES.get(opcode) or str(opcode),
+        "-",
+    )
 
 
 class QueryLog:
@@ -160,6 +190,7 @@ class QueryLog:
         self._thread: threading.Thread | None = None
         self._all = "all" in config.classes
         self._everywhere = "." in config.names
+        self._template = compile_format(config.format)
 
     def record(
         self, client: str, port: int, tcp: bool, data: bytes, reply: bytes | None, seconds: float
@@ -207,7 +238,7 @@ class QueryLog:
         """Format and write everything queued; return how many lines were written."""
         lines = []
         queue = self.queue
-        fmt = self.config.format
+        fmt = self._template
         while queue:
             client, port, tcp, data, reply, seconds = queue.popleft()
             if not self.wanted(data, reply):
