@@ -26,7 +26,7 @@ from .metrics import Metrics
 from .names import find_zone
 from .querylog import QueryLog
 from .resolver import Answer, ZoneConfig, resolve
-from .rewrite import Rewriter
+from .rewrite import InvalidName, Rewriter
 from .rr import QClass, QType, Rcode
 from .store import Store
 from .template import Template
@@ -255,7 +255,10 @@ class Handler:
             if found is not None:
                 return found, "chaos"
         if self.rewriter is not None:
-            rewritten = self.rewriter.rewrite(query, data)
+            try:
+                rewritten = self.rewriter.rewrite(query, data)
+            except InvalidName:
+                return error_response(query, Rcode.SERVFAIL), "rewrite"
             if rewritten is not None:
                 inner, inner_data, revert = rewritten
                 reply, plugin = self._chain(inner, inner_data, limit, client, rewritten=True)
