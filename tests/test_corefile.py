@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dns.rcode
 import pytest
 
 from clusterdns.config import load
 from clusterdns.errors import ConfigError
+
+from .corefile_server import serve, texts
 
 
 def write(tmp: Path, files: dict[str, str]) -> Path:
@@ -115,3 +118,38 @@ def test_cidr_zones_become_reverse_zones(key: str, zones: list[str]) -> None:
 def test_same_zone_on_different_binds_is_not_a_duplicate() -> None:
     a, b = load(".:53 {\n  bind 127.0.0.1\n}\n.:53 {\n  bind 127.0.0.2\n}\n")
     assert (a.bind, b.bind) == (("127.0.0.1",), ("127.0.0.2",))
+
+
+CIDR_COREFILE = """\
+10.96.0.0/17:53 {
+    kubernetes cluster.local 10.96.0.0/17
+}
+.:53 {
+    kubernetes cluster.local {
+        fallthrough
+    }
+}
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "qtype", "rcode", "answer"),
+    [
+        ("1.0.96.10.in-addr.arpa.", "PTR", "NOERROR",
+         ["1.0.96.10.in-addr.arpa. 5 IN PTR kubernetes.default.svc.cluster.local."]),
+        ("10.100.96.10.in-addr.arpa.", "PTR", "NOERROR",
+         ["10.100.96.10.in-addr.arpa. 5 IN PTR web.shop.svc.cluster.local."]),
+        ("9.9.96.10.in-addr.arpa.", "PTR", "NXDOMAIN", []),  # in 10.96.0.0/17, unknown
+        # 10.96.200.0 is outside the /17: the "." block has no reverse zone and nothing after
+        ("1.200.96.10.in-addr.arpa.", "PTR", "SERVFAIL", []),
+        ("kubernetes.default.svc.cluster.local.", "A", "NOERROR",
+         ["kubernetes.default.svc.cluster.local. 5 IN A 10.96.0.1"]),
+    ],
+)
+def test_cidr_server_block_serves_its_reverse_zones(
+    name: str, qtype: str, rcode: str, answer: list[str]
+) -> None:
+    with serve(CIDR_COREFILE) as s:
+        reply = s.ask(name, qtype)
+    assert dns.rcode.to_text(reply.rcode()) == rcode
+    assert texts(reply) == answer
