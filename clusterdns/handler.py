@@ -273,9 +273,9 @@ class Handler:
         be under the block's zones (CoreDNS picks the block by the name as asked)."""
         cache = not rewritten
         for template in self.templates:
-            found = template.answer(query)
-            if found is not None:
-                return self._encode(query, found, limit, cache=cache), "template"
+            built = template.answer(query, limit)
+            if built is not None:
+                return built, "template"
         if query.qclass != QClass.IN:
             return error_response(query, Rcode.REFUSED), ""  # not a class we serve (SPEC.md 13)
         if query.qtype in (QType.AXFR, QType.IXFR):
@@ -283,9 +283,9 @@ class Handler:
         if not rewritten and not find_zone(query.qname, self.zones):
             return error_response(query, Rcode.REFUSED), ""  # not this server's zones
         if self.hosts is not None:
-            found = self.hosts.answer(query.qname, query.qtype)
-            if found is not None:
-                return self._encode(query, found, limit, cache=cache), "hosts"
+            listed = self.hosts.answer(query.qname, query.qtype)
+            if listed is not None:
+                return self._encode(query, listed, limit, cache=cache), "hosts"
         answer = None
         if self.config is not None:
             answer = resolve(self.store, query.qname, query.qtype, self.config)
