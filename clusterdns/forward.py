@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import ssl
 import struct
@@ -324,23 +325,52 @@ class ForwardMetrics:
         """A cache miss."""
 
 
+class CacheEntry:
+    """A cached reply: when it expires and was stored (monotonic seconds), its TTL when
+    stored, and the hits that make it popular for prefetch (count, time of the last)."""
+
+    __slots__ = ("expires", "stored", "record", "ttl", "hits", "last")
+
+    def __init__(self, expires: float, stored: float, record: DNSRecord, ttl: int) -> None:
+        self.expires = expires
+        self.stored = stored
+        self.record = record
+        self.ttl = ttl
+        self.hits = 0
+        self.last = stored
+
+
+@dataclass
+class CacheHit:
+    """What :meth:`ForwardCache.get` found: which cache, the reply with TTLs aged,
+    whether it is past its TTL (served under serve_stale, TTL 0), whether to prefetch."""
+
+    kind: str
+    record: DNSRecord
+    stale: bool = False
+    prefetch: bool = False
+
+
 class ForwardCache:
     """Forwarded answers by (qname, qtype, qclass, DO, CD), success and denial apart.
 
     TTL of an entry: the smallest TTL of its answer records (success) or min(SOA TTL, SOA
     minimum) of a negative answer (denial, RFC 2308 5), capped at the configured TTL and
     raised to the minimum TTL. Replies served from it have their TTLs decreased by the
-    time spent in the cache and AA set (CoreDNS cache: some glibc versions drop non-AA).
-    ``clock``: monotonic seconds.
+    time spent in the cache (not with ``keepttl``) and AA set (CoreDNS cache: some glibc
+    versions drop non-AA). With ``serve_stale``, an expired entry is served (TTL 0) for
+    that long after it expired; with ``prefetch AMOUNT``, an entry hit AMOUNT times without
+    a gap of ``prefetch_duration`` asks to be refreshed once ``prefetch_percentage`` of its
+    TTL is left (CoreDNS cache README). ``clock``: monotonic seconds.
     """
 
     def __init__(self, config: CacheConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.clock = clock
-        self.success: LRUCache[tuple[Any, ...], tuple[float, float, DNSRecord]] = LRUCache(
+        self.success: LRUCache[tuple[Any, ...], CacheEntry] = LRUCache(
             max(1, config.success_capacity)
         )
-        self.denial: LRUCache[tuple[Any, ...], tuple[float, float, DNSRecord]] = LRUCache(
+        self.denial: LRUCache[tuple[Any, ...], CacheEntry] = LRUCache(
             max(1, config.denial_capacity)
         )
 
@@ -356,24 +386,31 @@ class ForwardCache:
             bool(query.flags & 0x0010),
         )
 
-    def get(self, query: Query) -> tuple[str, DNSRecord] | None:
-        """A cached reply for ``query`` with TTLs aged, or None; also which cache hit."""
+    def get(self, query: Query) -> CacheHit | None:
+        """A cached reply for ``query`` with TTLs aged, or None."""
         key = self.key(query)
+        config = self.config
         for kind, cache in (("success", self.success), ("denial", self.denial)):
             entry = cache.get(key)
             if entry is None:
                 continue
-            expires, stored, record = entry
             now = self.clock()
-            if now >= expires:
+            stale = now >= entry.expires
+            if stale and now >= entry.expires + config.serve_stale:
                 del cache[key]
                 return None
-            aged = DNSRecord.parse(record.pack())
-            elapsed = int(now - stored)
+            aged = DNSRecord.parse(entry.record.pack())
+            elapsed = 0 if config.keepttl else int(now - entry.stored)
             for rr in aged.rr + aged.auth + aged.ar:
                 if rr.rtype != QTYPE.OPT:
-                    rr.ttl = max(0, rr.ttl - elapsed)
-            return kind, aged
+                    rr.ttl = 0 if stale else max(0, rr.ttl - elapsed)
+            prefetch = False
+            if config.prefetch and not stale:
+                entry.hits = entry.hits + 1 if now - entry.last < config.prefetch_duration else 1
+                entry.last = now
+                threshold = math.ceil(config.prefetch_percentage / 100 * entry.ttl)
+                prefetch = entry.hits >= config.prefetch and entry.expires - now <= threshold
+            return CacheHit(kind, aged, stale, prefetch)
         return None
 
     def put(self, query: Query, reply: bytes) -> None:
@@ -408,7 +445,7 @@ class ForwardCache:
         if ttl <= 0:
             return
         now = self.clock()
-        cache[self.key(query)] = (now + ttl, now, record)
+        cache[self.key(query)] = CacheEntry(now + ttl, now, record, ttl)
 
     def entries(self) -> dict[str, int]:
         """How many entries each cache holds (coredns_cache_entries)."""
@@ -450,6 +487,8 @@ class Forwarder:
         self.read_timeout = read_timeout
         self.in_flight = 0
         self._next = 0
+        self._refreshing: set[tuple[Any, ...]] = set()  # cache keys being refreshed
+        self._tasks: set[asyncio.Future[bytes | None]] = set()
         self._health_task: asyncio.Task[None] | None = None
 
     def handles(self, qname: str) -> bool:
@@ -469,7 +508,9 @@ class Forwarder:
             self._health_task = asyncio.create_task(self._health_loop())
 
     async def stop(self) -> None:
-        """Stop the health-check task; close pooled connections."""
+        """Stop the health-check task and cache refreshes; close pooled connections."""
+        for task in list(self._tasks):
+            task.cancel()
         for pool in self.pools.values():
             pool.close()
         if self._health_task is not None:
@@ -572,9 +613,14 @@ class Forwarder:
         if self.cache is not None:
             hit = self.cache.get(query)
             if hit is not None:
-                kind, record = hit
-                self.metrics.cache_hit(kind)
-                return _fit(_reply_from_cache(query, record), query, limit)
+                if hit.stale and self.cache.config.serve_stale_verify:
+                    fresh = await self._ask(query, packet)  # stale only if this fails
+                    if fresh is not None:
+                        return _fit(fresh, query, limit)
+                elif hit.stale or hit.prefetch:
+                    self._refresh(query, packet)  # in the background: answer now
+                self.metrics.cache_hit(hit.kind)
+                return _fit(_reply_from_cache(query, hit.record), query, limit)
             self.metrics.cache_miss()
         limit_inflight = self.config.max_concurrent
         if limit_inflight and self.in_flight >= limit_inflight:
@@ -591,6 +637,37 @@ class Forwarder:
         if self.cache is not None:
             self.cache.put(query, reply)
         return _fit(reply, query, limit)
+
+    async def _ask(self, query: Query, packet: bytes) -> bytes | None:
+        """Ask the upstreams and cache the reply; None when none answered usefully
+        (SERVFAIL/REFUSED replies count as failures for serve_stale, RFC 8767 4)."""
+        try:
+            reply = await self.exchange(packet)
+        except UpstreamError as exc:
+            log.debug("refresh %s: %s", query.qname, exc)
+            return None
+        if reply[3] & 0xF not in (Rcode.NOERROR, Rcode.NXDOMAIN):
+            return None
+        if self.cache is not None:
+            self.cache.put(query, reply)
+        return reply
+
+    def _refresh(self, query: Query, packet: bytes) -> None:
+        """Refresh a cache entry in the background (prefetch, serve_stale immediate); at
+        most one refresh per entry in flight."""
+        assert self.cache is not None
+        key = self.cache.key(query)
+        if key in self._refreshing:
+            return
+        self._refreshing.add(key)
+        task = asyncio.ensure_future(self._ask(query, packet))
+        self._tasks.add(task)
+
+        def done(finished: asyncio.Future[bytes | None]) -> None:
+            self._refreshing.discard(key)
+            self._tasks.discard(finished)
+
+        task.add_done_callback(done)
 
     async def lookup(self, qname: str, qtype: int) -> DNSRecord | None:
         """Resolve ``qname``/``qtype`` upstream for an ExternalName target (SPEC.md 4);
