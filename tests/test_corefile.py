@@ -153,3 +153,23 @@ def test_cidr_server_block_serves_its_reverse_zones(
         reply = s.ask(name, qtype)
     assert dns.rcode.to_text(reply.rcode()) == rcode
     assert texts(reply) == answer
+
+
+def test_corefile_example_customisations_load_and_answer(tmp_path: Path) -> None:
+    """The commented customisations in Corefile.example, uncommented, run."""
+    text = (Path(__file__).parent.parent / "Corefile.example").read_text()
+    tail = text.split("# ---- Common customisations", 1)[1]
+    inside, outside = tail.split("# Beside the block above", 1)
+    inner = "\n".join(line[1:] for line in inside.splitlines() if line.startswith("#    "))
+    outer = "\n".join(line[2:] for line in outside.splitlines() if line.startswith("# "))
+    corefile = f".:53 {{\n{inner}\n    kubernetes cluster.local\n}}\n{outer}\n"
+    corefile = corefile.replace("10.150.0.1 10.150.0.2", "127.0.0.1:9").replace(
+        "tls://1.1.1.1 tls://1.0.0.1", "tls://127.0.0.1:9")
+    (tmp_path / "Corefile").write_text(corefile)
+    with serve(corefile, str(tmp_path / "Corefile")) as s:
+        assert texts(s.ask("host.minikube.internal.")) == [
+            "host.minikube.internal. 60 IN A 192.168.49.1"]
+        assert texts(s.ask("db.legacy.example.com.")) == [  # a headless service: its pods
+            "db.legacy.example.com. 5 IN A 10.244.1.20", "db.legacy.example.com. 5 IN A 10.244.1.21"]
+        assert texts(s.ask("web.corp.example.")) == ["web.corp.example. 5 IN A 10.96.100.10"]
+    assert len(s.blocks) == 3
