@@ -171,5 +171,6 @@ def test_corefile_example_customisations_load_and_answer(tmp_path: Path) -> None
             "host.minikube.internal. 60 IN A 192.168.49.1"]
         assert texts(s.ask("db.legacy.example.com.")) == [  # a headless service: its pods
             "db.legacy.example.com. 5 IN A 10.244.1.20", "db.legacy.example.com. 5 IN A 10.244.1.21"]
-        assert texts(s.ask("web.corp.example.")) == ["web.corp.example. 5 IN A 10.96.100.10"]
+        assert texts(s.ask("web.shop.internal.")) == ["web.shop.internal. 5 IN A 10.96.100.10"]
+        assert s.ask("www.corp.example.").rcode() == dns.rcode.SERVFAIL  # the stub: nobody on :9
     assert len(s.blocks) == 3
