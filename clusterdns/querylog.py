@@ -81,6 +81,34 @@ def classify(reply: bytes) -> str:
     return "denial" if rcode == 3 else "error"
 
 
+_QUESTIONS: dict[bytes, tuple[str, str, str]] = {}  # question bytes -> name, type, class
+MAX_QUESTIONS = 4096
+
+
+def _question_text(data: bytes) -> tuple[str, str, str, int] | None:
+    """(name as sent, type, class as text, offset after the question) or None; the
+    questions seen most are remembered (the writer thread is the only user)."""
+    end = data.find(0, 12)
+    if end < 0 or end + 5 > len(data):
+        return None
+    key = data[12 : end + 5]
+    known = _QUESTIONS.get(key)
+    if known is None:
+        question = _question(data)
+        if question is None:
+            return None
+        name, qtype, qclass, _ = question
+        known = (
+            name,
+            QTYPE_NAMES.get(qtype) or f"TYPE{qtype}",
+            CLASS_NAMES.get(qclass) or f"CLASS{qclass}",
+        )
+        if len(_QUESTIONS) >= MAX_QUESTIONS:
+            _QUESTIONS.clear()
+        _QUESTIONS[key] = known
+    return known[0], known[1], known[2], end + 5
+
+
 def _question(data: bytes) -> tuple[str, int, int, int] | None:
     """(name as sent, qtype, qclass, offset after the question) or None."""
     end = data.find(0, 12)
@@ -136,6 +164,9 @@ def compile_format(fmt: str) -> str:
     return "".join(out)
 
 
+_COMMON_TEMPLATE = compile_format(COMMON)
+
+
 def _rflags(flags: int) -> str:
     text = _FLAGS.get(flags)
     if text is None:
@@ -147,29 +178,39 @@ def format_line(
     template: str, client: str, port: int, tcp: bool, data: bytes, reply: bytes, seconds: float
 ) -> str | None:
     """One log line from a :func:`compile_format` template, without the ``[INFO] ``
-    prefix; None for a packet whose question cannot be read."""
-    question = _question(data)
+    prefix; None for a packet whose question cannot be read. The default format takes a
+    faster path (an f-string) with the same result."""
+    question = _question_text(data)
     if question is None or len(reply) < 12:
         return None
     name, qtype, qclass, end = question
     payload, do = _edns(data, end)
     rflags = (reply[2] << 8) | reply[3]
+    remote = f"[{client}]" if ":" in client else client
+    rcode = RCODE_NAMES.get(rflags & 0xF) or str(rflags & 0xF)
+    duration = f"{seconds:.9f}".rstrip("0").rstrip(".") + "s"
+    if template is _COMMON_TEMPLATE:
+        return (
+            f'{remote}:{port} - {(data[0] << 8) | data[1]} "{qtype} {qclass} {name} '
+            f'{"tcp" if tcp else "udp"} {len(data)} {"true" if do else "false"} {payload}" '
+            f"{rcode} {_rflags(rflags & 0xFFF0)} {len(reply)} {duration}"
+        )
     opcode = (data[2] >> 3) & 0xF
     return template.format(
-        f"[{client}]" if ":" in client else client,
+        remote,
         port,
         (data[0] << 8) | data[1],
-        QTYPE_NAMES.get(qtype) or f"TYPE{qtype}",
-        CLASS_NAMES.get(qclass) or f"CLASS{qclass}",
+        qtype,
+        qclass,
         name,
         "tcp" if tcp else "udp",
         len(data),
         "true" if do else "false",
         payload,
-        RCODE_NAMES.get(rflags & 0xF) or str(rflags & 0xF),
+        rcode,
         _rflags(rflags & 0xFFF0),
         len(reply),
-        f"{seconds:.9f}".rstrip("0").rstrip(".") + "s",
+        duration,
         OPCODES.get(opcode) or str(opcode),
         "-",
     )
@@ -190,7 +231,9 @@ class QueryLog:
         self._thread: threading.Thread | None = None
         self._all = "all" in config.classes
         self._everywhere = "." in config.names
-        self._template = compile_format(config.format)
+        self._template = (
+            _COMMON_TEMPLATE if config.format == COMMON else compile_format(config.format)
+        )
 
     def record(
         self, client: str, port: int, tcp: bool, data: bytes, reply: bytes | None, seconds: float

@@ -118,3 +118,21 @@ def test_bad_log_directives(body: str, error: str) -> None:
         load(".:53 {\n  " + body + "\n}\n")
     assert str(info.value) == error
 
+
+
+@pytest.mark.parametrize("client", ["10.0.0.1", "fd00::1"])
+def test_default_format_fast_path_equals_the_template(client: str) -> None:
+    import dns.message
+
+    from clusterdns.querylog import _COMMON_TEMPLATE, COMMON, compile_format, format_line
+
+    data = dns.message.make_query("Web.Shop.svc.cluster.local.", "AAAA", use_edns=0, payload=1232,
+                                  want_dnssec=True).to_wire()
+    reply = data[:2] + b"\x81\x83" + data[4:]
+    generic = compile_format(COMMON)
+    assert generic is not _COMMON_TEMPLATE
+    fast = format_line(_COMMON_TEMPLATE, client, 5353, True, data, reply, 0.5)
+    assert fast == format_line(generic, client, 5353, True, data, reply, 0.5)
+    remote = f"[{client}]" if ":" in client else client
+    assert fast == (f'{remote}:5353 - {(data[0] << 8) | data[1]} "AAAA IN Web.Shop.svc.cluster.local. tcp '
+                    f'{len(data)} true 1232" NXDOMAIN qr,rd,ra {len(reply)} 0.5s')
