@@ -26,7 +26,7 @@ from typing import Any
 from . import __version__
 from .autopath import AutoPath
 from .chaos import Chaos
-from .config import ServerConfig
+from .config import ServerConfig, imported_files
 from .config import load as load_corefile
 from .errors import ClusterDNSError, ConfigError
 from .forward import ForwardCache, Forwarder
@@ -65,7 +65,7 @@ class Options:
     kubeconfig: str = ""
     kube_api: str = ""
     corefile: Path | None = None
-    corefile_digest: str = ""  # SHA-512 of the Corefile text that was loaded
+    corefile_digest: str = ""  # SHA-512 of the Corefile (and its imports) that was loaded
     cache_size: int = 10000
     workers: int = 1
     worker: int = 0  # this process's index among the workers
@@ -486,7 +486,7 @@ class App:
                 log.error("reload: %s: %s", path, exc)
                 self.collector.reload_failed += 1
                 continue
-            digest = hashlib.sha512(data).hexdigest()
+            digest = corefile_digest(path, data)
             if digest == self.corefile_digest:
                 continue
             self.corefile_digest = digest
@@ -627,4 +627,17 @@ def load_conf(path: Path) -> tuple[list[ServerConfig], str]:
     except OSError as exc:
         raise ConfigError(f"{path}: {exc.strerror or exc}") from None
     text = data.decode("utf-8", "replace")
-    return load_corefile(text, str(path)), hashlib.sha512(data).hexdigest()
+    return load_corefile(text, str(path)), corefile_digest(path, data)
+
+
+def corefile_digest(path: Path, data: bytes) -> str:
+    """SHA-512 over the Corefile ``data`` and every file its imports read (their names and
+    contents), so that ``reload`` notices an edited import (CoreDNS >= 1.7 does)."""
+    digest = hashlib.sha512(data)
+    for name in imported_files(data.decode("utf-8", "replace"), str(path)):
+        try:
+            content = Path(name).read_bytes()
+        except OSError:
+            content = b""
+        digest.update(b"\0" + name.encode() + b"\0" + content)
+    return digest.hexdigest()

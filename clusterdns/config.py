@@ -1,9 +1,9 @@
 """Corefile text -> typed configuration (CoreDNS's Caddyfile dialect).
 
-Pure: the text comes in, dataclasses come out. A wrong argument is a ConfigError naming
-``file:line``; a directive clusterdns does not know is a warning naming the line, not a
-failure (the server still starts). Supported directives: errors, log, health, ready,
-kubernetes, prometheus, forward, cache, loop, reload, loadbalance, bind, autopath.
+The text comes in, dataclasses come out (``import`` reads the files it names). A wrong
+argument is a ConfigError naming ``file:line``, and so is a directive or option clusterdns
+does not implement: a Corefile is never silently misread (issue 13). Only directives that
+change nothing but logging are warnings. docs/corefile.md lists every directive.
 """
 
 from __future__ import annotations
@@ -125,6 +125,7 @@ class _Expander:
     def __init__(self) -> None:
         self.snippets: dict[str, list[Token]] = {}
         self.origins = 0
+        self.files: list[str] = []  # every file imported, in order
 
     def expand(self, tokens: list[Token], depth: int = 0, top: bool = True) -> list[Token]:
         out: list[Token] = []
@@ -198,6 +199,7 @@ class _Expander:
             except OSError as exc:
                 raise ConfigError(f"{where}: import {path}: {exc.strerror or exc}") from None
             self.origins += 1
+            self.files.append(path)
             body = [
                 Token(_params(t.text, params), t.line, t.file, t.origin)
                 for t in tokenize(text, path, self.origins)
@@ -214,6 +216,18 @@ def _params(text: str, params: list[str]) -> str:
         lambda m: params[int(m.group(1))] if int(m.group(1)) < len(params) else "",
         text,
     )
+
+
+def imported_files(text: str, filename: str = "Corefile") -> list[str]:
+    """The files the ``import`` lines of a Corefile read (globs expanded now), for the
+    reload plugin to notice when one changes (CoreDNS >= 1.7). A Corefile that does not
+    parse gives what was found before the error."""
+    expander = _Expander()
+    try:
+        expander.expand(tokenize(text, filename))
+    except ConfigError:
+        pass
+    return expander.files
 
 
 def parse_blocks(text: str, filename: str = "Corefile") -> list[Block]:

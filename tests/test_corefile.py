@@ -174,3 +174,17 @@ def test_corefile_example_customisations_load_and_answer(tmp_path: Path) -> None
         assert texts(s.ask("web.shop.internal.")) == ["web.shop.internal. 5 IN A 10.96.100.10"]
         assert s.ask("www.corp.example.").rcode() == dns.rcode.SERVFAIL  # the stub: nobody on :9
     assert len(s.blocks) == 3
+
+
+def test_reload_digest_covers_imported_files(tmp_path: Path) -> None:
+    from clusterdns.app import corefile_digest
+
+    corefile = write(tmp_path, {"Corefile": ".:53 {\n  import custom/*.override\n}\nimport custom/*.server\n"})
+    data = corefile.read_bytes()
+    before = corefile_digest(corefile, data)
+    assert corefile_digest(corefile, data) == before
+    write(tmp_path, {"custom/log.override": "log\n"})  # a new file matching the glob
+    added = corefile_digest(corefile, data)
+    write(tmp_path, {"custom/log.override": "log {\n  class error\n}\n"})  # an edited one
+    edited = corefile_digest(corefile, data)
+    assert len({before, added, edited}) == 3
