@@ -8,6 +8,7 @@ change nothing but logging are warnings. docs/corefile.md lists every directive.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
@@ -223,10 +224,8 @@ def imported_files(text: str, filename: str = "Corefile") -> list[str]:
     reload plugin to notice when one changes (CoreDNS >= 1.7). A Corefile that does not
     parse gives what was found before the error."""
     expander = _Expander()
-    try:
+    with contextlib.suppress(ConfigError):
         expander.expand(tokenize(text, filename))
-    except ConfigError:
-        pass
     return expander.files
 
 
