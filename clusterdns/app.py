@@ -25,21 +25,26 @@ from typing import Any
 
 from . import __version__
 from .autopath import AutoPath
-from .config import ServerConfig
+from .chaos import Chaos
+from .config import ServerConfig, imported_files
 from .config import load as load_corefile
 from .errors import ClusterDNSError, ConfigError, listen_error
 from .forward import ForwardCache, Forwarder
 from .handler import Handler, Mux
 from .health import Readiness, health_route, serve_http
+from .hosts import Hosts
 from .k8s_external import ExternalConfig
 from .k8s_gateway import GatewayConfig
 from .metrics import Collector, Metrics, registry, serve_metrics
 from .names import canonical_ip
+from .querylog import QueryLog
 from .resolver import PodMode, ZoneConfig
+from .rewrite import Rewriter
 from .search import parse_resolv_conf
 from .server import DNSServer
 from .sources.manifests import ManifestSource, summary
 from .store import KINDS, Store
+from .template import Template
 
 log = logging.getLogger("clusterdns")
 
@@ -62,7 +67,7 @@ class Options:
     kubeconfig: str = ""
     kube_api: str = ""
     corefile: Path | None = None
-    corefile_digest: str = ""  # SHA-512 of the Corefile text that was loaded
+    corefile_digest: str = ""  # SHA-512 of the Corefile (and its imports) that was loaded
     cache_size: int = 10000
     workers: int = 1
     worker: int = 0  # this process's index among the workers
@@ -172,6 +177,40 @@ class Block:
     handler: Handler
     forwarders: list[Forwarder] = field(default_factory=list)
     metrics: Metrics | None = None
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    def start(self) -> None:
+        """Start what runs beside the handler: forwarders' health checks, the query log
+        writer, the hosts file re-reader (call from the event loop)."""
+        for forwarder in self.forwarders:
+            forwarder.start()
+        handler = self.handler
+        if handler.querylog is not None:
+            handler.querylog.start()
+        hosts = handler.hosts
+        if hosts is not None and hosts.config.reload > 0 and not self.tasks:
+            self.tasks.append(asyncio.create_task(_follow_hosts(hosts)))
+
+    async def stop(self) -> None:
+        """Stop what :meth:`start` started; the query log writes what it holds."""
+        for task in self.tasks:
+            task.cancel()
+        self.tasks.clear()
+        for forwarder in self.forwarders:
+            await forwarder.stop()
+        if self.handler.querylog is not None:
+            self.handler.querylog.stop()
+
+
+async def _follow_hosts(hosts: Hosts) -> None:
+    """Re-read a hosts file every ``reload`` seconds when it changed (CoreDNS hosts)."""
+    while True:
+        await asyncio.sleep(hosts.config.reload)
+        try:
+            if hosts.reload_if_changed():
+                log.info("hosts: reloaded %s", hosts.path)
+        except Exception:  # a bad file must not end the re-reading
+            log.exception("hosts: reading %s", hosts.path)
 
 
 def autopath(server: ServerConfig) -> AutoPath | None:
@@ -209,7 +248,12 @@ def build_block(server: ServerConfig, store: Store, cache_size: int) -> Block:
             for name, on in (
                 ("prometheus", True),
                 ("errors", server.errors),
-                ("log", server.log),
+                ("log", server.log is not None),
+                ("hosts", server.hosts is not None),
+                ("rewrite", bool(server.rewrite)),
+                ("template", bool(server.templates)),
+                ("chaos", server.chaos is not None),
+                ("bufsize", server.bufsize is not None),
                 ("loadbalance", server.loadbalance),
                 ("cache", server.cache is not None),
                 ("k8s_gateway", server.k8s_gateway is not None),
@@ -232,6 +276,12 @@ def build_block(server: ServerConfig, store: Store, cache_size: int) -> Block:
         loadbalance=server.loadbalance,
         cache_size=cache_size,
         autopath=autopath(server),
+        hosts=Hosts(server.hosts, server.root) if server.hosts is not None else None,
+        querylog=QueryLog(server.log) if server.log is not None else None,
+        bufsize=server.bufsize,
+        rewriter=Rewriter(server.rewrite) if server.rewrite else None,
+        templates=[Template(t) for t in server.templates],
+        chaos=Chaos(server.chaos) if server.chaos is not None else None,
     )
     return Block(server, handler, forwarders, metrics)
 
@@ -392,8 +442,7 @@ class App:
 
     async def _start_listeners(self) -> None:
         for block in self.blocks:
-            for forwarder in block.forwarders:
-                forwarder.start()
+            block.start()
             if block.metrics is not None:
                 self.collector.add(block.metrics)
         for (host, port), handler in self._routes().items():
@@ -545,7 +594,7 @@ class App:
                 log.error("reload: %s: %s", path, exc)
                 self.collector.reload_failed += 1
                 continue
-            digest = hashlib.sha512(data).hexdigest()
+            digest = corefile_digest(path, data)
             if digest == self.corefile_digest:
                 continue
             self.corefile_digest = digest
@@ -568,8 +617,7 @@ class App:
         old_blocks, old_listeners = self.blocks, self.listeners
         self.servers, self.blocks = servers, blocks
         for block in blocks:
-            for forwarder in block.forwarders:
-                forwarder.start()
+            block.start()
         self.collector.replace(b.metrics for b in blocks if b.metrics is not None)
         routes = self._routes()
         listeners: dict[tuple[str, int], DNSServer] = {}
@@ -590,8 +638,7 @@ class App:
                 await server.stop()
         self.listeners = listeners
         for block in old_blocks:
-            for forwarder in block.forwarders:
-                await forwarder.stop()
+            await block.stop()
         log.info("reloaded %s", name)
         return True
 
@@ -603,8 +650,7 @@ class App:
         for server in self.listeners.values():
             await server.stop()
         for block in self.blocks:
-            for forwarder in block.forwarders:
-                await forwarder.stop()
+            await block.stop()
         for http in self.http:
             http.shutdown()
             http.server_close()
@@ -696,4 +742,17 @@ def load_conf(path: Path) -> tuple[list[ServerConfig], str]:
     except OSError as exc:
         raise ConfigError(f"{path}: {exc.strerror or exc}") from None
     text = data.decode("utf-8", "replace")
-    return load_corefile(text, str(path)), hashlib.sha512(data).hexdigest()
+    return load_corefile(text, str(path)), corefile_digest(path, data)
+
+
+def corefile_digest(path: Path, data: bytes) -> str:
+    """SHA-512 over the Corefile ``data`` and every file its imports read (their names and
+    contents), so that ``reload`` notices an edited import (CoreDNS >= 1.7 does)."""
+    digest = hashlib.sha512(data)
+    for name in imported_files(data.decode("utf-8", "replace"), str(path)):
+        try:
+            content = Path(name).read_bytes()
+        except OSError:
+            content = b""
+        digest.update(b"\0" + name.encode() + b"\0" + content)
+    return digest.hexdigest()

@@ -1,22 +1,30 @@
 """Corefile text -> typed configuration (CoreDNS's Caddyfile dialect).
 
-Pure: the text comes in, dataclasses come out. A wrong argument is a ConfigError naming
-``file:line``; a directive clusterdns does not know is a warning naming the line, not a
-failure (the server still starts). Supported directives: errors, log, health, ready,
-kubernetes, prometheus, forward, cache, loop, reload, loadbalance, bind, autopath,
-k8s_external, k8s_gateway.
+The text comes in, dataclasses come out (``import`` reads the files it names). A wrong
+argument is a ConfigError naming ``file:line``, and so is a directive or option clusterdns
+does not implement: a Corefile is never silently misread (issue 13). Only directives that
+change nothing but logging are warnings. docs/corefile.md lists every directive.
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError
-from .names import absolute, canonical_ip
+from .names import absolute, canonical_ip, zone_list
 
-KNOWN_IGNORED = {"debug", "whoami", "any", "nsid", "minimal", "trace", "metadata", "root"}
+if TYPE_CHECKING:
+    from .chaos import ChaosConfig
+    from .hosts import HostsConfig
+    from .querylog import QueryLogConfig
+    from .rewrite import RewriteRule
+    from .template import TemplateConfig
+
 
 
 # ---- tokens and blocks --------------------------------------------------------------------
@@ -24,20 +32,25 @@ KNOWN_IGNORED = {"debug", "whoami", "any", "nsid", "minimal", "trace", "metadata
 
 @dataclass
 class Token:
-    """A word of the Corefile and the line it is on (1-based)."""
+    """A word of the Corefile, the file and line it is on (1-based), and ``origin``: the
+    import expansion it came from (0 for the main file), so that two imports of the same
+    file never join their lines."""
 
     text: str
     line: int
+    file: str = "Corefile"
+    origin: int = 0
 
 
 @dataclass
 class Directive:
-    """``name args... [{ sub-directives }]`` on ``line``."""
+    """``name args... [{ sub-directives }]`` on ``line`` of ``file``."""
 
     name: str
     args: list[str]
     line: int
     block: list[Directive] = field(default_factory=list)
+    file: str = "Corefile"
 
 
 @dataclass
@@ -47,12 +60,13 @@ class Block:
     keys: list[str]
     line: int
     directives: list[Directive]
+    file: str = "Corefile"
 
 
 _ENV = re.compile(r"\{\$([A-Za-z_][A-Za-z0-9_]*)\}|\{%([A-Za-z_][A-Za-z0-9_]*)%\}")
 
 
-def tokenize(text: str, filename: str = "Corefile") -> list[Token]:
+def tokenize(text: str, filename: str = "Corefile", origin: int = 0) -> list[Token]:
     """Split Corefile text into tokens: words, quoted strings, ``{`` and ``}``.
 
     ``#`` starts a comment at the start of a word; ``{$VAR}`` and ``{%VAR%}`` are replaced
@@ -77,7 +91,7 @@ def tokenize(text: str, filename: str = "Corefile") -> list[Token]:
                     j += 1
                 if j >= len(line):
                     raise ConfigError(f"{filename}:{number}: unclosed quote")
-                tokens.append(Token("".join(chars), number))
+                tokens.append(Token("".join(chars), number, filename, origin))
                 i = j + 1
             else:
                 j = i
@@ -86,32 +100,157 @@ def tokenize(text: str, filename: str = "Corefile") -> list[Token]:
                 word = line[i:j]
                 # "foo{" and "}" glued to words are split like Caddy does at line ends
                 if len(word) > 1 and word.endswith("{") and not word.startswith("{$"):
-                    tokens.append(Token(word[:-1], number))
+                    tokens.append(Token(word[:-1], number, filename, origin))
                     word = "{"
-                tokens.append(Token(word, number))
+                tokens.append(Token(word, number, filename, origin))
                 i = j
     return tokens
 
 
+def _same_line(a: Token, b: Token) -> bool:
+    return a.line == b.line and a.origin == b.origin and a.file == b.file
+
+
+MAX_IMPORT_DEPTH = 10  # Caddy's limit on nested imports (a file importing itself)
+
+
+class _Expander:
+    """Expands ``import`` (files by glob, snippets) into tokens (Caddy/CoreDNS import).
+
+    A pattern is a snippet name, or a path relative to the importing Corefile's directory,
+    with globs. A glob that matches nothing imports nothing; a plain path that does not
+    exist is an error (Caddy). Snippets ``(name) { ... }`` are defined at the top level;
+    ``{args[N]}`` in a snippet or file is replaced by the import's N-th argument.
+    """
+
+    def __init__(self) -> None:
+        self.snippets: dict[str, list[Token]] = {}
+        self.origins = 0
+        self.files: list[str] = []  # every file imported, in order
+
+    def expand(self, tokens: list[Token], depth: int = 0, top: bool = True) -> list[Token]:
+        out: list[Token] = []
+        pos = 0
+        nesting = 0
+        while pos < len(tokens):
+            tok = tokens[pos]
+            first = pos == 0 or not _same_line(tokens[pos - 1], tok)
+            snippet = tok.text.startswith("(") and tok.text.endswith(")")
+            if top and nesting == 0 and first and snippet:
+                pos = self._snippet(tokens, pos)
+                continue
+            if tok.text == "import" and first:
+                args = []
+                pos += 1
+                while pos < len(tokens) and _same_line(tokens[pos], tok):
+                    args.append(tokens[pos].text)
+                    pos += 1
+                out.extend(self._import(tok, args, depth, top and nesting == 0))
+                continue
+            nesting += {"{": 1, "}": -1}.get(tok.text, 0)
+            out.append(tok)
+            pos += 1
+        return out
+
+    def _snippet(self, tokens: list[Token], pos: int) -> int:
+        tok = tokens[pos]
+        name = tok.text[1:-1]
+        if pos + 1 >= len(tokens) or tokens[pos + 1].text != "{":
+            raise ConfigError(f"{tok.file}:{tok.line}: snippet {tok.text} has no '{{'")
+        depth, end = 0, pos + 1
+        while end < len(tokens):
+            depth += {"{": 1, "}": -1}.get(tokens[end].text, 0)
+            if depth == 0:
+                break
+            end += 1
+        if end >= len(tokens):
+            raise ConfigError(f"{tok.file}:{tok.line}: snippet {tok.text}: missing '}}'")
+        if name in self.snippets:
+            raise ConfigError(f"{tok.file}:{tok.line}: snippet {tok.text} defined twice")
+        self.snippets[name] = tokens[pos + 2 : end]
+        return end + 1
+
+    def _import(self, tok: Token, args: list[str], depth: int, top: bool) -> list[Token]:
+        where = f"{tok.file}:{tok.line}"
+        if not args:
+            raise ConfigError(f"{where}: import: want a file, glob or snippet name")
+        if depth >= MAX_IMPORT_DEPTH:
+            raise ConfigError(f"{where}: import: more than {MAX_IMPORT_DEPTH} nested imports")
+        pattern, params = args[0], args[1:]
+        if pattern in self.snippets:
+            self.origins += 1
+            body = [
+                Token(_params(t.text, params), t.line, t.file, self.origins)
+                for t in self.snippets[pattern]
+            ]
+            return self.expand(body, depth + 1, top)
+        base = os.path.dirname(tok.file) or "."
+        full = pattern if os.path.isabs(pattern) else os.path.join(base, pattern)
+        if any(c in pattern for c in "*?["):
+            paths = sorted(glob.glob(full))
+        elif os.path.exists(full):
+            paths = [full]
+        else:
+            raise ConfigError(f"{where}: import: no such file or snippet {pattern!r}")
+        out: list[Token] = []
+        for path in paths:
+            try:
+                with open(path, encoding="utf-8", errors="replace") as handle:
+                    text = handle.read()
+            except OSError as exc:
+                raise ConfigError(f"{where}: import {path}: {exc.strerror or exc}") from None
+            self.origins += 1
+            self.files.append(path)
+            body = [
+                Token(_params(t.text, params), t.line, t.file, t.origin)
+                for t in tokenize(text, path, self.origins)
+            ]
+            out.extend(self.expand(body, depth + 1, top))
+        return out
+
+
+def _params(text: str, params: list[str]) -> str:
+    if "{args[" not in text:
+        return text
+    return re.sub(
+        r"\{args\[(\d+)\]\}",
+        lambda m: params[int(m.group(1))] if int(m.group(1)) < len(params) else "",
+        text,
+    )
+
+
+def imported_files(text: str, filename: str = "Corefile") -> list[str]:
+    """The files the ``import`` lines of a Corefile read (globs expanded now), for the
+    reload plugin to notice when one changes (CoreDNS >= 1.7). A Corefile that does not
+    parse gives what was found before the error."""
+    expander = _Expander()
+    with contextlib.suppress(ConfigError):
+        expander.expand(tokenize(text, filename))
+    return expander.files
+
+
 def parse_blocks(text: str, filename: str = "Corefile") -> list[Block]:
-    """Parse Corefile text into server blocks. Raises ConfigError (``file:line: ...``)."""
-    tokens = tokenize(text, filename)
+    """Parse Corefile text into server blocks, with ``import`` and snippets expanded.
+
+    Raises ConfigError (``file:line: ...``, naming the imported file for its lines).
+    """
+    tokens = _Expander().expand(tokenize(text, filename))
     blocks: list[Block] = []
     pos = 0
     while pos < len(tokens):
         keys: list[str] = []
-        line = tokens[pos].line
+        first = tokens[pos]
         while pos < len(tokens) and tokens[pos].text != "{":
             if tokens[pos].text == "}":
-                raise ConfigError(f"{filename}:{tokens[pos].line}: unexpected '}}'")
+                raise ConfigError(f"{tokens[pos].file}:{tokens[pos].line}: unexpected '}}'")
             keys.extend(k for k in tokens[pos].text.split(",") if k)
             pos += 1
         if pos >= len(tokens):
-            raise ConfigError(f"{filename}:{line}: server block {' '.join(keys)} has no '{{'")
-        if keys and keys[0].startswith("(") and keys[0].endswith(")"):
-            raise ConfigError(f"{filename}:{line}: snippets and import are not supported")
-        directives, pos = _directives(tokens, pos + 1, filename)
-        blocks.append(Block(keys, line, directives))
+            raise ConfigError(
+                f"{first.file}:{first.line}: server block {' '.join(keys)} has no '{{'"
+            )
+        directives, pos = _directives(tokens, pos + 1, first.file)
+        blocks.append(Block(keys, first.line, directives, first.file))
     if not blocks:
         raise ConfigError(f"{filename}: no server block")
     return blocks
@@ -125,18 +264,18 @@ def _directives(tokens: list[Token], pos: int, filename: str) -> tuple[list[Dire
         if tok.text == "}":
             return out, pos + 1
         if tok.text == "{":
-            raise ConfigError(f"{filename}:{tok.line}: unexpected '{{'")
-        directive = Directive(tok.text, [], tok.line)
+            raise ConfigError(f"{tok.file}:{tok.line}: unexpected '{{'")
+        directive = Directive(tok.text, [], tok.line, file=tok.file)
         pos += 1
         while (
             pos < len(tokens)
-            and tokens[pos].line == tok.line
+            and _same_line(tokens[pos], tok)
             and tokens[pos].text not in ("{", "}")
         ):
             directive.args.append(tokens[pos].text)
             pos += 1
-        if pos < len(tokens) and tokens[pos].text == "{" and tokens[pos].line == tok.line:
-            directive.block, pos = _directives(tokens, pos + 1, filename)
+        if pos < len(tokens) and tokens[pos].text == "{" and _same_line(tokens[pos], tok):
+            directive.block, pos = _directives(tokens, pos + 1, tok.file)
         out.append(directive)
     raise ConfigError(f"{filename}: missing '}}' at the end")
 
@@ -201,6 +340,8 @@ class ForwardConfig:
     health_check: float = 0.5
     health_check_recursion: bool = True
     health_check_domain: str = "."
+    tls: tuple[str, ...] | None = None  # tls [CERT KEY] [CA]; None: not given
+    tls_servername: str = ""  # the name the upstreams' certificates are checked against
 
 
 @dataclass
@@ -216,6 +357,12 @@ class CacheConfig:
     denial_min_ttl: int = 5
     disable_success: tuple[str, ...] = ()
     disable_denial: tuple[str, ...] = ()
+    prefetch: int = 0  # AMOUNT of hits that make an entry popular; 0: no prefetch
+    prefetch_duration: float = 60.0  # seconds: the longest gap between those hits
+    prefetch_percentage: int = 10  # refresh when this % of the original TTL is left
+    serve_stale: float = 0.0  # seconds an expired entry may still be served; 0: never
+    serve_stale_verify: bool = False  # ask upstream first, stale only when it fails
+    keepttl: bool = False  # serve the TTL as received, not decreased by the time cached
 
 
 @dataclass
@@ -226,7 +373,7 @@ class ServerConfig:
     port: int
     bind: tuple[str, ...] = ()
     errors: bool = False
-    log: bool = False
+    log: QueryLogConfig | None = None
     health: str = ""
     lameduck: float = 0.0
     ready: str = ""
@@ -240,6 +387,12 @@ class ServerConfig:
     autopath: str = ""
     k8s_external: ExternalDirective | None = None
     k8s_gateway: GatewayDirective | None = None
+    root: str = ""  # the root plugin: the directory relative file names are taken from
+    bufsize: int | None = None  # bufsize: cap on the EDNS UDP payload honoured/advertised
+    hosts: HostsConfig | None = None
+    rewrite: list[RewriteRule] = field(default_factory=list)
+    templates: list[TemplateConfig] = field(default_factory=list)
+    chaos: ChaosConfig | None = None
     warnings: list[str] = field(default_factory=list)
 
 
@@ -262,15 +415,21 @@ def parse_duration(text: str) -> float:
     return total
 
 
-class _Reader:
-    """Checks the arguments of one directive; errors name ``file:line``."""
+class Reader:
+    """Checks the arguments of one directive; errors name ``file:line`` (the imported file
+    for a directive that came from an ``import``)."""
 
     def __init__(self, filename: str, directive: Directive) -> None:
-        self.filename = filename
+        self.filename = directive.file or filename
         self.d = directive
 
     def error(self, message: str, line: int | None = None) -> ConfigError:
+        """A ConfigError ``file:line: directive: message``."""
         return ConfigError(f"{self.filename}:{line or self.d.line}: {self.d.name}: {message}")
+
+    def where(self, line: int = 0) -> str:
+        """``file:line`` of the directive (or of ``line`` in it)."""
+        return f"{self.filename}:{line or self.d.line}"
 
     def count(self, args: list[str], low: int, high: int, what: str, line: int = 0) -> None:
         if not low <= len(args) <= high:
@@ -302,51 +461,105 @@ class _Reader:
         return f"{host}:{port}"
 
 
-def _zone_key(key: str, filename: str, line: int) -> tuple[str, int]:
-    """``.:53`` / ``dns://cluster.local:5353`` / ``example.org`` -> (zone, port)."""
+def _zone_key(key: str, filename: str, line: int) -> tuple[list[str], int]:
+    """``.:53`` / ``dns://cluster.local:5353`` / ``example.org`` / ``10.0.0.0/24:53`` ->
+    (zones, port); a CIDR gives its reverse zones (CoreDNS core/dnsserver)."""
     text = key.removeprefix("dns://")
     if "://" in text:
         raise ConfigError(f"{filename}:{line}: {key}: only dns:// servers are supported")
-    zone, sep, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "")
+    if "/" in text:  # a CIDR: the port follows the prefix length (fd00::/64:53)
+        net, _, rest = text.partition("/")
+        bits, sep, port = rest.partition(":")
+        zone = f"{net}/{bits}"
+    else:
+        zone, sep, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "")
     if not sep:
         zone, port = text, "53"
     try:
         number = int(port)
     except ValueError:
         raise ConfigError(f"{filename}:{line}: {key}: bad port {port!r}") from None
-    return absolute(zone or "."), number
+    if not 0 <= number <= 65535:
+        raise ConfigError(f"{filename}:{line}: {key}: bad port {port!r}")
+    try:
+        return zone_list(zone or "."), number
+    except ValueError as exc:
+        raise ConfigError(f"{filename}:{line}: {key}: {exc}") from None
 
 
-def _zones_args(args: list[str], default: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(absolute(z) for z in args) if args else default
+def zones_args(
+    args: list[str], default: tuple[str, ...], r: Reader | None = None, line: int = 0
+) -> tuple[str, ...]:
+    """Zone arguments (domains or CIDRs, CoreDNS plugin.Host.NormalizeExact), or
+    ``default`` when there are none. Raises ConfigError (via ``r``) for a malformed CIDR."""
+    if not args:
+        return default
+    try:
+        return tuple(dict.fromkeys(z for arg in args for z in zone_list(arg)))
+    except ValueError as exc:
+        if r is None:
+            raise ConfigError(str(exc)) from None
+        raise r.error(str(exc), line) from None
+
+
+# Directives that only change what is logged or traced: accepted with a warning. Anything
+# else clusterdns does not implement stops the start (it would change answers).
+LOG_ONLY = {"debug", "trace", "dnstap", "metadata", "pprof"}
 
 
 def load(text: str, filename: str = "Corefile") -> list[ServerConfig]:
-    """Parse and check a Corefile. Raises ConfigError naming ``file:line``.
+    """Parse and check a Corefile, ``import`` and snippets expanded. Raises ConfigError
+    naming ``file:line``: a directive clusterdns does not support
+    (``plugin 'NAME' is not supported by clusterdns``), a bad argument, a zone served twice
+    on one port (CoreDNS refuses a duplicate server block key).
 
-    Each returned ServerConfig carries its ``warnings`` (unknown directives, options
-    clusterdns accepts but does not act on), one line each, naming ``file:line``.
+    Each returned ServerConfig carries its ``warnings`` (logging-only directives that are
+    accepted but do nothing), one line each, naming ``file:line``.
     """
     servers: list[ServerConfig] = []
+    seen: dict[tuple[str, int], tuple[str, int, tuple[str, ...]]] = {}
     for block in parse_blocks(text, filename):
-        keys = [_zone_key(k, filename, block.line) for k in block.keys]
+        where = block.file
+        keys = [_zone_key(k, where, block.line) for k in block.keys]
         ports = {port for _, port in keys}
         if len(ports) != 1:
-            raise ConfigError(f"{filename}:{block.line}: one port per server block, got {ports}")
-        server = ServerConfig(tuple(z for z, _ in keys), ports.pop())
+            raise ConfigError(f"{where}:{block.line}: one port per server block, got {ports}")
+        zones = tuple(dict.fromkeys(z for zs, _ in keys for z in zs))
+        server = ServerConfig(zones, ports.pop())
         for directive in block.directives:
             _apply(server, directive, filename)
+        for zone in zones:
+            other = seen.get((zone, server.port))
+            if other is not None and (
+                not other[2] or not server.bind or set(other[2]) & set(server.bind)
+            ):
+                raise ConfigError(
+                    f"{where}:{block.line}: cannot serve dns://{zone}:{server.port}: it is "
+                    f"already defined at {other[0]}:{other[1]}"
+                )
+            seen[(zone, server.port)] = (where, block.line, server.bind)
         servers.append(server)
     return servers
 
 
+def not_supported(r: Reader, line: int = 0, name: str = "") -> ConfigError:
+    """The error for a directive or option clusterdns does not implement (issue 13)."""
+    return ConfigError(
+        f"{r.where(line)}: plugin '{name or r.d.name}' is not supported by clusterdns"
+    )
+
+
 def _apply(server: ServerConfig, d: Directive, filename: str) -> None:
-    r = _Reader(filename, d)
+    r = Reader(filename, d)
     name, args = d.name, d.args
-    if name in ("errors", "log", "loop", "loadbalance"):
+    if name in ("errors", "loop", "loadbalance"):
         if name == "loadbalance" and args not in ([], ["round_robin"]):
             raise r.error(f"want round_robin, got {' '.join(args)!r}")
         setattr(server, name, True)
+    elif name == "log":
+        from .querylog import parse_log
+
+        server.log = parse_log(r)
     elif name == "health":
         r.count(args, 0, 1, "[ADDRESS]")
         server.health = r.address(args[0], 8080) if args else ":8080"
@@ -385,14 +598,38 @@ def _apply(server: ServerConfig, d: Directive, filename: str) -> None:
         server.cache = _cache(r, server)
     elif name in EXPOSURE_DIRECTIVES:
         _exposure(server, r)
-    elif name in KNOWN_IGNORED:
-        server.warnings.append(f"{filename}:{d.line}: {name}: not supported, ignored")
+    elif name == "root":
+        r.count(args, 1, 1, "PATH")
+        server.root = args[0]
+    elif name == "bufsize":
+        r.count(args, 0, 1, "[SIZE]")
+        server.bufsize = r.integer(args[0], 512, 4096) if args else 1232
+    elif name == "hosts":
+        from .hosts import parse_hosts
+
+        if server.hosts is not None:
+            raise r.error("only one hosts per server block (CoreDNS)")
+        server.hosts = parse_hosts(r, server.zones)
+    elif name == "rewrite":
+        from .rewrite import parse_rewrite
+
+        server.rewrite.append(parse_rewrite(r))
+    elif name == "template":
+        from .template import parse_template
+
+        server.templates.append(parse_template(r, server.zones))
+    elif name == "chaos":
+        from .chaos import parse_chaos
+
+        server.chaos = parse_chaos(r)
+    elif name in LOG_ONLY:
+        server.warnings.append(f"{r.where()}: {name}: only affects logging here, ignored")
     else:
-        server.warnings.append(f"{filename}:{d.line}: unknown directive {name!r}, ignored")
+        raise not_supported(r)
 
 
-def _kubernetes(r: _Reader, server: ServerConfig) -> KubernetesConfig:
-    k = KubernetesConfig(_zones_args(r.d.args, server.zones))
+def _kubernetes(r: Reader, server: ServerConfig) -> KubernetesConfig:
+    k = KubernetesConfig(zones_args(r.d.args, server.zones, r))
     for sub in r.d.block:
         args, line = sub.args, sub.line
         if sub.name == "pods":
@@ -406,7 +643,7 @@ def _kubernetes(r: _Reader, server: ServerConfig) -> KubernetesConfig:
         elif sub.name == "endpoint_pod_names":
             k.endpoint_pod_names = True
         elif sub.name == "fallthrough":
-            k.fallthrough = _zones_args(args, ())
+            k.fallthrough = zones_args(args, (), r, line)
         elif sub.name == "kubeconfig":
             r.count(args, 1, 2, "kubeconfig PATH [CONTEXT]", line)
             k.kubeconfig = args[0]
@@ -420,22 +657,24 @@ def _kubernetes(r: _Reader, server: ServerConfig) -> KubernetesConfig:
         elif sub.name == "startup_timeout":
             r.count(args, 1, 1, "startup_timeout DURATION", line)
             k.startup_timeout = r.duration(args[0], line)
-        elif sub.name in ("noendpoints", "labels", "namespace_labels", "ignore", "multicluster"):
-            server.warnings.append(
-                f"{r.filename}:{line}: kubernetes: {sub.name}: not supported, ignored"
-            )
+        elif sub.name in ("apiserver_qps", "apiserver_burst", "apiserver_max_inflight"):
+            server.warnings.append(f"{r.where(line)}: kubernetes: {sub.name}: ignored")
+        elif sub.name in (
+            "tls", "labels", "namespace_labels", "noendpoints", "zonal", "ignore", "multicluster"
+        ):
+            raise r.error(f"option {sub.name!r} is not supported by clusterdns", line)
         else:
             raise r.error(f"unknown option {sub.name!r}", line)
     return k
 
 
-def _forward(r: _Reader) -> ForwardConfig:
+def _forward(r: Reader) -> ForwardConfig:
     if len(r.d.args) < 2:
         raise r.error(f"want FROM TO..., got {' '.join(r.d.args) or 'nothing'!r}")
     f = ForwardConfig(absolute(r.d.args[0]), tuple(r.d.args[1:]))
     for to in f.to:
-        if "://" in to and not to.startswith("dns://"):
-            raise r.error(f"only dns:// upstreams are supported, got {to!r}")
+        if "://" in to and not to.startswith(("dns://", "tls://")):
+            raise r.error(f"only dns:// and tls:// upstreams are supported, got {to!r}")
     for sub in r.d.block:
         args, line = sub.args, sub.line
         if sub.name == "except":
@@ -470,8 +709,17 @@ def _forward(r: _Reader) -> ForwardConfig:
                     rest = rest[2:]
                 else:
                     raise r.error(f"health_check: unknown option {rest[0]!r}", line)
-        elif sub.name in ("tls", "tls_servername", "next", "failfast_all_unhealthy_upstreams"):
-            raise r.error(f"{sub.name}: not supported by clusterdns", line)
+        elif sub.name == "tls":
+            r.count(args, 0, 3, "tls [CERT KEY] [CA]", line)
+            for path in args:
+                if not os.path.isfile(path):
+                    raise r.error(f"tls: no such file {path!r}", line)
+            f.tls = tuple(args)
+        elif sub.name == "tls_servername":
+            r.count(args, 1, 1, "tls_servername NAME", line)
+            f.tls_servername = args[0]
+        elif sub.name in ("next", "failfast_all_unhealthy_upstreams"):
+            raise r.error(f"option {sub.name!r} is not supported by clusterdns", line)
         else:
             raise r.error(f"unknown option {sub.name!r}", line)
     if f.force_tcp and f.prefer_udp:
@@ -479,12 +727,12 @@ def _forward(r: _Reader) -> ForwardConfig:
     return f
 
 
-def _cache(r: _Reader, server: ServerConfig) -> CacheConfig:
+def _cache(r: Reader, server: ServerConfig) -> CacheConfig:
     args = list(r.d.args)
     ttl: int | None = None
     if args and args[0].isdigit():
         ttl = r.integer(args.pop(0), 0, 2**31 - 1)
-    c = CacheConfig(_zones_args(args, server.zones))
+    c = CacheConfig(zones_args(args, server.zones, r))
     if ttl is not None:
         c.success_ttl = c.denial_ttl = ttl
         c.success_min_ttl = min(c.success_min_ttl, ttl)
@@ -503,12 +751,27 @@ def _cache(r: _Reader, server: ServerConfig) -> CacheConfig:
             r.count(args, 1, 1000, "disable success|denial [ZONE...]", line)
             if args[0] not in ("success", "denial"):
                 raise r.error(f"disable: want success|denial, got {args[0]!r}", line)
-            zones = _zones_args(args[1:], c.zones)
+            zones = zones_args(args[1:], c.zones, r, line)
             setattr(c, f"disable_{args[0]}", zones)
-        elif sub.name in ("prefetch", "serve_stale", "servfail", "keepttl"):
-            server.warnings.append(
-                f"{r.filename}:{line}: cache: {sub.name}: not supported, ignored"
-            )
+        elif sub.name == "prefetch":
+            r.count(args, 1, 3, "prefetch AMOUNT [DURATION] [PERCENTAGE%]", line)
+            c.prefetch = r.integer(args[0], 1, 2**31 - 1, line)
+            for arg in args[1:]:
+                if arg.endswith("%"):
+                    c.prefetch_percentage = r.integer(arg[:-1], 0, 100, line)
+                else:
+                    c.prefetch_duration = r.duration(arg, line)
+        elif sub.name == "serve_stale":
+            r.count(args, 0, 2, "serve_stale [DURATION] [immediate|verify]", line)
+            c.serve_stale = r.duration(args[0], line) if args else 3600.0
+            if len(args) > 1:
+                if args[1] not in ("immediate", "verify"):
+                    raise r.error(f"serve_stale: want immediate|verify, got {args[1]!r}", line)
+                c.serve_stale_verify = args[1] == "verify"
+        elif sub.name == "keepttl":
+            c.keepttl = True
+        elif sub.name in ("servfail", "serve_stale_policy"):
+            raise r.error(f"option {sub.name!r} is not supported by clusterdns", line)
         else:
             raise r.error(f"unknown option {sub.name!r}", line)
     return c
@@ -519,11 +782,11 @@ def _cache(r: _Reader, server: ServerConfig) -> CacheConfig:
 EXPOSURE_DIRECTIVES = ("k8s_external", "k8s_gateway")
 
 
-def _exposure(server: ServerConfig, r: _Reader) -> None:
+def _exposure(server: ServerConfig, r: Reader) -> None:
     """Parse ``k8s_external [ZONES...] {...}`` or ``k8s_gateway ZONES... {...}`` into
     ``server``. Options and their ranges as the CoreDNS plugin's setup.go reads them."""
     d = r.d
-    zones = _zones_args(d.args, server.zones)
+    zones = zones_args(d.args, server.zones, r)
     if d.name == "k8s_external":
         e = ExternalDirective(zones)
         for sub in d.block:
@@ -538,7 +801,7 @@ def _exposure(server: ServerConfig, r: _Reader) -> None:
                 r.count(args, 0, 0, "headless", line)
                 e.headless = True
             elif sub.name == "fallthrough":
-                e.fallthrough = _zones_args(args, ())
+                e.fallthrough = zones_args(args, (), r, line)
             else:
                 raise r.error(f"unknown option {sub.name!r}", line)
         server.k8s_external = e
@@ -560,21 +823,20 @@ def _exposure(server: ServerConfig, r: _Reader) -> None:
             r.count(args, 1, 1, f"{sub.name} NAME", line)
             setattr(g, sub.name, _relative(r, args[0], line))
         elif sub.name == "fallthrough":
-            g.fallthrough = _zones_args(args, ())
+            g.fallthrough = zones_args(args, (), r, line)
         elif sub.name == "kubeconfig":
             r.count(args, 1, 2, "kubeconfig PATH [CONTEXT]", line)
             g.kubeconfig = args[0]
             g.context = args[1] if len(args) > 1 else ""
         elif sub.name in ("ingressClasses", "gatewayClasses"):
-            server.warnings.append(
-                f"{r.filename}:{line}: k8s_gateway: {sub.name}: not supported, ignored"
-            )
+            # It narrows which objects answer: ignoring it would misread the Corefile.
+            raise r.error(f"option {sub.name!r} is not supported by clusterdns", line)
         else:
             raise r.error(f"unknown option {sub.name!r}", line)
     server.k8s_gateway = g
 
 
-def _relative(r: _Reader, text: str, line: int) -> str:
+def _relative(r: Reader, text: str, line: int) -> str:
     """A relative DNS name (``dns``, ``dns1.kube-system``), lower-case, no trailing dot."""
     name = text.lower().rstrip(".")
     if not name or any(not label or len(label) > 63 for label in name.split(".")):

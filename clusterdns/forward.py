@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
+import ssl
 import struct
 import time
 from collections.abc import Callable
@@ -161,16 +163,144 @@ async def exchange_tcp(host: str, port: int, packet: bytes, timeout: float) -> b
 
 @dataclass
 class Upstream:
-    """One upstream resolver and its consecutive failure count."""
+    """One upstream resolver and its consecutive failure count. ``tls``: a DNS-over-TLS
+    upstream (RFC 7858); ``server_name``: the name its certificate must carry."""
 
     host: str
     port: int
     fails: int = 0
+    tls: bool = False
+    server_name: str = ""
 
     @property
     def label(self) -> str:
         """``host:port`` as metrics and logs name it (CoreDNS ``to`` label)."""
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def tls_upstream(item: str) -> tuple[str, int, str] | None:
+    """``tls://IP[%NAME][:PORT]`` -> (IP, port, per-endpoint server name); None when
+    ``item`` is no tls:// upstream. Port 853 by default (RFC 7858 3.1). Raises ConfigError
+    for a bad address."""
+    if not item.startswith("tls://"):
+        return None
+    text = item.removeprefix("tls://")
+    port = 853
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest.startswith(":") and rest[1:].isdigit():
+            port = int(rest[1:])
+    elif text.count(":") == 1 or (":" in text and "%" in text and text.rsplit(":", 1)[1].isdigit()):
+        host, _, tail = text.rpartition(":")
+        if not tail.isdigit():
+            raise ConfigError(f"forward: bad port in {item!r}")
+        port = int(tail)
+    else:
+        host = text
+    host, _, name = host.partition("%")
+    if canonical_ip(host) is None:
+        raise ConfigError(f"forward: want tls://IP[%NAME][:PORT], got {item!r}")
+    return host, port, name
+
+
+def tls_context(files: tuple[str, ...] | None) -> ssl.SSLContext:
+    """The client TLS context of ``tls [CERT KEY] [CA]`` (CoreDNS forward): the server
+    is verified with the CA file or the system CAs; CERT and KEY authenticate the client.
+    TLS 1.2 at least. Raises ConfigError for unreadable files."""
+    files = files or ()
+    ca = files[0] if len(files) == 1 else (files[2] if len(files) == 3 else None)
+    try:
+        context = ssl.create_default_context(cafile=ca)
+        if len(files) >= 2:
+            context.load_cert_chain(files[0], files[1])
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"forward: tls {' '.join(files)}: {exc}") from None
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+class StreamPool:
+    """Open TCP/TLS connections to one upstream, reused until idle ``expire`` seconds
+    (CoreDNS forward ``expire``). One query at a time per connection; as many
+    connections as queries in flight."""
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        expire: float,
+        context: ssl.SSLContext | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.upstream = upstream
+        self.expire = expire
+        self.context = context
+        self.clock = clock
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
+        self.opened = 0  # connections opened so far (tests, metrics)
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        up = self.upstream
+        self.opened += 1
+        if self.context is None:
+            return await asyncio.open_connection(up.host, up.port)
+        return await asyncio.open_connection(
+            up.host, up.port, ssl=self.context, server_hostname=up.server_name or up.host
+        )
+
+    def _take(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        now = self.clock()
+        while self.idle:
+            reader, writer, used = self.idle.pop()
+            if now - used < self.expire and not writer.is_closing() and not reader.at_eof():
+                return reader, writer
+            writer.close()
+        return None
+
+    async def exchange(self, packet: bytes, timeout: float) -> bytes:
+        """Send ``packet`` and return the matching reply; a reused connection that turns
+        out closed is replaced once. Raises UpstreamError."""
+        ident = struct.unpack_from("!H", packet)[0]
+        question = packet[12 : _question_end(packet)]
+        up = self.upstream
+        transport = "TLS" if self.context is not None else "TCP"
+        for attempt in range(2):
+            conn = self._take() if attempt == 0 else None
+            reused = conn is not None
+            try:
+                reader, writer = conn if conn is not None else await asyncio.wait_for(
+                    self._connect(), timeout
+                )
+            except (TimeoutError, OSError, ssl.SSLError) as exc:
+                raise UpstreamError(
+                    f"{up.label}: {type(exc).__name__} over {transport}: {exc}"
+                ) from None
+            try:
+                writer.write(len(packet).to_bytes(2, "big") + packet)
+                await writer.drain()
+                prefix = await asyncio.wait_for(reader.readexactly(2), timeout)
+                reply = await asyncio.wait_for(
+                    reader.readexactly(int.from_bytes(prefix, "big")), timeout
+                )
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ssl.SSLError) as exc:
+                writer.close()
+                if reused and not isinstance(exc, TimeoutError):
+                    continue  # the upstream closed an idle connection: a fresh one
+                raise UpstreamError(f"{up.label}: {type(exc).__name__} over {transport}") from None
+            if not _check_reply(reply, ident, question):
+                writer.close()
+                raise UpstreamError(f"{up.label}: reply does not match the query over {transport}")
+            if self.expire > 0:
+                self.idle.append((reader, writer, self.clock()))
+            else:
+                writer.close()
+            return reply
+        raise UpstreamError(f"{up.label}: connection closed over {transport}")
+
+    def close(self) -> None:
+        """Close every idle connection."""
+        for _, writer, _ in self.idle:
+            writer.close()
+        self.idle.clear()
 
 
 class ForwardMetrics:
@@ -195,23 +325,52 @@ class ForwardMetrics:
         """A cache miss."""
 
 
+class CacheEntry:
+    """A cached reply: when it expires and was stored (monotonic seconds), its TTL when
+    stored, and the hits that make it popular for prefetch (count, time of the last)."""
+
+    __slots__ = ("expires", "stored", "record", "ttl", "hits", "last")
+
+    def __init__(self, expires: float, stored: float, record: DNSRecord, ttl: int) -> None:
+        self.expires = expires
+        self.stored = stored
+        self.record = record
+        self.ttl = ttl
+        self.hits = 0
+        self.last = stored
+
+
+@dataclass
+class CacheHit:
+    """What :meth:`ForwardCache.get` found: which cache, the reply with TTLs aged,
+    whether it is past its TTL (served under serve_stale, TTL 0), whether to prefetch."""
+
+    kind: str
+    record: DNSRecord
+    stale: bool = False
+    prefetch: bool = False
+
+
 class ForwardCache:
     """Forwarded answers by (qname, qtype, qclass, DO, CD), success and denial apart.
 
     TTL of an entry: the smallest TTL of its answer records (success) or min(SOA TTL, SOA
     minimum) of a negative answer (denial, RFC 2308 5), capped at the configured TTL and
     raised to the minimum TTL. Replies served from it have their TTLs decreased by the
-    time spent in the cache and AA set (CoreDNS cache: some glibc versions drop non-AA).
-    ``clock``: monotonic seconds.
+    time spent in the cache (not with ``keepttl``) and AA set (CoreDNS cache: some glibc
+    versions drop non-AA). With ``serve_stale``, an expired entry is served (TTL 0) for
+    that long after it expired; with ``prefetch AMOUNT``, an entry hit AMOUNT times without
+    a gap of ``prefetch_duration`` asks to be refreshed once ``prefetch_percentage`` of its
+    TTL is left (CoreDNS cache README). ``clock``: monotonic seconds.
     """
 
     def __init__(self, config: CacheConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.clock = clock
-        self.success: LRUCache[tuple[Any, ...], tuple[float, float, DNSRecord]] = LRUCache(
+        self.success: LRUCache[tuple[Any, ...], CacheEntry] = LRUCache(
             max(1, config.success_capacity)
         )
-        self.denial: LRUCache[tuple[Any, ...], tuple[float, float, DNSRecord]] = LRUCache(
+        self.denial: LRUCache[tuple[Any, ...], CacheEntry] = LRUCache(
             max(1, config.denial_capacity)
         )
 
@@ -227,24 +386,31 @@ class ForwardCache:
             bool(query.flags & 0x0010),
         )
 
-    def get(self, query: Query) -> tuple[str, DNSRecord] | None:
-        """A cached reply for ``query`` with TTLs aged, or None; also which cache hit."""
+    def get(self, query: Query) -> CacheHit | None:
+        """A cached reply for ``query`` with TTLs aged, or None."""
         key = self.key(query)
+        config = self.config
         for kind, cache in (("success", self.success), ("denial", self.denial)):
             entry = cache.get(key)
             if entry is None:
                 continue
-            expires, stored, record = entry
             now = self.clock()
-            if now >= expires:
+            stale = now >= entry.expires
+            if stale and now >= entry.expires + config.serve_stale:
                 del cache[key]
                 return None
-            aged = DNSRecord.parse(record.pack())
-            elapsed = int(now - stored)
+            aged = DNSRecord.parse(entry.record.pack())
+            elapsed = 0 if config.keepttl else int(now - entry.stored)
             for rr in aged.rr + aged.auth + aged.ar:
                 if rr.rtype != QTYPE.OPT:
-                    rr.ttl = max(0, rr.ttl - elapsed)
-            return kind, aged
+                    rr.ttl = 0 if stale else max(0, rr.ttl - elapsed)
+            prefetch = False
+            if config.prefetch and not stale:
+                entry.hits = entry.hits + 1 if now - entry.last < config.prefetch_duration else 1
+                entry.last = now
+                threshold = math.ceil(config.prefetch_percentage / 100 * entry.ttl)
+                prefetch = entry.hits >= config.prefetch and entry.expires - now <= threshold
+            return CacheHit(kind, aged, stale, prefetch)
         return None
 
     def put(self, query: Query, reply: bytes) -> None:
@@ -279,7 +445,7 @@ class ForwardCache:
         if ttl <= 0:
             return
         now = self.clock()
-        cache[self.key(query)] = (now + ttl, now, record)
+        cache[self.key(query)] = CacheEntry(now + ttl, now, record, ttl)
 
     def entries(self) -> dict[str, int]:
         """How many entries each cache holds (coredns_cache_entries)."""
@@ -298,12 +464,31 @@ class Forwarder:
         read_timeout: float = READ_TIMEOUT,
     ) -> None:
         self.config = config
-        self.upstreams = [Upstream(h, p) for h, p in upstream_addresses(config.to)]
+        self.upstreams: list[Upstream] = []
+        context = None
+        for item in config.to:
+            tls = tls_upstream(item)
+            if tls is None:
+                self.upstreams.extend(Upstream(h, p) for h, p in upstream_addresses((item,)))
+                continue
+            if context is None:
+                context = tls_context(config.tls)
+            host, port, name = tls
+            server_name = name or config.tls_servername
+            self.upstreams.append(Upstream(host, port, tls=True, server_name=server_name))
+        # TLS upstreams, and TCP ones with force_tcp, keep connections open for reuse
+        self.pools = {
+            id(u): StreamPool(u, config.expire, context if u.tls else None)
+            for u in self.upstreams
+            if u.tls or config.force_tcp
+        }
         self.cache = cache
         self.metrics = metrics or ForwardMetrics()
         self.read_timeout = read_timeout
         self.in_flight = 0
         self._next = 0
+        self._refreshing: set[tuple[Any, ...]] = set()  # cache keys being refreshed
+        self._tasks: set[asyncio.Future[bytes | None]] = set()
         self._health_task: asyncio.Task[None] | None = None
 
     def handles(self, qname: str) -> bool:
@@ -323,7 +508,11 @@ class Forwarder:
             self._health_task = asyncio.create_task(self._health_loop())
 
     async def stop(self) -> None:
-        """Stop the health-check task."""
+        """Stop the health-check task and cache refreshes; close pooled connections."""
+        for task in list(self._tasks):
+            task.cancel()
+        for pool in self.pools.values():
+            pool.close()
         if self._health_task is not None:
             self._health_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -343,7 +532,11 @@ class Forwarder:
         probe.header.rd = int(self.config.health_check_recursion)
         packet = probe.pack()
         try:
-            await exchange_udp(upstream.host, upstream.port, packet, self.read_timeout)
+            pool = self.pools.get(id(upstream))
+            if pool is not None:
+                await pool.exchange(packet, self.read_timeout)
+            else:
+                await exchange_udp(upstream.host, upstream.port, packet, self.read_timeout)
         except UpstreamError:
             self.metrics.healthcheck_failure(upstream.label)
             return
@@ -398,8 +591,9 @@ class Forwarder:
 
     async def _exchange_one(self, upstream: Upstream, packet: bytes) -> bytes:
         timeout = self.read_timeout
-        if self.config.force_tcp:
-            return await exchange_tcp(upstream.host, upstream.port, packet, timeout)
+        pool = self.pools.get(id(upstream))
+        if pool is not None:  # TLS, or force_tcp: over a reused connection
+            return await pool.exchange(packet, timeout)
         # UDP first, TCP when truncated, for every client: the cache gets whole answers.
         # (CoreDNS does this only with prefer_udp; otherwise it passes TC on to the
         # client, which then asks again over TCP.)
@@ -419,9 +613,14 @@ class Forwarder:
         if self.cache is not None:
             hit = self.cache.get(query)
             if hit is not None:
-                kind, record = hit
-                self.metrics.cache_hit(kind)
-                return _fit(_reply_from_cache(query, record), query, limit)
+                if hit.stale and self.cache.config.serve_stale_verify:
+                    fresh = await self._ask(query, packet)  # stale only if this fails
+                    if fresh is not None:
+                        return _fit(fresh, query, limit)
+                elif hit.stale or hit.prefetch:
+                    self._refresh(query, packet)  # in the background: answer now
+                self.metrics.cache_hit(hit.kind)
+                return _fit(_reply_from_cache(query, hit.record), query, limit)
             self.metrics.cache_miss()
         limit_inflight = self.config.max_concurrent
         if limit_inflight and self.in_flight >= limit_inflight:
@@ -438,6 +637,37 @@ class Forwarder:
         if self.cache is not None:
             self.cache.put(query, reply)
         return _fit(reply, query, limit)
+
+    async def _ask(self, query: Query, packet: bytes) -> bytes | None:
+        """Ask the upstreams and cache the reply; None when none answered usefully
+        (SERVFAIL/REFUSED replies count as failures for serve_stale, RFC 8767 4)."""
+        try:
+            reply = await self.exchange(packet)
+        except UpstreamError as exc:
+            log.debug("refresh %s: %s", query.qname, exc)
+            return None
+        if reply[3] & 0xF not in (Rcode.NOERROR, Rcode.NXDOMAIN):
+            return None
+        if self.cache is not None:
+            self.cache.put(query, reply)
+        return reply
+
+    def _refresh(self, query: Query, packet: bytes) -> None:
+        """Refresh a cache entry in the background (prefetch, serve_stale immediate); at
+        most one refresh per entry in flight."""
+        assert self.cache is not None
+        key = self.cache.key(query)
+        if key in self._refreshing:
+            return
+        self._refreshing.add(key)
+        task = asyncio.ensure_future(self._ask(query, packet))
+        self._tasks.add(task)
+
+        def done(finished: asyncio.Future[bytes | None]) -> None:
+            self._refreshing.discard(key)
+            self._tasks.discard(finished)
+
+        task.add_done_callback(done)
 
     async def lookup(self, qname: str, qtype: int) -> DNSRecord | None:
         """Resolve ``qname``/``qtype`` upstream for an ExternalName target (SPEC.md 4);

@@ -18,15 +18,20 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Union
 
 from .autopath import AutoPath
+from .chaos import Chaos
 from .errors import ClusterDNSError
 from .forward import Forwarder
+from .hosts import Hosts
 from .k8s_external import ExternalConfig, resolve_external
 from .k8s_gateway import GatewayConfig, resolve_gateway
 from .metrics import Metrics
 from .names import find_zone
+from .querylog import QueryLog
 from .resolver import Answer, ZoneConfig, resolve
+from .rewrite import InvalidName, Rewriter
 from .rr import QClass, QType, Rcode
 from .store import Store
+from .template import Template
 from .wire import (
     AnswerCache,
     Drop,
@@ -83,6 +88,12 @@ class Handler:
         autopath: AutoPath | None = None,
         gateway: GatewayConfig | None = None,
         external: ExternalConfig | None = None,
+        hosts: Hosts | None = None,
+        querylog: QueryLog | None = None,
+        bufsize: int | None = None,
+        rewriter: Rewriter | None = None,
+        templates: Sequence[Template] = (),
+        chaos: Chaos | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -94,19 +105,38 @@ class Handler:
         self.loadbalance = loadbalance
         self.cache = AnswerCache(cache_size)
         self.autopath = autopath
+        self.hosts = hosts
+        if hosts is not None:
+            hosts.on_change = self.drop_cache
+        self.querylog = querylog
+        self.bufsize = bufsize  # bufsize plugin: cap on the EDNS payload (issue 13)
+        if bufsize is not None:
+            self.cache.cap = bufsize
+        self.rewriter = rewriter
+        self.templates = list(templates)
+        self.chaos = chaos
         # qnames the loop detector sent, with how often each arrived: one arrival is our
         # own send; a forwarding loop brings the same name back again and again.
         self.loop_probes: dict[str, int] = {}
         self.on_loop: Callable[[str], None] | None = None
 
-    def handle(self, data: bytes, tcp: bool, family: str = "1", client: str = "") -> Reply:
+    def drop_cache(self) -> None:
+        """Forget every cached answer (hosts data changed)."""
+        self.cache.generation = -1
+
+    def handle(
+        self, data: bytes, tcp: bool, family: str = "1", client: str = "", port: int = 0
+    ) -> Reply:
         """Answer one DNS message; None means send nothing (RFC 1035 4.1.1, SPEC.md 13).
 
         ``tcp``: the reply may use the 65535-byte TCP limit; ``family``: "1" IPv4 or
-        "2" IPv6 client (metrics); ``client``: the client's IP (autopath).
+        "2" IPv6 client (metrics); ``client``: the client's IP (autopath, log);
+        ``port``: the client's port (log).
         """
         if type(data) is not bytes:  # a bytearray or memoryview from a caller other
             data = bytes(data)  # than the transports: keys must be hashable bytes
+        if self.querylog is not None:
+            return self._logged(None, data, tcp, family, client, port)
         hit = self.cache.lookup(data, tcp, self.store.generation)
         if hit is not None:
             if self.metrics is not None:
@@ -117,11 +147,55 @@ class Handler:
             return query
         return self.handle_query(query, data, tcp, family, client)
 
+    def _logged(
+        self, query: Query | None, data: bytes, tcp: bool, family: str, client: str, port: int
+    ) -> Reply:
+        """:meth:`handle` (or :meth:`handle_query`) with the reply queued for the query log."""
+        assert self.querylog is not None
+        began = time.perf_counter()
+        querylog, self.querylog = self.querylog, None
+        try:
+            if query is None:
+                reply = self.handle(data, tcp, family, client)
+            else:
+                reply = self.handle_query(query, data, tcp, family, client)
+        finally:
+            self.querylog = querylog
+        if isinstance(reply, bytes) or reply is None:
+            querylog.record(client, port, tcp, data, reply, time.perf_counter() - began)
+            return reply
+        return self._log_later(reply, data, tcp, client, port, began)
+
+    async def _log_later(
+        self,
+        pending: Awaitable[bytes | None],
+        data: bytes,
+        tcp: bool,
+        client: str,
+        port: int,
+        began: float,
+    ) -> bytes | None:
+        reply = await pending
+        if self.querylog is not None:
+            self.querylog.record(client, port, tcp, data, reply, time.perf_counter() - began)
+        return reply
+
     def handle_query(
-        self, query: Query, data: bytes, tcp: bool, family: str = "1", client: str = ""
+        self,
+        query: Query,
+        data: bytes,
+        tcp: bool,
+        family: str = "1",
+        client: str = "",
+        port: int = 0,
     ) -> Reply:
         """Answer a parsed query (``data``: the packet as received)."""
+        if self.querylog is not None:
+            return self._logged(query, data, tcp, family, client, port)
         began = time.perf_counter()
+        if self.bufsize is not None and query.edns is not None and query.edns[0] > self.bufsize:
+            query.edns = (self.bufsize, query.edns[1], query.edns[2])  # CoreDNS bufsize
+            data = _cap_payload(data, query, self.bufsize)
         if query.edns is not None and query.edns[1] > 0:
             reply: Reply = error_response(query, Rcode.BADVERS)  # RFC 6891 6.1.3
             plugin = ""
@@ -181,14 +255,46 @@ class Handler:
         )
 
     def _miss(self, query: Query, data: bytes, limit: int, client: str) -> tuple[Reply, str]:
+        """The chain in CoreDNS's plugin.cfg order: chaos, rewrite, template, hosts,
+        kubernetes (autopath), forward."""
         if query.qtype == QType.HINFO and query.qname in self.loop_probes:
             self._loop_seen(query.qname)
+        if self.chaos is not None and query.qclass == QClass.CH:
+            found = self.chaos.answer(query, limit)
+            if found is not None:
+                return found, "chaos"
+        if self.rewriter is not None:
+            try:
+                rewritten = self.rewriter.rewrite(query, data)
+            except InvalidName:
+                return error_response(query, Rcode.SERVFAIL), "rewrite"
+            if rewritten is not None:
+                inner, inner_data, revert = rewritten
+                reply, plugin = self._chain(inner, inner_data, limit, client, rewritten=True)
+                return revert.reply(reply, query, limit), plugin
+        return self._chain(query, data, limit, client)
+
+    def _chain(
+        self, query: Query, data: bytes, limit: int, client: str, rewritten: bool = False
+    ) -> tuple[Reply, str]:
+        """The chain after rewrite. ``rewritten``: the question is a rewritten one: its
+        answers stay out of the answer cache (the client's key is another) and it need not
+        be under the block's zones (CoreDNS picks the block by the name as asked)."""
+        cache = not rewritten
+        for template in self.templates:
+            built = template.answer(query, limit)
+            if built is not None:
+                return built, "template"
         if query.qclass != QClass.IN:
-            return error_response(query, Rcode.REFUSED), ""  # no chaos plugin (SPEC.md 13)
+            return error_response(query, Rcode.REFUSED), ""  # not a class we serve (SPEC.md 13)
         if query.qtype in (QType.AXFR, QType.IXFR):
             return error_response(query, Rcode.REFUSED), ""  # no transfer plugin
-        if not find_zone(query.qname, self.zones):
+        if not rewritten and not find_zone(query.qname, self.zones):
             return error_response(query, Rcode.REFUSED), ""  # not this server's zones
+        if self.hosts is not None:
+            listed = self.hosts.answer(query.qname, query.qtype)
+            if listed is not None:
+                return self._encode(query, listed, limit, cache=cache), "hosts"
         passed: Answer | None = None  # an NXDOMAIN an exposure plugin fell through with
         for name, exposed in self._exposed(query.qname, query.qtype):
             if exposed is None:
@@ -212,7 +318,7 @@ class Handler:
                 forwarder = self._forwarder(answer.chase)
                 if forwarder is not None:
                     return self._chase(forwarder, query, answer, limit), "kubernetes"
-            cache = not answer.chase and not (
+            cache = cache and not answer.chase and not (
                 self.autopath and answer.rcode == Rcode.NXDOMAIN  # may differ per client
             )
             return self._encode(query, answer, limit, cache=cache), "kubernetes"
@@ -220,7 +326,7 @@ class Handler:
         if forwarder is not None:
             return forwarder.forward(query, data, limit), "forward"
         if answer is not None:  # fallthrough with nothing after it
-            return self._encode(query, answer, limit, cache=True), "kubernetes"
+            return self._encode(query, answer, limit, cache=cache), "kubernetes"
         return error_response(query, Rcode.SERVFAIL), ""  # no plugin handled it (SPEC.md 14)
 
     def _exposed(self, qname: str, qtype: int) -> Iterator[tuple[str, Answer | None]]:
@@ -279,6 +385,16 @@ class Handler:
             self.on_loop(qname)
 
 
+def _cap_payload(data: bytes, query: Query, size: int) -> bytes:
+    """``data`` with the UDP payload of its OPT lowered to ``size`` (CoreDNS bufsize: the
+    query forwarded upstream advertises the cap too), when the OPT directly follows the
+    question; else ``data`` unchanged."""
+    opt = 12 + len(query.question)
+    if len(data) >= opt + 11 and data[opt] == 0 and data[opt + 1 : opt + 3] == b"\x00\x29":
+        return data[: opt + 3] + size.to_bytes(2, "big") + data[opt + 5 :]
+    return data
+
+
 def _rotations(query: Query, answer: Answer, limit: int) -> list[bytes]:
     """Up to :data:`LOADBALANCE_VARIANTS` - 1 further encodings of ``answer`` with its
     A/AAAA records rotated (CNAMEs first, the rest in place: CoreDNS loadbalance)."""
@@ -309,15 +425,17 @@ class Mux:
         self.handlers = list(handlers)
         self._zones = tuple(z for h in self.handlers for z in h.zones)
 
-    def handle(self, data: bytes, tcp: bool, family: str = "1", client: str = "") -> Reply:
+    def handle(
+        self, data: bytes, tcp: bool, family: str = "1", client: str = "", port: int = 0
+    ) -> Reply:
         """As :meth:`Handler.handle`."""
         if len(self.handlers) == 1:
-            return self.handlers[0].handle(data, tcp, family, client)
+            return self.handlers[0].handle(data, tcp, family, client, port)
         query = parse_or_reply(data)
         if not isinstance(query, Query):
             return query
         zone = find_zone(query.qname, self._zones)
         for handler in self.handlers:
             if zone in handler.zones:
-                return handler.handle_query(query, data, tcp, family, client)
+                return handler.handle_query(query, data, tcp, family, client, port)
         return error_response(query, Rcode.REFUSED)

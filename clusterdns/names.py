@@ -101,3 +101,37 @@ def pod_label_to_ip(label: str) -> tuple[str, int] | None:
     if "." in label:
         return None
     return canonical_ip(label.replace("-", ":"))
+
+
+def cidr_zones(text: str) -> list[str] | None:
+    """The reverse zones of a CIDR zone such as ``10.96.0.0/12`` (CoreDNS plugin/pkg/cidr),
+    or None when ``text`` is not a CIDR.
+
+    A prefix on a label boundary (a multiple of 8 bits for IPv4, 4 for IPv6) is one zone
+    (``10.96.0.0/16`` -> ``96.10.in-addr.arpa.``); any other prefix is split into the
+    subnets of the next boundary (``10.0.0.0/17`` -> 128 zones ``0.0.10.in-addr.arpa.`` ...
+    ``127.0.10.in-addr.arpa.``). Host bits are ignored, as Go's
+    ParseCIDR does. Raises ValueError for a malformed CIDR.
+    """
+    if "/" not in text:
+        return None
+    network = ipaddress.ip_network(text.strip(), strict=False)  # as Go's ParseCIDR
+    boundary = 8 if network.version == 4 else 4
+    prefix = network.prefixlen
+    target = -(-prefix // boundary) * boundary
+    subnets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = (
+        [network] if target == prefix else list(network.subnets(new_prefix=target))
+    )
+    zones = []
+    for subnet in subnets:
+        labels = subnet.network_address.reverse_pointer.split(".")
+        skip = (subnet.max_prefixlen - subnet.prefixlen) // boundary
+        zones.append(".".join(labels[skip:]) + ".")
+    return zones
+
+
+def zone_list(text: str) -> list[str]:
+    """A zone argument of a Corefile: a domain (made absolute) or a CIDR (its reverse zones,
+    :func:`cidr_zones`). Raises ValueError for a malformed CIDR."""
+    zones = cidr_zones(text)
+    return zones if zones is not None else [absolute(text)]

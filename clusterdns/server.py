@@ -38,7 +38,7 @@ class UDPProtocol(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        reply = self.server.handler.handle(data, False, self.family, str(addr[0]))
+        reply = self.server.handler.handle(data, False, self.family, str(addr[0]), int(addr[1]))
         if reply is None or self.transport is None:
             return
         if isinstance(reply, bytes):
@@ -150,6 +150,7 @@ class DNSServer:
         self._connections.add(writer)
         peername = writer.get_extra_info("peername")
         peer = str(peername[0]) if peername else ""
+        peer_port = int(peername[1]) if peername else 0
         try:
             for _ in range(self.max_tcp_queries):
                 # A whole message must arrive within the idle timeout: a client sending a
@@ -157,7 +158,7 @@ class DNSServer:
                 prefix = await asyncio.wait_for(reader.readexactly(2), self.idle_timeout)
                 length = int.from_bytes(prefix, "big")
                 data = await asyncio.wait_for(reader.readexactly(length), self.idle_timeout)
-                reply = self.handler.handle(data, True, self.family, peer)
+                reply = self.handler.handle(data, True, self.family, peer, peer_port)
                 if reply is not None and not isinstance(reply, bytes):
                     reply = await reply
                 if reply is not None:

@@ -437,6 +437,7 @@ class AnswerCache:
         "misses",
         "turn",
         "last_qtype",
+        "cap",
     )
 
     def __init__(self, max_entries: int = 10000) -> None:
@@ -445,6 +446,7 @@ class AnswerCache:
         self.rotations: dict[tuple[bytes, bytes, int, bool, bool], tuple[bytes, ...]] = {}
         self.turn = 0
         self.max_entries = max_entries
+        self.cap = TCP_LIMIT  # bufsize: UDP limits above it count as it (issue 13)
         self.generation = -1
         self.hits = 0
         self.misses = 0
@@ -479,6 +481,8 @@ class AnswerCache:
             if root or rtype != 41 or ttl & 0x00FF0000 or qend + 11 + rdlength != end:
                 return None
             limit = 65535 if tcp else (payload if payload > 512 else 512)
+            if limit > self.cap and not tcp:
+                limit = self.cap
             key = (data[12 : pos + 1].lower(), data[pos + 1 : qend], limit, True, ttl & 0x8000 != 0)
         else:
             if qend != end:

@@ -90,7 +90,7 @@ cluster.local:5353 {
         denial 500
     }
     reload 10s 5s
-    whoami
+    debug
 }
 """)
     a, b = servers
@@ -110,12 +110,21 @@ cluster.local:5353 {
     assert (b.cache.success_capacity, b.cache.success_ttl, b.cache.success_min_ttl) == (1000, 60, 10)
     assert (b.cache.denial_capacity, b.cache.denial_ttl) == (500, 1800)
     assert b.reload == (10.0, 5.0)
-    assert b.warnings == ["Corefile:28: whoami: not supported, ignored"]
+    assert b.warnings == ["Corefile:28: debug: only affects logging here, ignored"]
 
 
-def test_unknown_directive_is_a_warning_naming_the_line() -> None:
-    (server,) = load(".:53 {\n    errors\n    rewrite name foo bar\n}\n", "conf/Corefile")
-    assert server.warnings == ["conf/Corefile:3: unknown directive 'rewrite', ignored"]
+@pytest.mark.parametrize("name", ["whoami", "frobnicate", "etcd", "federation", "proxy", "file",
+                                  "any", "nsid", "minimal", "view", "mdns", "filterlist"])
+def test_unknown_directive_stops_the_start_naming_the_line(name: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(f".:53 {{\n    errors\n    {name} foo bar\n}}\n", "conf/Corefile")
+    assert str(info.value) == f"conf/Corefile:3: plugin '{name}' is not supported by clusterdns"
+
+
+@pytest.mark.parametrize("name", ["debug", "trace", "dnstap", "metadata", "pprof"])
+def test_logging_only_directives_are_a_warning(name: str) -> None:
+    (server,) = load(f".:53 {{\n    {name}\n}}\n", "conf/Corefile")
+    assert server.warnings == [f"conf/Corefile:2: {name}: only affects logging here, ignored"]
 
 
 def test_environment_variables_and_quotes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -136,8 +145,8 @@ def test_environment_variables_and_quotes(monkeypatch: pytest.MonkeyPatch) -> No
         (".:53 {\n  kubernetes {\n    frobnicate\n  }\n}",
          "Corefile:3: kubernetes: unknown option 'frobnicate'"),
         (".:53 {\n  forward .\n}", "Corefile:2: forward: want FROM TO..., got '.'"),
-        (".:53 {\n  forward . tls://1.1.1.1\n}",
-         "Corefile:2: forward: only dns:// upstreams are supported, got 'tls://1.1.1.1'"),
+        (".:53 {\n  forward . https://1.1.1.1\n}",
+         "Corefile:2: forward: only dns:// and tls:// upstreams are supported, got 'https://1.1.1.1'"),
         (".:53 {\n  forward . 1.1.1.1 {\n    policy fastest\n  }\n}",
          "Corefile:3: forward: policy: want random|round_robin|sequential, got 'fastest'"),
         (".:53 {\n  forward . 1.1.1.1 {\n    max_concurrent lots\n  }\n}",
@@ -157,7 +166,18 @@ def test_environment_variables_and_quotes(monkeypatch: pytest.MonkeyPatch) -> No
         (".:53 {\n  errors\n", "Corefile: missing '}' at the end"),
         (".:53\n  errors\n", "Corefile:1: server block .:53 errors has no '{'"),
         (".:53 {\n  log\n}\n}", "Corefile:4: unexpected '}'"),
-        ("(snip) {\n  log\n}", "Corefile:1: snippets and import are not supported"),
+        ("(snip) {\n  log\n}", "Corefile: no server block"),
+        (".:53 {\n  import nothing-here.conf\n}",
+         "Corefile:2: import: no such file or snippet 'nothing-here.conf'"),
+        (".:53 {\n}\n.:53 {\n}", "Corefile:3: cannot serve dns://.:53: it is already defined at Corefile:1"),
+        ("cluster.local:53 {\n}\nCLUSTER.local.:53 {\n}",
+         "Corefile:3: cannot serve dns://cluster.local.:53: it is already defined at Corefile:1"),
+        (".:53 {\n  kubernetes cluster.local {\n    noendpoints\n  }\n}",
+         "Corefile:3: kubernetes: option 'noendpoints' is not supported by clusterdns"),
+        (".:53 {\n  cache {\n    servfail 10 5s\n  }\n}",
+         "Corefile:3: cache: option 'servfail' is not supported by clusterdns"),
+        (".:53 {\n  kubernetes cluster.local 10.300.0.0/16\n}",
+         "Corefile:2: kubernetes: '10.300.0.0/16' does not appear to be an IPv4 or IPv6 network"),
         (".:53 cluster.local:54 {\n}", "Corefile:1: one port per server block, got {53, 54}"),
         (".:dns {\n}", "Corefile:1: .:dns: bad port 'dns'"),
         ('.:53 {\n  forward . "1.1.1.1\n}', "Corefile:2: unclosed quote"),

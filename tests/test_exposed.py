@@ -338,6 +338,8 @@ def test_corefile_directives() -> None:
     ("k8s_external example.org {\n bogus\n}", "Corefile:3: k8s_external: unknown option 'bogus'"),
     ("k8s_gateway x.org {\n resources Ingress Pod\n}", "Corefile:3: k8s_gateway: resources: want some of"),
     ("k8s_gateway x.org {\n apex a..b\n}", "Corefile:3: k8s_gateway: want a relative DNS name"),
+    ("k8s_gateway x.org {\n ingressClasses nginx\n}",
+     "Corefile:3: k8s_gateway: option 'ingressClasses' is not supported by clusterdns"),
 ])
 def test_corefile_errors_name_the_line(body: str, error: str) -> None:
     with pytest.raises(ConfigError, match=error.replace(".", r"\.")):
