@@ -1,93 +1,5 @@
-r"""## Use it in your tests
-
-Installing clusterdns gives every pytest run a `clusterdns` fixture (a pytest plugin,
-loaded by its entry point): a real clusterdns on 127.0.0.1 at a free port, UDP and TCP,
-answering from Kubernetes objects your test gives it, as dicts written the way `kubectl get
--o json` writes them or as manifest files. Every cluster starts with what a fresh kind
-cluster has: the namespaces `default`, `kube-system`, `kube-public`, `kube-node-lease`, the
-`kubernetes` service (10.96.0.1) and `kube-dns` (10.96.0.10).
-
-```python
-# tests/test_dns.py (pip install clusterdns dnspython)
-import dns.resolver
-import pytest
-
-SHOP = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}
-WEB = {
-    "apiVersion": "v1",
-    "kind": "Service",
-    "metadata": {"name": "web", "namespace": "shop"},
-    "spec": {
-        "clusterIP": "10.96.100.10",
-        "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
-    },
-}
-
-
-def test_every_cluster_has_the_api_service(clusterdns):
-    answer = clusterdns.resolver().resolve("kubernetes.default", "A")
-    assert answer.qname.to_text() == "kubernetes.default.svc.cluster.local."
-    assert [rr.address for rr in answer] == ["10.96.0.1"]
-
-
-@pytest.mark.clusterdns(objects=[SHOP, WEB])
-def test_a_short_name_goes_through_the_search_list(clusterdns):
-    # resolver("shop") is configured from the resolv.conf of a pod in namespace shop
-    assert clusterdns.resolv_conf("shop") == (
-        "nameserver 127.0.0.1\n"
-        "search shop.svc.cluster.local svc.cluster.local cluster.local\n"
-        "options ndots:5\n"
-    )
-    answer = clusterdns.resolver("shop").resolve("web", "A")
-    assert answer.qname.to_text() == "web.shop.svc.cluster.local."
-    assert answer[0].address == "10.96.100.10"
-
-
-def test_answers_follow_the_cluster(clusterdns):
-    resolver = clusterdns.resolver("shop")
-    clusterdns.apply(SHOP, WEB)  # returns once the server answers from them
-    srv = resolver.resolve("_http._tcp.web", "SRV")
-    assert [(rr.port, rr.target.to_text()) for rr in srv] == [(80, "web.shop.svc.cluster.local.")]
-
-    clusterdns.apply({**WEB, "spec": {**WEB["spec"], "ports": [{"name": "http", "port": 8080}]}})
-    assert resolver.resolve("_http._tcp.web", "SRV")[0].port == 8080
-
-    clusterdns.delete("Service", "shop", "web")
-    with pytest.raises(dns.resolver.NXDOMAIN):
-        resolver.resolve("web.shop.svc.cluster.local.", "A")
-
-
-@pytest.mark.clusterdns(objects=[SHOP, WEB])
-def test_service_links(clusterdns):
-    env = clusterdns.env("shop")  # what the kubelet puts in a pod's environment
-    assert env["WEB_SERVICE_HOST"] == "10.96.100.10"
-    assert env["WEB_PORT"] == "tcp://10.96.100.10:80"
-    assert env["KUBERNETES_SERVICE_HOST"] == "10.96.0.1"
-```
-
-- `@pytest.mark.clusterdns(manifests=["k8s/"], objects=[...], zone="cluster.local", ttl=30,
-  pods="insecure")` on a test, class or module says what the fixture serves; manifest paths
-  are files or directories (YAML or JSON, `kind: List` too), relative to the test file.
-- `clusterdns.apply(*objects)` and `clusterdns.delete(kind, namespace, name)` change the
-  cluster; both return once the answers changed. An invalid object raises `ValueError`
-  naming it (`Service shop/web: spec.ports[0].port: not an integer`).
-- `clusterdns.resolver(namespace)` is a `dns.resolver.Resolver` set up as that pod's
-  resolv.conf (search list, `ndots:5`) on `clusterdns.port`; `clusterdns.address` is
-  `127.0.0.1:PORT` for your own client. There is no upstream: names outside
-  `cluster.local` are REFUSED, so a short name that matches nothing raises
-  `NoNameservers`, not `NXDOMAIN`; ask for the absolute name to see NXDOMAIN.
-- `clusterdns.env(namespace)` is the service environment the kubelet gives a pod there
-  (`enableServiceLinks`: `WEB_SERVICE_HOST`, `WEB_PORT_80_TCP`, ...), and
-  `clusterdns.resolv_conf(namespace)` the pod's resolv.conf text.
-- `gateway_zone="mlopshub.com"` / `external_zone="example.org"` (marker or factory) also
-  answer the names the cluster exposes, as CoreDNS's k8s_gateway and k8s_external do:
-  `apply()` an Ingress, Gateway or HTTPRoute (with its `status`) and resolve your public
-  host name (docs/exposed-names.md).
-- `clusterdns_factory(**options)` starts more servers (or one with other options);
-  `clusterdns.testing.ClusterDNS` works without pytest, as a context manager.
-- From a checkout that is not installed, load the plugin with `pytest -p clusterdns.testing`
-  (not both: with the entry point installed, `-p` would register it twice).
-"""
+r"""The pytest plugin (clusterdns.testing), as docs/testing.md describes it; that page's
+example is run here as it is written."""
 
 from __future__ import annotations
 
@@ -123,7 +35,9 @@ def _entry_point_installed() -> bool:
 PLUGIN_ARGS: tuple[str, ...] = () if _entry_point_installed() else ("-p", "clusterdns.testing")
 pytest_plugins = ["pytester"] if not PLUGIN_ARGS else ["pytester", "clusterdns.testing"]
 
-README_EXAMPLE = re.search(r"```python\n(.*?)```", __doc__ or "", re.S).group(1)  # type: ignore[union-attr]
+DOCS_EXAMPLE = re.search(  # type: ignore[union-attr]
+    r"```python\n(.*?)```", (ROOT / "docs" / "testing.md").read_text(), re.S
+).group(1)
 
 SHOP = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}
 TEAM = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}}
@@ -394,8 +308,8 @@ def test_import_is_light() -> None:
 # ---- as a user project runs it -------------------------------------------------------------
 
 
-def test_readme_example(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_dns=README_EXAMPLE)
+def test_docs_example(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_dns=DOCS_EXAMPLE)
     result = pytester.runpytest(*PLUGIN_ARGS, "--strict-markers", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=4)
 
