@@ -267,7 +267,8 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
-    """Validate manifests: print each error, then the counts; 1 if any error."""
+    """Validate manifests: print each error and duplicate, then the counts (as ``serve``
+    serves them: duplicates once); 1 if any error (duplicates are warnings)."""
     try:
         result = load(args.paths)
     except FileNotFoundError as exc:
@@ -275,6 +276,8 @@ def check(args: argparse.Namespace) -> int:
         return 1
     for line in result.errors:
         print(line, file=sys.stderr)
+    for line in result.warnings:
+        print(f"warning: {line}", file=sys.stderr)
     print(summary(result))
     return 1 if result.errors else 0
 
