@@ -21,6 +21,7 @@ from .search import DNSPolicy, Libc, ResolvConf, parse_resolv_conf, pod_resolv_c
 from .servicelinks import service_env
 from .sources.manifests import ManifestSource, load, summary
 from .store import Store
+from .wire import DEFAULT_UDP_SIZE
 
 log = logging.getLogger("clusterdns")
 
@@ -149,6 +150,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="queries per TCP connection before it is closed (10000)",
     )
     serve.add_argument(
+        "--udp-size",
+        "--bufsize",
+        dest="udp_size",
+        type=int,
+        default=DEFAULT_UDP_SIZE,
+        metavar="BYTES",
+        help="our EDNS payload: UDP replies are at most this and the client's, 512-65535 "
+        f"(CoreDNS bufsize; {DEFAULT_UDP_SIZE}, DNS Flag Day 2020)",
+    )
+    serve.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -242,6 +253,9 @@ def serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         log.error("--workers: want 1 or more, got %d", args.workers)
         return 1
+    if not 512 <= args.udp_size <= 65535:
+        log.error("--udp-size: want 512 to 65535 bytes, got %d", args.udp_size)
+        return 1
     options = Options(
         watch_timeout=args.kube_watch_timeout,
         tcp_idle_timeout=args.tcp_idle_timeout,
@@ -254,6 +268,7 @@ def serve(args: argparse.Namespace) -> int:
         kube_api=args.kube_api or "",
         corefile=args.conf,
         cache_size=args.cache_size,
+        udp_size=args.udp_size,
     )
     if args.conf is not None:
         try:

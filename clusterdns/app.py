@@ -41,6 +41,7 @@ from .server import DNSServer
 from .sources.manifests import SOURCE as ZONES_SOURCE
 from .sources.manifests import LoadResult, ManifestSource, summary
 from .store import KINDS, Store
+from .wire import DEFAULT_UDP_SIZE
 
 log = logging.getLogger("clusterdns")
 T = TypeVar("T")
@@ -89,7 +90,8 @@ class Options:
 
     ``zones``: manifest paths (None: ``./zones`` when no API source is configured);
     ``kubeconfig``/``kube_api``: the API source; ``corefile``: the path to re-read with
-    ``reload``; ``cache_size``: answer cache bound in entries per server block.
+    ``reload``; ``cache_size``: answer cache bound in entries per server block;
+    ``udp_size``: our EDNS payload in bytes for blocks without ``bufsize`` (issue 14).
     """
 
     zones: list[Path] | None = None
@@ -104,6 +106,7 @@ class Options:
     tcp_idle_timeout: float = 10.0  # seconds
     max_tcp_connections: int = 1000
     max_tcp_queries: int = 10000
+    udp_size: int = DEFAULT_UDP_SIZE  # bytes: our EDNS payload (serve --udp-size)
     watch_timeout: float = 0.0  # seconds; 0: the reflector's 5-10 minutes
 
 
@@ -176,8 +179,11 @@ def autopath(server: ServerConfig) -> AutoPath | None:
     return AutoPath(domains)
 
 
-def build_block(server: ServerConfig, store: Store, cache_size: int) -> Block:
-    """Handler, forwarders (with cache) and metrics of one server block.
+def build_block(
+    server: ServerConfig, store: Store, cache_size: int, udp_size: int = DEFAULT_UDP_SIZE
+) -> Block:
+    """Handler, forwarders (with cache) and metrics of one server block. ``udp_size``: our
+    EDNS payload in bytes, unless the block sets its own (Corefile ``bufsize``).
 
     Raises ConfigError when an upstream list cannot be resolved.
     """
@@ -212,6 +218,7 @@ def build_block(server: ServerConfig, store: Store, cache_size: int) -> Block:
         loadbalance=server.loadbalance,
         cache_size=cache_size,
         autopath=autopath(server),
+        udp_size=getattr(server, "bufsize", 0) or udp_size,
     )
     return Block(server, handler, forwarders, metrics)
 
@@ -259,7 +266,8 @@ class App:
         try:
             starting.result()
             self.blocks = [
-                build_block(s, self.store, self.options.cache_size) for s in self.servers
+                build_block(s, self.store, self.options.cache_size, self.options.udp_size)
+                for s in self.servers
             ]
             await self._start_listeners()
             self._start_http()
@@ -547,7 +555,10 @@ class App:
         name = str(self.options.corefile or "Corefile")
         try:
             servers = load_corefile(text, name)
-            blocks = [build_block(s, self.store, self.options.cache_size) for s in servers]
+            blocks = [
+                build_block(s, self.store, self.options.cache_size, self.options.udp_size)
+                for s in servers
+            ]
         except ClusterDNSError as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
             self.collector.reload_failed += 1

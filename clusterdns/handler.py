@@ -26,11 +26,15 @@ from .resolver import Answer, ZoneConfig, resolve
 from .rr import QClass, QType, Rcode
 from .store import Store
 from .wire import (
+    DEFAULT_UDP_SIZE,
+    MIN_UDP,
+    TCP_LIMIT,
     AnswerCache,
     Drop,
     Query,
     encode_answer,
     error_response,
+    find_opt,
     header_only_response,
     parse_header,
     parse_query,
@@ -42,16 +46,19 @@ Reply = Union[bytes, None, Awaitable[Union[bytes, None]]]  # noqa: UP007 - a run
 LOADBALANCE_VARIANTS = 4  # rotations of an A/AAAA answer kept in the answer cache
 
 
-def parse_or_reply(data: bytes) -> Query | bytes | None:
+def parse_or_reply(data: bytes, udp_size: int = DEFAULT_UDP_SIZE) -> Query | bytes | None:
     """The parsed query, or what to send instead: nothing (Drop), or FORMERR/NOTIMP with
-    the header only (RFC 1035 4.1.1)."""
+    the header only (RFC 1035 4.1.1) and an OPT of ``udp_size`` bytes if the query had one
+    (RFC 6891 6.1.1)."""
     try:
-        return parse_query(data)
+        query = parse_query(data)
     except Drop:
         return None
     except ClusterDNSError as exc:
         ident, flags = parse_header(data)
-        return header_only_response(ident, flags, exc.rcode)
+        return header_only_response(ident, flags, exc.rcode, find_opt(data), udp_size)
+    query.udp_size = udp_size
+    return query
 
 
 class Handler:
@@ -61,7 +68,10 @@ class Handler:
     ``config``: the kubernetes zone configuration, or None without a kubernetes plugin;
     ``forwarders``: tried in order for names the zone does not answer;
     ``loadbalance``: rotate A/AAAA answers (CoreDNS loadbalance, CNAMEs stay first);
-    ``metrics``: counted per query; ``autopath``: server-side search for pods (SPEC.md 15.4).
+    ``metrics``: counted per query; ``autopath``: server-side search for pods (SPEC.md 15.4);
+    ``udp_size``: our EDNS payload in bytes, 512-65535 (default 1232, DNS Flag Day 2020;
+    CoreDNS ``bufsize``): UDP replies are capped at the smaller of it and the client's, and
+    our OPT advertises it (RFC 6891 6.2.5). ValueError outside that range.
     Call from the thread that mutates ``store``.
     """
 
@@ -76,7 +86,11 @@ class Handler:
         loadbalance: bool = False,
         cache_size: int = 10000,
         autopath: AutoPath | None = None,
+        udp_size: int = DEFAULT_UDP_SIZE,
     ) -> None:
+        if not MIN_UDP <= udp_size <= TCP_LIMIT:
+            raise ValueError(f"udp_size: want {MIN_UDP} to {TCP_LIMIT} bytes, got {udp_size}")
+        self.udp_size = udp_size
         self.store = store
         self.config = config
         self.zones = zones if zones is not None else (config.zones if config else (".",))
@@ -84,6 +98,7 @@ class Handler:
         self.metrics = metrics
         self.loadbalance = loadbalance
         self.cache = AnswerCache(cache_size)
+        self.cache.udp_size = udp_size
         self.autopath = autopath
         # qnames the loop detector sent, with how often each arrived: one arrival is our
         # own send; a forwarding loop brings the same name back again and again.
@@ -103,7 +118,7 @@ class Handler:
             if self.metrics is not None:
                 self.metrics.hit(tcp, family, self.cache.last_qtype, data, hit)
             return hit
-        query = parse_or_reply(data)
+        query = parse_or_reply(data, self.udp_size)
         if not isinstance(query, Query):
             return query
         return self.handle_query(query, data, tcp, family, client)
@@ -113,6 +128,7 @@ class Handler:
     ) -> Reply:
         """Answer a parsed query (``data``: the packet as received)."""
         began = time.perf_counter()
+        query.udp_size = self.udp_size
         if query.edns is not None and query.edns[1] > 0:
             reply: Reply = error_response(query, Rcode.BADVERS)  # RFC 6891 6.1.3
             plugin = ""
@@ -278,7 +294,7 @@ class Mux:
         """As :meth:`Handler.handle`."""
         if len(self.handlers) == 1:
             return self.handlers[0].handle(data, tcp, family, client)
-        query = parse_or_reply(data)
+        query = parse_or_reply(data, self.handlers[0].udp_size)
         if not isinstance(query, Query):
             return query
         zone = find_zone(query.qname, self._zones)

@@ -152,9 +152,7 @@ def _expanded_size(root: yaml.Node, limit: int) -> int:
         stack.append((node, True))
         for child in _children(node):
             if id(child) in on_path:
-                raise ManifestError(
-                    "a YAML alias refers to a node containing it (recursive alias)"
-                )
+                raise ManifestError("a YAML alias refers to a node containing it (recursive alias)")
             if id(child) not in sizes:
                 stack.append((child, False))
     return sizes[id(root)]
@@ -193,8 +191,7 @@ def _yaml_documents(text: str) -> list[Any]:
                 limit = max(ALIAS_EXPANSION_FLOOR, MAX_ALIAS_EXPANSION * written)
                 if _expanded_size(node, limit) > limit:
                     raise ManifestError(
-                        f"YAML aliases expand {written} nodes to more than {limit} "
-                        "(an alias bomb?)"
+                        f"YAML aliases expand {written} nodes to more than {limit} (an alias bomb?)"
                     )
             docs.append(loader.construct_document(node))
     finally:
