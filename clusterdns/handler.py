@@ -44,6 +44,31 @@ log = logging.getLogger("clusterdns.handler")
 
 Reply = Union[bytes, None, Awaitable[Union[bytes, None]]]  # noqa: UP007 - a runtime alias
 LOADBALANCE_VARIANTS = 4  # rotations of an A/AAAA answer kept in the answer cache
+FAULT_LOG_INTERVAL = 10.0  # seconds: unexpected errors of one kind are logged this often
+
+
+class FaultLog:
+    """Logs unexpected exceptions with their trace, at most one per ``interval`` seconds
+    per message; the others are counted and reported with the next one logged (a failing
+    upstream must not turn every query into a traceback)."""
+
+    def __init__(self, interval: float = FAULT_LOG_INTERVAL) -> None:
+        self.interval = interval
+        self.last: dict[str, float] = {}
+        self.suppressed: dict[str, int] = {}
+
+    def exception(self, message: str) -> None:
+        """Log the exception being handled under ``message`` (or count it)."""
+        now = time.monotonic()
+        if now - self.last.get(message, -self.interval) < self.interval:
+            self.suppressed[message] = self.suppressed.get(message, 0) + 1
+            return
+        self.last[message] = now
+        more = self.suppressed.pop(message, 0)
+        log.exception("%s%s", message, f" (and {more} more since last logged)" if more else "")
+
+
+FAULTS = FaultLog()
 
 
 def parse_or_reply(data: bytes, udp_size: int = DEFAULT_UDP_SIZE) -> Query | bytes | None:
@@ -142,6 +167,8 @@ class Handler:
                 except Exception:  # a bug must cost one query, not the server
                     log.exception("internal error answering %s type %d", query.qname, query.qtype)
                     reply, plugin = error_response(query, Rcode.SERVFAIL), ""
+                if reply is not None and not isinstance(reply, bytes):
+                    reply = _guarded(reply, query, plugin)
         if self.metrics is None:
             return reply
         if isinstance(reply, bytes) or reply is None:
@@ -258,6 +285,16 @@ class Handler:
         self.loop_probes[qname] += 1
         if self.loop_probes[qname] > 2 and self.on_loop is not None:
             self.on_loop(qname)
+
+
+async def _guarded(pending: Awaitable[bytes | None], query: Query, plugin: str) -> bytes | None:
+    """A forwarded (or autopath, ExternalName) answer, or SERVFAIL when it raised: the
+    fault is logged (rate-limited), never swallowed, never a silent non-answer."""
+    try:
+        return await pending
+    except Exception:
+        FAULTS.exception(f"internal error in {plugin or 'the handler'} answering a query")
+        return error_response(query, Rcode.SERVFAIL)
 
 
 def _rotations(query: Query, answer: Answer, limit: int) -> list[bytes]:
