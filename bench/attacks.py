@@ -8,12 +8,15 @@ attack-specific figures (reply/query byte ratios, how long a non-reading TCP cli
 its slot, how long a hostile manifest takes to be refused). Everything goes to loopback
 only, bounded in time and count; nothing is installed.
 
-Usage: python bench/attacks.py [--seconds 3] [--tcp-idle-timeout 2]
+Usage: python bench/attacks.py [--seconds 3] [--tcp-idle-timeout 2] [--source DIR]
+(``--source``: run the server from another checkout, e.g. ``git archive cd43307 | tar -x -C
+/tmp/old`` for the figures before the fixes.)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import signal
@@ -45,11 +48,25 @@ BOMB = "a: &a {apiVersion: v1, kind: Service, metadata: {name: x}}\n" + "".join(
 ) + "kind: List\napiVersion: v1\nitems: [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\n"
 
 
+LOG: list[str] = []  # the server's log lines
+
+
 def rss_mb(pid: int) -> float:
     """Resident set size of ``pid`` in MB (/proc)."""
     text = Path(f"/proc/{pid}/status").read_text()
     match = re.search(r"VmRSS:\s+(\d+) kB", text)
     return int(match.group(1)) / 1024 if match else 0.0
+
+
+def server_connections(port: int) -> int:
+    """TCP connections of the server on ``port`` that are open (ESTABLISHED, CLOSE_WAIT)."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, state = fields[1], fields[3]
+        if int(local.split(":")[1], 16) == port and state in ("01", "08"):
+            count += 1
+    return count
 
 
 def query(name: str, qtype: str, payload: int | None = None, ident: int = 1) -> bytes:
@@ -116,6 +133,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="per attack")
     parser.add_argument("--tcp-idle-timeout", type=float, default=2.0)
+    parser.add_argument(
+        "--manifest", default="", help="only the hostile manifests whose title has this"
+    )
+    parser.add_argument("--source", type=Path, default=ROOT, help="the checkout to serve from")
     args = parser.parse_args()
     zones = Path(tempfile.mkdtemp(prefix="clusterdns-attacks-"))
     (zones / "big.yaml").write_text(NS + "---\n" + big_service_manifest(300))
@@ -123,7 +144,8 @@ def main() -> int:
                "--zones", str(zones), "--zones-interval", "0.2",
                "--tcp-idle-timeout", str(args.tcp_idle_timeout)]
     print("server:", " ".join(command[1:]))
-    server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    env = {**os.environ, "PYTHONPATH": str(args.source), "PYTHONUNBUFFERED": "1"}
+    server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=args.source, env=env)
     assert server.stderr is not None
     port = 0
     for line in server.stderr:
@@ -131,27 +153,42 @@ def main() -> int:
         if match:
             port = int(match.group(1))
             break
-    threading.Thread(target=lambda: [None for _ in server.stderr], daemon=True).start()  # type: ignore[union-attr]
+    threading.Thread(target=LOG.extend, args=(server.stderr,), daemon=True).start()
     pid = server.pid
     try:
-        run_attacks(port, pid, args, zones)
+        run_attacks(port, pid, args, zones, server)
     finally:
-        server.send_signal(signal.SIGTERM)
-        began = time.monotonic()
-        code = server.wait(30)
-        print(f"SIGTERM: exit {code} after {time.monotonic() - began:.2f} s")
+        if server.poll() is None:
+            server.send_signal(signal.SIGTERM)
+            began = time.monotonic()
+            code = server.wait(30)
+            print(f"SIGTERM: exit {code} after {time.monotonic() - began:.2f} s")
     return 0
 
 
-def run_attacks(port: int, pid: int, args: argparse.Namespace, zones: Path) -> None:
+def run_attacks(
+    port: int, pid: int, args: argparse.Namespace, zones: Path, server: subprocess.Popen[str]
+) -> None:
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    if not args.manifest:
+        run_packet_attacks(port, pid, args, udp)
+    run_manifest_attacks(port, pid, args, zones)
+    if not args.manifest:
+        run_signals(port, server, udp)
+
+
+def run_packet_attacks(port: int, pid: int, args: argparse.Namespace, udp: socket.socket) -> None:
     seconds = args.seconds
     addr = ("127.0.0.1", port)
 
     print("baseline (no attack)")
-    during(port, pid, seconds, lambda end: (time.sleep(max(0.0, end - time.monotonic())), "")[1])
+    def idle(end: float) -> str:
+        time.sleep(max(0.0, end - time.monotonic()))
+        return ""
+
+    during(port, pid, seconds, idle)
 
     print("amplification: the big SRV answer over UDP")
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.settimeout(2)
     for payload in (None, 1232, 4096, 65535):
         data = query(BIG, "SRV", payload)
@@ -184,27 +221,19 @@ def run_attacks(port: int, pid: int, args: argparse.Namespace, zones: Path) -> N
             sock.connect(addr)
             sock.setblocking(False)
             wire = query(BIG, "SRV")
-            try:
+            with contextlib.suppress(BlockingIOError):
                 sock.send((len(wire).to_bytes(2, "big") + wire) * 200)
-            except BlockingIOError:
-                pass
             socks.append((sock, time.monotonic()))
-        closed = []
-        deadline = time.monotonic() + args.tcp_idle_timeout * 3 + 5
-        while socks and time.monotonic() < deadline:
-            for sock, began in list(socks):
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-                    while sock.recv(65536):
-                        pass
-                except BlockingIOError:
-                    continue
-                except ConnectionError:
-                    pass
-                closed.append(time.monotonic() - began)
-                socks.remove((sock, began))
-                sock.close()
+        # Seen from the server's side (/proc/net/tcp): its connections on the port that are
+        # not closed. The client may never learn of the reset: its window is full, and
+        # Linux drops a RST beyond it, so the client's own socket state says nothing.
+        began = time.monotonic()
+        deadline = began + args.tcp_idle_timeout * 3 + 5
+        held = server_connections(port)
+        while held and time.monotonic() < deadline:
             time.sleep(0.05)
+            held = server_connections(port)
+        took = time.monotonic() - began
         for sock, _ in socks:
             sock.close()
         # a legitimate TCP query now
@@ -214,9 +243,9 @@ def run_attacks(port: int, pid: int, args: argparse.Namespace, zones: Path) -> N
             tcp.sendall(len(wire).to_bytes(2, "big") + wire)
             tcp.recv(65535)
             tcp_ms = (time.perf_counter() - began) * 1000
-        longest = max(closed) if closed else float("nan")
-        return (f"{len(closed)} of 50 cut off, the last after {longest:.1f} s; "
-                f"{len(socks)} still open; a TCP query after: {tcp_ms:.2f} ms")
+        state = f"all 50 closed by the server after {took:.1f} s" if not held else (
+            f"{held} of 50 still held by the server after {took:.1f} s")
+        return f"{state}; a TCP query after: {tcp_ms:.2f} ms"
 
     during(port, pid, seconds, slow_readers)
 
@@ -230,49 +259,72 @@ def run_attacks(port: int, pid: int, args: argparse.Namespace, zones: Path) -> N
                + struct.pack("!HH", 3, 20) + b"x" * 4]
         sent = formerr = 0
         udp.settimeout(0.5)
+        began = time.monotonic()
         while time.monotonic() < end:
             udp.sendto(bad[sent % 2], addr)
             sent += 1
-            try:
+            with contextlib.suppress(TimeoutError):
                 reply = udp.recv(65535)
                 formerr += reply[3] & 0xF == 1
-            except TimeoutError:
-                pass
+            time.sleep(max(0.0, began + sent / 2000 - time.monotonic()))
         return f"{sent} sent, {formerr} FORMERR"
 
     during(port, pid, seconds, malformed)
 
+
+
+def run_manifest_attacks(port: int, pid: int, args: argparse.Namespace, zones: Path) -> None:
+    seconds = args.seconds
     for name, text in (("self-referencing alias (45 B)", SELF_ALIAS),
                        (f"alias bomb ({len(BOMB)} B, 1,000,000 Services expanded)", BOMB),
                        ("2 MB List of 1,000,000 integers", '{"kind": "List", "apiVersion": "v1", '
                         '"items": [' + ",".join(["1"] * 1_000_000) + "]}"),
                        ("200 KB of nested [[[...]]] (JSON)", "[" * 100_000 + "]" * 100_000)):
+        if args.manifest not in name:
+            continue
         print(f"hostile manifest in zones/: {name}")
         suffix = ".json" if text.startswith(("{", "[")) else ".yaml"
 
         def hostile(end: float, text: str = text, suffix: str = suffix) -> str:
             path = zones / f"hostile{suffix}"
+            seen = len(LOG)
             path.write_text(text)
             began = time.monotonic()
-            from clusterdns.sources.manifests import load_file
-
-            errors = load_file(path).errors  # what the server logs, measured here
-            took = time.monotonic() - began
+            error, took = "", float("nan")
+            while time.monotonic() < end + 10 and not error:
+                for line in LOG[seen:]:
+                    if str(path) in line and "ERROR" in line:
+                        took = time.monotonic() - began
+                        error = line.split(f"{path}: ", 1)[1].strip()
+                        break
+                time.sleep(0.01)
             time.sleep(max(0.0, end - time.monotonic()))
             path.unlink()
-            return f"refused in {took * 1000:.0f} ms here: {errors[0][len(str(path)) + 2:][:70]!r}"
+            return (f"the server logged it after {took * 1000:.0f} ms (polling every 0.2 s): "
+                    f"{error[:60]!r}")
 
         during(port, pid, seconds, hostile)
 
+
+
+def run_signals(port: int, server: subprocess.Popen[str], udp: socket.socket) -> None:
+    addr = ("127.0.0.1", port)
+    pid = server.pid
     print("signals: SIGHUP, SIGUSR1, SIGUSR2")
     for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+        if server.poll() is not None:
+            print(f"  {sig.name}: not sent, the server has exited ({server.returncode})")
+            continue
         os.kill(pid, sig)
         time.sleep(0.3)
-        alive = Path(f"/proc/{pid}").exists()
-        udp.settimeout(2)
-        udp.sendto(query(LEGIT, "A"), addr)
-        answered = bool(udp.recv(65535))
-        print(f"  {sig.name}: alive {alive}, answers {answered}")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as fresh:
+            fresh.settimeout(2)
+            fresh.sendto(query(LEGIT, "A"), addr)
+            try:
+                answered = bool(fresh.recv(65535))
+            except (TimeoutError, ConnectionError):
+                answered = False
+        print(f"  {sig.name}: running {server.poll() is None}, answers {answered}")
 
 
 if __name__ == "__main__":
