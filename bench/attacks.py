@@ -258,15 +258,17 @@ def run_packet_attacks(port: int, pid: int, args: argparse.Namespace, udp: socke
                wire[:10] + b"\x00\x01" + wire[12:] + b"\x00" + struct.pack("!HHIH", 41, 1232, 0, 8)
                + struct.pack("!HH", 3, 20) + b"x" * 4]
         sent = formerr = 0
-        udp.settimeout(0.5)
+        fresh = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # no stale replies
+        fresh.settimeout(0.5)
         began = time.monotonic()
         while time.monotonic() < end:
-            udp.sendto(bad[sent % 2], addr)
+            fresh.sendto(bad[sent % 2], addr)
             sent += 1
             with contextlib.suppress(TimeoutError):
-                reply = udp.recv(65535)
+                reply = fresh.recv(65535)
                 formerr += reply[3] & 0xF == 1
             time.sleep(max(0.0, began + sent / 2000 - time.monotonic()))
+        fresh.close()
         return f"{sent} sent, {formerr} FORMERR"
 
     during(port, pid, seconds, malformed)
