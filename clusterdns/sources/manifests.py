@@ -58,6 +58,7 @@ class FileResult:
     skipped: Counter[str] = field(default_factory=Counter)
     parsed: bool = True
     more_errors: int = 0  # errors beyond MAX_ERRORS_PER_FILE, counted but not kept
+    items: int = 0  # documents and List items seen (bounded by MAX_OBJECTS)
 
     def error(self, line: str) -> None:
         """Keep one error line, or only count it past :data:`MAX_ERRORS_PER_FILE`."""
@@ -206,9 +207,16 @@ def _documents(path: Path, text: str) -> list[Any]:
 
 
 def _objects(doc: Any, where: str, result: FileResult) -> Iterator[Mapping[str, Any] | _Converted]:
-    """Yield the objects of one document, unwrapping ``List`` kinds; count skipped kinds."""
+    """Yield the objects of one document, unwrapping ``List`` kinds; count skipped kinds.
+
+    Every item counts against :data:`MAX_OBJECTS`, the ones that are no object too (a List
+    of a million integers is refused, not reported a million times): ManifestError.
+    """
     if doc is None:
         return
+    result.items += 1
+    if result.items > MAX_OBJECTS:
+        raise ManifestError(f"more than {MAX_OBJECTS} objects, the limit a file")
     if isinstance(doc, _Converted):
         yield doc
         return
@@ -275,12 +283,8 @@ def _load_file(path: Path) -> FileResult:
 
 
 def _convert_documents(path: Path, docs: list[Any], result: FileResult) -> None:
-    count = 0
     for index, doc in enumerate(docs):
         for obj in _objects(doc, f"{path}: document {index + 1}", result):
-            count += 1
-            if count > MAX_OBJECTS:
-                raise ManifestError(f"more than {MAX_OBJECTS} objects, the limit a file")
             if isinstance(obj, _Converted):
                 if obj.error:
                     result.error(f"{path}: {obj.error}")
