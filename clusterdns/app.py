@@ -347,6 +347,7 @@ class App:
             paths = [Path("zones")]
         if paths:
             self.manifests = ManifestSource(self.store, paths)
+            log.info("zones: reading %s", ", ".join(map(str, paths)))
             try:  # parsed off the loop: SIGTERM is heard while a big zones/ loads
                 result = await in_thread(self.manifests.read)
             except FileNotFoundError as exc:

@@ -169,6 +169,31 @@ def test_zone_reloading_survives_a_recursive_alias(tmp_path: Path) -> None:
     assert "Traceback" not in "".join(server.log_lines)
 
 
+def test_sigterm_stops_the_server_while_zones_load(tmp_path: Path) -> None:
+    (tmp_path / "many.yaml").write_text("".join(
+        f"---\n{svc(f's{i}', ns='default', ip=f'10.96.{i // 250}.{i % 250 + 1}')}"
+        for i in range(40_000)
+    ))  # several seconds of parsing
+    process = subprocess.Popen(
+        [sys.executable, "-m", "clusterdns", "serve", "--listen", "127.0.0.1:0", "--zones",
+         str(tmp_path)],
+        stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stderr is not None
+    try:
+        for line in process.stderr:
+            if "zones: reading" in line:
+                break
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=3) == 0  # not after the whole file has loaded
+        assert "listening" not in process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 # ---- 3, 7, 9: TCP ----------------------------------------------------------------------------
 
 
