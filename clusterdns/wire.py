@@ -37,7 +37,6 @@ FLAG_CD = 0x0010
 OPCODE_MASK = 0x7800
 
 MIN_UDP = 512  # RFC 1035 4.2.1; EDNS payloads below it count as 512 (RFC 6891 6.2.5)
-MAX_EDNS_ADVERTISED = 4096
 DEFAULT_UDP_SIZE = 1232  # our own EDNS payload: DNS Flag Day 2020, Knot's default
 PAYLOAD_BUCKETS = (4096, 1232)  # UDP limits between ours and 512 (DESIGN.md 3)
 OPTION_COOKIE = 10  # RFC 7873
