@@ -21,6 +21,7 @@ from .search import DNSPolicy, Libc, ResolvConf, parse_resolv_conf, pod_resolv_c
 from .servicelinks import service_env
 from .sources.manifests import ManifestSource, load, summary
 from .store import Store
+from .wire import DEFAULT_UDP_SIZE
 
 log = logging.getLogger("clusterdns")
 
@@ -165,6 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="queries per TCP connection before it is closed (10000)",
     )
     serve.add_argument(
+        "--udp-size",
+        "--bufsize",
+        dest="udp_size",
+        type=int,
+        default=DEFAULT_UDP_SIZE,
+        metavar="BYTES",
+        help="our EDNS payload: UDP replies are at most this and the client's, 512-65535 "
+        f"(CoreDNS bufsize; {DEFAULT_UDP_SIZE}, DNS Flag Day 2020)",
+    )
+    serve.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -276,6 +287,9 @@ def serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         log.error("--workers: want 1 or more, got %d", args.workers)
         return 1
+    if not 512 <= args.udp_size <= 65535:
+        log.error("--udp-size: want 512 to 65535 bytes, got %d", args.udp_size)
+        return 1
     options = Options(
         watch_timeout=args.kube_watch_timeout,
         tcp_idle_timeout=args.tcp_idle_timeout,
@@ -288,6 +302,7 @@ def serve(args: argparse.Namespace) -> int:
         kube_api=args.kube_api or "",
         corefile=args.conf,
         cache_size=args.cache_size,
+        udp_size=args.udp_size,
     )
     if args.conf is not None:
         try:
@@ -301,7 +316,8 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
-    """Validate manifests: print each error, then the counts; 1 if any error."""
+    """Validate manifests: print each error and duplicate, then the counts (as ``serve``
+    serves them: duplicates once); 1 if any error (duplicates are warnings)."""
     try:
         result = load(args.paths)
     except FileNotFoundError as exc:
@@ -309,6 +325,8 @@ def check(args: argparse.Namespace) -> int:
         return 1
     for line in result.errors:
         print(line, file=sys.stderr)
+    for line in result.warnings:
+        print(f"warning: {line}", file=sys.stderr)
     print(summary(result))
     return 1 if result.errors else 0
 

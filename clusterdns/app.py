@@ -18,10 +18,12 @@ import os
 import random
 import signal
 import socket
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from . import __version__
 from .autopath import AutoPath
@@ -42,15 +44,51 @@ from .resolver import PodMode, ZoneConfig
 from .rewrite import Rewriter
 from .search import parse_resolv_conf
 from .server import DNSServer
-from .sources.manifests import ManifestSource, summary
+from .sources.manifests import SOURCE as ZONES_SOURCE
+from .sources.manifests import LoadResult, ManifestSource, summary
 from .store import KINDS, Store
 from .template import Template
+from .wire import DEFAULT_UDP_SIZE
 
 log = logging.getLogger("clusterdns")
+T = TypeVar("T")
 
 LOOP_PROBE_ATTEMPTS = 10
 LOOP_PROBE_INTERVAL = 0.5  # seconds between attempts
 LOOP_PROBE_TIMEOUT = 6.0  # seconds to wait for an answer: longer than a forward's deadline
+RELOAD_SIGNALS = ("SIGHUP", "SIGUSR1")  # reload the Corefile and zones/ (CoreDNS: SIGUSR1)
+IGNORED_SIGNALS = ("SIGUSR2", "SIGALRM", "SIGVTALRM", "SIGPROF")  # logged, not fatal
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+async def in_thread(fn: Callable[[], T]) -> T:
+    """Run ``fn`` on a daemon thread and await its result (or exception).
+
+    Unlike ``run_in_executor``, an abandoned call (SIGTERM while a big zones/ loads) does
+    not hold the process at exit: asyncio.run waits for the default executor's threads.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(value: Any, failed: bool) -> None:
+        if future.done():
+            return
+        if failed:
+            future.set_exception(value)
+        else:
+            future.set_result(value)
+
+    def work() -> None:
+        try:
+            value: Any = fn()
+            failed = False
+        except BaseException as exc:  # handed to the awaiting task
+            value, failed = exc, True
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(settle, value, failed)
+
+    threading.Thread(target=work, name="clusterdns-load", daemon=True).start()
+    return await future
 
 
 @dataclass
@@ -59,7 +97,8 @@ class Options:
 
     ``zones``: manifest paths (None: ``./zones`` when no API source is configured);
     ``kubeconfig``/``kube_api``: the API source; ``corefile``: the path to re-read with
-    ``reload``; ``cache_size``: answer cache bound in entries per server block.
+    ``reload``; ``cache_size``: answer cache bound in entries per server block;
+    ``udp_size``: our EDNS payload in bytes for blocks without ``bufsize`` (issue 14).
     """
 
     zones: list[Path] | None = None
@@ -74,6 +113,7 @@ class Options:
     tcp_idle_timeout: float = 10.0  # seconds
     max_tcp_connections: int = 1000
     max_tcp_queries: int = 10000
+    udp_size: int = DEFAULT_UDP_SIZE  # bytes: our EDNS payload (serve --udp-size)
     watch_timeout: float = 0.0  # seconds; 0: the reflector's 5-10 minutes
 
 
@@ -230,8 +270,11 @@ def autopath(server: ServerConfig) -> AutoPath | None:
     return AutoPath(domains)
 
 
-def build_block(server: ServerConfig, store: Store, cache_size: int) -> Block:
-    """Handler, forwarders (with cache) and metrics of one server block.
+def build_block(
+    server: ServerConfig, store: Store, cache_size: int, udp_size: int = DEFAULT_UDP_SIZE
+) -> Block:
+    """Handler, forwarders (with cache) and metrics of one server block. ``udp_size``: our
+    EDNS payload in bytes, unless the block sets its own (Corefile ``bufsize``).
 
     Raises ConfigError when an upstream list cannot be resolved.
     """
@@ -278,10 +321,10 @@ def build_block(server: ServerConfig, store: Store, cache_size: int) -> Block:
         autopath=autopath(server),
         hosts=Hosts(server.hosts, server.root) if server.hosts is not None else None,
         querylog=QueryLog(server.log) if server.log is not None else None,
-        bufsize=server.bufsize,
         rewriter=Rewriter(server.rewrite) if server.rewrite else None,
         templates=[Template(t) for t in server.templates],
         chaos=Chaos(server.chaos) if server.chaos is not None else None,
+        udp_size=server.bufsize or udp_size,
     )
     return Block(server, handler, forwarders, metrics)
 
@@ -304,6 +347,7 @@ class App:
         self.stop_event = asyncio.Event()
         self.exit_code = 0
         self.corefile_digest = ""
+        self._zones_lock = asyncio.Lock()
 
     # ---- start ------------------------------------------------------------------------
 
@@ -313,13 +357,23 @@ class App:
             for warning in server.warnings:
                 log.warning("%s", warning)
         # Before anything can log "listening": a SIGTERM from then on must find them.
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self.stop_event.set)
+        self._install_signals()
+        starting = asyncio.ensure_future(self._start_sources())
+        stopping = asyncio.ensure_future(self.stop_event.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not starting.done():  # SIGTERM while zones/ loads: do not wait for it
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await starting
+            log.info("stopping before the sources were loaded")
+            await self._stop()
+            return self.exit_code
         try:
-            await self._start_sources()
+            starting.result()
             self.blocks = [
-                build_block(s, self.store, self.options.cache_size) for s in self.servers
+                build_block(s, self.store, self.options.cache_size, self.options.udp_size)
+                for s in self.servers
             ]
             await self._start_listeners()
             self._start_http()
@@ -342,6 +396,47 @@ class App:
         log.info("stopping")
         await self._stop()
         return self.exit_code
+
+    def _install_signals(self) -> None:
+        """SIGTERM/SIGINT stop (after lameduck); SIGHUP/SIGUSR1 reload the Corefile and
+        zones/ (CoreDNS reload on SIGUSR1, Knot and most daemons on SIGHUP); SIGUSR2 and
+        the like are logged and otherwise ignored: none ends the server unannounced."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig.name)
+        for name in RELOAD_SIGNALS:
+            loop.add_signal_handler(getattr(signal, name), self._on_reload_signal, name)
+        for name in IGNORED_SIGNALS:
+            if hasattr(signal, name):
+                loop.add_signal_handler(getattr(signal, name), log.info, "%s: ignored", name)
+
+    def _on_stop_signal(self, name: str) -> None:
+        log.info("%s: stopping", name)
+        self.stop_event.set()
+
+    def _on_reload_signal(self, name: str) -> None:
+        log.info("%s: reloading the configuration and zones", name)
+        self.tasks.append(asyncio.ensure_future(self._reload_now()))
+
+    async def _reload_now(self) -> None:
+        """What a reload signal does: re-read the Corefile (if one was given) and apply it
+        when it changed, then re-read the zones/ files that changed."""
+        try:
+            if self.options.corefile is not None:
+                try:
+                    data = self.options.corefile.read_bytes()
+                except OSError as exc:
+                    log.error("reload: %s: %s", self.options.corefile, exc)
+                    self.collector.reload_failed += 1
+                else:
+                    digest = hashlib.sha512(data).hexdigest()
+                    if digest != (self.corefile_digest or self.options.corefile_digest):
+                        self.corefile_digest = digest
+                        await self.reload(data.decode("utf-8", "replace"))
+            if self.manifests is not None:
+                await self._rescan_zones()
+        except Exception:  # a signal must never end the server
+            log.exception("reload on signal failed; keeping the running state")
 
     def _api_wanted(self) -> bool:
         has_kubernetes = any(s.kubernetes or s.k8s_gateway for s in self.servers)
@@ -366,10 +461,13 @@ class App:
             paths = [Path("zones")]
         if paths:
             self.manifests = ManifestSource(self.store, paths)
-            try:
-                self.manifests.load(time.time())
+            log.info("zones: reading %s", ", ".join(map(str, paths)))
+            try:  # parsed off the loop: SIGTERM is heard while a big zones/ loads
+                result = await in_thread(self.manifests.read)
             except FileNotFoundError as exc:
                 raise ConfigError(f"{exc} (pass --zones DIR)") from None
+            self.manifests.apply(result, time.time())
+            self.store.mark_synced(ZONES_SOURCE)
             self.readiness.checks["zones"] = lambda: True
             if self.options.zones_interval > 0:
                 self.tasks.append(asyncio.create_task(self._follow_zones()))
@@ -419,14 +517,22 @@ class App:
 
     async def _follow_zones(self) -> None:
         """Poll the manifest files and apply what changed (``--zones-interval``)."""
-        assert self.manifests is not None
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.options.zones_interval)
-            result = await loop.run_in_executor(None, self.manifests.scan)
-            if result is not None:
-                self.manifests.apply(result, time.time())
-                log.info("zones reloaded: %s", summary(result))
+            await self._rescan_zones()
+
+    async def _rescan_zones(self) -> None:
+        """Read the changed files off the loop and apply them; whatever goes wrong is
+        logged and the last good state stays: following zones/ never stops."""
+        assert self.manifests is not None
+        async with self._zones_lock:  # the poll and a reload signal take turns
+            try:
+                result: LoadResult | None = await in_thread(self.manifests.scan)
+                if result is not None:
+                    self.manifests.apply(result, time.time())
+                    log.info("zones reloaded: %s", summary(result))
+            except Exception:
+                log.exception("zones: reload failed; keeping the last good state")
 
     def _routes(self) -> dict[tuple[str, int], Handler | Mux]:
         by_port: dict[int, list[Handler]] = {}
@@ -606,7 +712,10 @@ class App:
         name = str(self.options.corefile or "Corefile")
         try:
             servers = load_corefile(text, name)
-            blocks = [build_block(s, self.store, self.options.cache_size) for s in servers]
+            blocks = [
+                build_block(s, self.store, self.options.cache_size, self.options.udp_size)
+                for s in servers
+            ]
         except ClusterDNSError as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
             self.collector.reload_failed += 1
@@ -684,29 +793,47 @@ def run(servers: list[ServerConfig], options: Options) -> int:
         if server.port == 0:  # every worker must bind the same port
             server.port = _free_port(server.bind[0] if server.bind else "0.0.0.0")
     children = []
+    parent = os.getpid()
     for index in range(options.workers):
         pid = os.fork()
         if pid == 0:
             options.worker = index
             code = 1
             try:
+                _die_with_parent(parent)
                 code = _run_one(servers, options)
             finally:
                 os._exit(code)
         children.append(pid)
 
     def forward(signum: int, _frame: Any) -> None:
+        log.info("%s: passing it on to %d workers", signal.Signals(signum).name, len(children))
         for child in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signum)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    for name in ("SIGTERM", "SIGINT", *RELOAD_SIGNALS, *IGNORED_SIGNALS):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), forward)
     worst = 0
     for child in children:
         _, status = os.waitpid(child, 0)
         worst = max(worst, os.waitstatus_to_exitcode(status) & 0xFF)
     return worst
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask the kernel to send this worker SIGTERM when its parent dies (Linux
+    PR_SET_PDEATHSIG, prctl(2)), so that no orphan keeps serving old data on the shared
+    port after the parent is killed; exit at once if the parent is already gone."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            log.warning("workers: prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+    if os.getppid() != parent:
+        os._exit(0)
 
 
 def _free_port(host: str) -> int:

@@ -12,6 +12,7 @@ back unchanged and the client walks its own list.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,8 @@ from .wire import Query, encode_answer
 if TYPE_CHECKING:
     from .forward import Forwarder
     from .handler import Handler
+
+log = logging.getLogger("clusterdns.autopath")
 
 
 # NXDOMAIN goes on to the next name. So do errors (CoreDNS would return an upstream's
@@ -95,7 +98,8 @@ class AutoPath:
             question = DNSRecord.question(name.rstrip(".") or ".", QTYPE.get(query.qtype))
             try:
                 reply = DNSRecord.parse(await forwarder.exchange(question.pack()))
-            except Exception:  # an upstream failure ends the search: the client walks on
+            except Exception as exc:  # an upstream failure ends the search: the client walks on
+                log.warning("autopath: %s upstream failed, search ends: %s", name, exc)
                 break
             if reply.header.rcode not in FOUND:
                 continue

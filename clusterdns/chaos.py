@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from dnslib import CLASS, EDNS0, QTYPE, RR, TXT, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
 from . import __version__
-from .wire import MAX_EDNS_ADVERTISED, MIN_UDP, Query
+from .wire import Query
 
 if TYPE_CHECKING:
     from .config import Reader
@@ -72,7 +72,7 @@ class Chaos:
         for text in texts:
             record.add_answer(RR(qname, QTYPE.TXT, CLASS.CH, 0, TXT(text.encode()[:255])))
         if query.edns is not None:
-            payload = min(max(query.edns[0], MIN_UDP), MAX_EDNS_ADVERTISED)
+            payload = query.udp_size  # we advertise what we honour (RFC 6891 6.2.5)
             record.add_ar(EDNS0(udp_len=payload, flags="do" if query.edns[2] else ""))
         data = bytearray(record.pack())
         data[12 : 12 + len(query.question)] = query.question

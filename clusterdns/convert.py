@@ -8,6 +8,7 @@ Invalid objects raise :class:`ConvertError` with the field path, e.g.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -31,6 +32,9 @@ from .records import (
 )
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+MAX_LABEL = 63  # RFC 1035 2.3.4; the API server's DNS label limit
+DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")  # namespaces, hostnames
+DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?\Z")  # Service names
 
 Obj = Mapping[str, Any]
 
@@ -93,14 +97,37 @@ def object_key(obj: Obj) -> tuple[str, str, str]:
     return kind, namespace, name if isinstance(name, str) else "?"
 
 
-def _meta(obj: Obj, namespaced: bool) -> tuple[str, str, Obj]:
+def _label(text: str, path: str, grammar: re.Pattern[str] = DNS1123_LABEL) -> str:
+    """``text`` if it is a DNS label as the API server validates it (apimachinery
+    IsDNS1123Label / IsDNS1035Label: at most 63 characters, lower-case letters, digits and
+    '-' inside, starting with a letter for DNS-1035); else ConvertError naming ``path``.
+    Such names become labels of answers: a longer one would make a packet no client reads.
+    """
+    if len(text) > MAX_LABEL or not grammar.match(text):
+        what = "DNS-1035" if grammar is DNS1035_LABEL else "DNS-1123"
+        raise ConvertError(
+            f"{path}: not a {what} label (at most {MAX_LABEL} of a-z, 0-9 and '-'"
+            f"{', starting with a letter' if what == 'DNS-1035' else ''}): {text[:80]!r}"
+        )
+    return text
+
+
+def _meta(
+    obj: Obj, namespaced: bool, grammar: re.Pattern[str] | None = None
+) -> tuple[str, str, Obj]:
+    """``(namespace, name, metadata)``; the namespace checked as a DNS-1123 label and the
+    name by ``grammar`` when given (the names that become answer labels)."""
     meta = _map(obj.get("metadata"), "metadata")
     name = _str(meta.get("name"), "metadata.name").lower()
     if not name:
         raise ConvertError("metadata.name: missing")
+    if grammar is not None:
+        _label(name, "metadata.name", grammar)
     namespace = _str(meta.get("namespace"), "metadata.namespace").lower() if namespaced else ""
     if namespaced and not namespace:
         namespace = "default"  # as kubectl apply does for a manifest without one
+    if namespaced:
+        _label(namespace, "metadata.namespace")
     return namespace, name, meta
 
 
@@ -118,8 +145,8 @@ def _port(obj: Any, path: str, *, allow_unset: bool) -> Port:
 
 
 def to_namespace(obj: Obj) -> Namespace:
-    """Convert a v1 Namespace."""
-    _, name, _ = _meta(obj, namespaced=False)
+    """Convert a v1 Namespace (its name a DNS-1123 label, as the API server checks)."""
+    _, name, _ = _meta(obj, namespaced=False, grammar=DNS1123_LABEL)
     return Namespace(name)
 
 
@@ -130,7 +157,7 @@ def to_service(obj: Obj) -> Service:
     addresses of ``spec.clusterIPs`` (falling back to ``spec.clusterIP``). A non-headless
     service without any ClusterIP is served as headless, like CoreDNS does.
     """
-    namespace, name, _ = _meta(obj, namespaced=True)
+    namespace, name, _ = _meta(obj, namespaced=True, grammar=DNS1035_LABEL)
     spec = _map(obj.get("spec"), "spec")
     ports = tuple(
         _port(p, f"spec.ports[{i}]", allow_unset=False)
@@ -182,12 +209,10 @@ def _endpoint(obj: Any, path: str, family: int) -> Endpoint:
         pod_name = sys.intern(_str(target.get("name"), f"{path}.targetRef.name").lower())
         if len(pod_name) > 63:  # not a usable DNS label (CoreDNS object/endpoint.go)
             pod_name = ""
-    return Endpoint(
-        tuple(addresses),
-        ready is not False,
-        sys.intern(_str(ep.get("hostname"), f"{path}.hostname").lower()),
-        pod_name,
-    )
+    hostname = _str(ep.get("hostname"), f"{path}.hostname").lower()
+    if hostname:
+        _label(hostname, f"{path}.hostname")
+    return Endpoint(tuple(addresses), ready is not False, sys.intern(hostname), pod_name)
 
 
 def to_endpointslice(obj: Obj) -> EndpointSlice | None:
@@ -225,13 +250,18 @@ def to_pod(obj: Obj) -> Pod:
         ip = _ip(_map(entry, f"status.podIPs[{i}]").get("ip"), f"status.podIPs[{i}].ip")[0]
         if ip not in ips:
             ips.append(ip)
+    hostname = _str(spec.get("hostname"), "spec.hostname").lower()
+    subdomain = _str(spec.get("subdomain"), "spec.subdomain").lower()
+    for value, path in ((hostname, "spec.hostname"), (subdomain, "spec.subdomain")):
+        if value:
+            _label(value, path)
     # Shared strings are interned: 100,000 pods name a handful of namespaces and phases.
     return Pod(
         sys.intern(namespace),
         sys.intern(name),
         tuple(ips),
-        sys.intern(_str(spec.get("hostname"), "spec.hostname").lower()),
-        sys.intern(_str(spec.get("subdomain"), "spec.subdomain").lower()),
+        sys.intern(hostname),
+        sys.intern(subdomain),
         sys.intern(_str(status.get("phase"), "status.phase")),
         meta.get("deletionTimestamp") is not None,
     )

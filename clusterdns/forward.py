@@ -676,7 +676,11 @@ class Forwarder:
         try:
             reply = await self.exchange(question.pack())
             return DNSRecord.parse(reply)
-        except Exception:  # the CNAME is answered even when the target is not
+        except UpstreamError as exc:  # the CNAME is answered even when the target is not
+            log.debug("forward %s: %s", qname, exc)
+            return None
+        except Exception as exc:  # an unreadable reply, or a bug: said, then the CNAME alone
+            log.warning("forward %s: unusable reply: %s: %s", qname, type(exc).__name__, exc)
             return None
 
 

@@ -33,11 +33,15 @@ from .rr import QClass, QType, Rcode
 from .store import Store
 from .template import Template
 from .wire import (
+    DEFAULT_UDP_SIZE,
+    MIN_UDP,
+    TCP_LIMIT,
     AnswerCache,
     Drop,
     Query,
     encode_answer,
     error_response,
+    find_opt,
     header_only_response,
     parse_header,
     parse_query,
@@ -47,18 +51,46 @@ log = logging.getLogger("clusterdns.handler")
 
 Reply = Union[bytes, None, Awaitable[Union[bytes, None]]]  # noqa: UP007 - a runtime alias
 LOADBALANCE_VARIANTS = 4  # rotations of an A/AAAA answer kept in the answer cache
+FAULT_LOG_INTERVAL = 10.0  # seconds: unexpected errors of one kind are logged this often
 
 
-def parse_or_reply(data: bytes) -> Query | bytes | None:
+class FaultLog:
+    """Logs unexpected exceptions with their trace, at most one per ``interval`` seconds
+    per message; the others are counted and reported with the next one logged (a failing
+    upstream must not turn every query into a traceback)."""
+
+    def __init__(self, interval: float = FAULT_LOG_INTERVAL) -> None:
+        self.interval = interval
+        self.last: dict[str, float] = {}
+        self.suppressed: dict[str, int] = {}
+
+    def exception(self, message: str) -> None:
+        """Log the exception being handled under ``message`` (or count it)."""
+        now = time.monotonic()
+        if now - self.last.get(message, -self.interval) < self.interval:
+            self.suppressed[message] = self.suppressed.get(message, 0) + 1
+            return
+        self.last[message] = now
+        more = self.suppressed.pop(message, 0)
+        log.exception("%s%s", message, f" (and {more} more since last logged)" if more else "")
+
+
+FAULTS = FaultLog()
+
+
+def parse_or_reply(data: bytes, udp_size: int = DEFAULT_UDP_SIZE) -> Query | bytes | None:
     """The parsed query, or what to send instead: nothing (Drop), or FORMERR/NOTIMP with
-    the header only (RFC 1035 4.1.1)."""
+    the header only (RFC 1035 4.1.1) and an OPT of ``udp_size`` bytes if the query had one
+    (RFC 6891 6.1.1)."""
     try:
-        return parse_query(data)
+        query = parse_query(data)
     except Drop:
         return None
     except ClusterDNSError as exc:
         ident, flags = parse_header(data)
-        return header_only_response(ident, flags, exc.rcode)
+        return header_only_response(ident, flags, exc.rcode, find_opt(data), udp_size)
+    query.udp_size = udp_size
+    return query
 
 
 class Handler:
@@ -72,6 +104,9 @@ class Handler:
     ``gateway``/``external``: the k8s_gateway and k8s_external zones (docs/exposed-names.md),
     asked before the kubernetes zone in that order (CoreDNS plugin.cfg puts k8s_external
     before kubernetes; k8s_gateway's README has it take their place).
+    ``udp_size``: our EDNS payload in bytes, 512-65535 (default 1232, DNS Flag Day 2020;
+    CoreDNS ``bufsize``): UDP replies are capped at the smaller of it and the client's, and
+    our OPT advertises it (RFC 6891 6.2.5). ValueError outside that range.
     Call from the thread that mutates ``store``.
     """
 
@@ -90,11 +125,14 @@ class Handler:
         external: ExternalConfig | None = None,
         hosts: Hosts | None = None,
         querylog: QueryLog | None = None,
-        bufsize: int | None = None,
         rewriter: Rewriter | None = None,
         templates: Sequence[Template] = (),
         chaos: Chaos | None = None,
+        udp_size: int = DEFAULT_UDP_SIZE,
     ) -> None:
+        if not MIN_UDP <= udp_size <= TCP_LIMIT:
+            raise ValueError(f"udp_size: want {MIN_UDP} to {TCP_LIMIT} bytes, got {udp_size}")
+        self.udp_size = udp_size
         self.store = store
         self.config = config
         self.gateway = gateway
@@ -104,14 +142,12 @@ class Handler:
         self.metrics = metrics
         self.loadbalance = loadbalance
         self.cache = AnswerCache(cache_size)
+        self.cache.udp_size = udp_size
         self.autopath = autopath
         self.hosts = hosts
         if hosts is not None:
             hosts.on_change = self.drop_cache
         self.querylog = querylog
-        self.bufsize = bufsize  # bufsize plugin: cap on the EDNS payload (issue 13)
-        if bufsize is not None:
-            self.cache.cap = bufsize
         self.rewriter = rewriter
         self.templates = list(templates)
         self.chaos = chaos
@@ -142,7 +178,7 @@ class Handler:
             if self.metrics is not None:
                 self.metrics.hit(tcp, family, self.cache.last_qtype, data, hit)
             return hit
-        query = parse_or_reply(data)
+        query = parse_or_reply(data, self.udp_size)
         if not isinstance(query, Query):
             return query
         return self.handle_query(query, data, tcp, family, client)
@@ -193,9 +229,9 @@ class Handler:
         if self.querylog is not None:
             return self._logged(query, data, tcp, family, client, port)
         began = time.perf_counter()
-        if self.bufsize is not None and query.edns is not None and query.edns[0] > self.bufsize:
-            query.edns = (self.bufsize, query.edns[1], query.edns[2])  # CoreDNS bufsize
-            data = _cap_payload(data, query, self.bufsize)
+        query.udp_size = self.udp_size
+        if query.edns is not None and query.edns[0] > self.udp_size:
+            data = _cap_payload(data, query, self.udp_size)  # forwarded: advertise our cap
         if query.edns is not None and query.edns[1] > 0:
             reply: Reply = error_response(query, Rcode.BADVERS)  # RFC 6891 6.1.3
             plugin = ""
@@ -209,6 +245,8 @@ class Handler:
                 except Exception:  # a bug must cost one query, not the server
                     log.exception("internal error answering %s type %d", query.qname, query.qtype)
                     reply, plugin = error_response(query, Rcode.SERVFAIL), ""
+                if reply is not None and not isinstance(reply, bytes):
+                    reply = _guarded(reply, query, plugin)
         if self.metrics is None:
             return reply
         if isinstance(reply, bytes) or reply is None:
@@ -395,6 +433,16 @@ def _cap_payload(data: bytes, query: Query, size: int) -> bytes:
     return data
 
 
+async def _guarded(pending: Awaitable[bytes | None], query: Query, plugin: str) -> bytes | None:
+    """A forwarded (or autopath, ExternalName) answer, or SERVFAIL when it raised: the
+    fault is logged (rate-limited), never swallowed, never a silent non-answer."""
+    try:
+        return await pending
+    except Exception:
+        FAULTS.exception(f"internal error in {plugin or 'the handler'} answering a query")
+        return error_response(query, Rcode.SERVFAIL)
+
+
 def _rotations(query: Query, answer: Answer, limit: int) -> list[bytes]:
     """Up to :data:`LOADBALANCE_VARIANTS` - 1 further encodings of ``answer`` with its
     A/AAAA records rotated (CNAMEs first, the rest in place: CoreDNS loadbalance)."""
@@ -431,7 +479,7 @@ class Mux:
         """As :meth:`Handler.handle`."""
         if len(self.handlers) == 1:
             return self.handlers[0].handle(data, tcp, family, client, port)
-        query = parse_or_reply(data)
+        query = parse_or_reply(data, self.handlers[0].udp_size)
         if not isinstance(query, Query):
             return query
         zone = find_zone(query.qname, self._zones)

@@ -406,13 +406,20 @@ class _Question:
         domain = self.config.cluster_domain
         targets: list[str] = []
         exposes = self.config.exposes
-        owners = [o for o in self.store.services_with_cluster_ip(ip) if exposes(o[0])]
+        # Only names that resolve: a service in a namespace that does not exist (no
+        # Namespace object: service_names answers NXDOMAIN for it) gets no PTR either.
+        namespaces = self.store.namespaces
+        owners = [
+            o
+            for o in self.store.services_with_cluster_ip(ip)
+            if exposes(o[0]) and o[0] in namespaces
+        ]
         if owners:
             ns, name = owners[0]
             targets.append(f"{name}.{ns}.svc.{domain}")
         else:
             for ns, name in self.store.services_with_endpoint(ip):
-                if not exposes(ns):
+                if not exposes(ns) or ns not in namespaces:
                     continue
                 for ep in self.store.ready_endpoints(ns, name):
                     if ep.address == ip:

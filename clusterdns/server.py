@@ -2,7 +2,11 @@
 
 Thin shells around :class:`~clusterdns.handler.Handler`: they call it synchronously and
 send what it returns. TCP carries several queries per connection, each with a 2-byte
-length prefix; an idle connection is closed after ``idle_timeout`` seconds.
+length prefix; an idle connection is closed after ``idle_timeout`` seconds, and so is one
+whose client does not read its replies within that time (RFC 7766 10; CoreDNS's 5 s write
+timeout). A forwarded query does not hold the replies behind it: TCP answers go out in the
+order they are ready (RFC 7766 7). A fault answering one query is SERVFAIL for that query,
+never a dropped connection.
 """
 
 from __future__ import annotations
@@ -11,16 +15,33 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Awaitable
 from typing import cast
 
 from .errors import listen_error
 from .handler import Handler, Mux
+from .rr import Rcode
+from .wire import error_response, header_only_response, parse_header, parse_query
 
 log = logging.getLogger("clusterdns.server")
 
 TCP_IDLE_TIMEOUT = 10.0  # seconds (RFC 7766 6.2.3: "on the order of seconds")
 MAX_TCP_CONNECTIONS = 1000  # open at once; more are closed at accept
 MAX_TCP_QUERIES = 10000  # per connection, then it is closed (RFC 7766 6.2.2)
+MAX_TCP_PENDING = 100  # forwarded queries waiting at once per connection; then reading waits
+
+
+def servfail(data: bytes) -> bytes | None:
+    """SERVFAIL for a query that made us fail (RFC 1035 4.1.1): with its question when it
+    parses, else the header only; None for a packet that gets no reply at all."""
+    try:
+        return error_response(parse_query(data), Rcode.SERVFAIL)
+    except Exception:
+        try:
+            ident, flags = parse_header(data)
+        except Exception:
+            return None
+        return header_only_response(ident, flags, Rcode.SERVFAIL)
 
 
 class UDPProtocol(asyncio.DatagramProtocol):
@@ -95,6 +116,7 @@ class DNSServer:
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
+        self._tcp_tasks: set[asyncio.Task[None]] = set()
         self.family = "2" if ":" in host else "1"
 
     async def start(self) -> None:
@@ -133,13 +155,16 @@ class DNSServer:
             return
 
     async def stop(self) -> None:
-        """Close the listeners and every open TCP connection."""
+        """Close the listeners and every open TCP connection (at once: replies not yet
+        taken by a client are dropped, a stuck writer does not delay shutdown)."""
         if self._udp is not None:
             self._udp.close()
         if self._tcp is not None:
             self._tcp.close()
             for writer in list(self._connections):
-                writer.close()
+                writer.transport.abort()
+            if self._tcp_tasks:
+                await asyncio.wait(list(self._tcp_tasks), timeout=1.0)
             await self._tcp.wait_closed()
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -147,27 +172,79 @@ class DNSServer:
             self.tcp_refused += 1
             writer.close()
             return
+        task = asyncio.current_task()
+        if task is not None:
+            self._tcp_tasks.add(task)
         self._connections.add(writer)
         peername = writer.get_extra_info("peername")
         peer = str(peername[0]) if peername else ""
         peer_port = int(peername[1]) if peername else 0
+        pending: set[asyncio.Task[None]] = set()
         try:
             for _ in range(self.max_tcp_queries):
                 # A whole message must arrive within the idle timeout: a client sending a
                 # byte a second, or announcing more than it sends, is cut off.
-                prefix = await asyncio.wait_for(reader.readexactly(2), self.idle_timeout)
+                try:
+                    prefix = await asyncio.wait_for(reader.readexactly(2), self.idle_timeout)
+                except asyncio.IncompleteReadError as exc:
+                    if not exc.partial and pending:  # closed after its last query:
+                        await asyncio.wait(pending, timeout=self.idle_timeout)  # answer it
+                    raise
                 length = int.from_bytes(prefix, "big")
                 data = await asyncio.wait_for(reader.readexactly(length), self.idle_timeout)
-                reply = self.handler.handle(data, True, self.family, peer, peer_port)
-                if reply is not None and not isinstance(reply, bytes):
-                    reply = await reply
-                if reply is not None:
-                    writer.write(len(reply).to_bytes(2, "big") + reply)
-                    await writer.drain()
+                try:
+                    reply = self.handler.handle(data, True, self.family, peer, peer_port)
+                except Exception:  # a bug costs this query, not the connection
+                    log.exception("internal error answering a TCP query from %s", peer)
+                    reply = servfail(data)
+                if reply is None:
+                    continue
+                if isinstance(reply, bytes):
+                    await self._send(writer, reply)
+                    continue
+                # Out of order (RFC 7766 7): the queries behind a forwarded one go on.
+                if len(pending) >= MAX_TCP_PENDING:
+                    await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                later = asyncio.ensure_future(self._send_later(writer, reply, data))
+                pending.add(later)
+                later.add_done_callback(pending.discard)
+            if pending:
+                await asyncio.wait(pending, timeout=self.idle_timeout)
         except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
-            pass  # the client closed, went quiet, or sent less than it announced
+            pass  # the client closed, went quiet, sent less than it announced, or does not read
         finally:
+            for later in pending:
+                later.cancel()
             self._connections.discard(writer)
-            writer.close()
+            if task is not None:
+                self._tcp_tasks.discard(task)
+            writer.transport.abort()  # no flush: what a client did not read is dropped
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    async def _send(self, writer: asyncio.StreamWriter, reply: bytes) -> None:
+        """Write one reply; TimeoutError when the client has not taken it within the idle
+        timeout (RFC 7766 10: a client that does not read holds no slot for long).
+        ConnectionError when the connection is already closed (uvloop raises RuntimeError
+        on a write to a closed transport; asyncio's own loop drops the data)."""
+        if writer.transport.is_closing():
+            raise ConnectionResetError("the connection is closed")
+        writer.write(len(reply).to_bytes(2, "big") + reply)
+        await asyncio.wait_for(writer.drain(), self.idle_timeout)
+
+    async def _send_later(
+        self, writer: asyncio.StreamWriter, pending: Awaitable[bytes | None], data: bytes
+    ) -> None:
+        """Await a forwarded query's reply and send it when ready; SERVFAIL if it failed.
+        A client that stops reading has its connection aborted."""
+        try:
+            reply = await pending
+        except Exception:
+            log.exception("internal error answering a TCP query")
+            reply = servfail(data)
+        if reply is None or writer.transport.is_closing():
+            return
+        try:
+            await self._send(writer, reply)
+        except (TimeoutError, ConnectionError):
+            writer.transport.abort()  # the reading side sees it and ends the connection

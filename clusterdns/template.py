@@ -28,7 +28,7 @@ from dnslib import CLASS, EDNS0, QTYPE, RCODE, RR, DNSHeader, DNSLabel, DNSQuest
 
 from .names import find_zone
 from .rr import Rcode
-from .wire import FLAG_TC, MAX_EDNS_ADVERTISED, MIN_UDP, Query, error_response
+from .wire import FLAG_TC, Query, error_response
 
 if TYPE_CHECKING:
     from .config import Reader
@@ -211,7 +211,7 @@ class Template:
         except ValueError:
             return error_response(query, Rcode.SERVFAIL)
         if query.edns is not None:
-            payload = min(max(query.edns[0], MIN_UDP), MAX_EDNS_ADVERTISED)
+            payload = query.udp_size  # we advertise what we honour (RFC 6891 6.2.5)
             record.add_ar(EDNS0(udp_len=payload, flags="do" if query.edns[2] else ""))
         data = bytearray(record.pack())
         data[12 : 12 + len(query.question)] = query.question

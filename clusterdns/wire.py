@@ -37,7 +37,9 @@ FLAG_CD = 0x0010
 OPCODE_MASK = 0x7800
 
 MIN_UDP = 512  # RFC 1035 4.2.1; EDNS payloads below it count as 512 (RFC 6891 6.2.5)
-MAX_EDNS_ADVERTISED = 4096
+DEFAULT_UDP_SIZE = 1232  # our own EDNS payload: DNS Flag Day 2020, Knot's default
+PAYLOAD_BUCKETS = (4096, 1232)  # UDP limits between ours and 512 (DESIGN.md 3)
+OPTION_COOKIE = 10  # RFC 7873
 TCP_LIMIT = 65535  # RFC 1035 4.2.2: two-octet length
 MAX_NAME = 255  # octets, wire form (RFC 1035 2.3.4)
 OPT_SIZE = 11  # an OPT RR without options
@@ -54,7 +56,9 @@ class Query:
     ``question``: the question section exactly as sent (name with the client's case, type,
     class); ``qname``: lower-case absolute text (labels with ``.`` or ``\\`` are escaped so
     they never match cluster data); ``labels``: the raw labels as sent;
-    ``edns``: None, or ``(udp payload in bytes, version, DO bit)``.
+    ``edns``: None, or ``(udp payload in bytes, version, DO bit)``; ``udp_size``: our own
+    EDNS payload in bytes, what replies over UDP are capped at and what our OPT advertises
+    (set by the handler; CoreDNS ``bufsize``).
     """
 
     id: int
@@ -65,14 +69,63 @@ class Query:
     qtype: int
     qclass: int
     edns: tuple[int, int, bool] | None
+    udp_size: int = DEFAULT_UDP_SIZE
 
     def limit(self, tcp: bool) -> int:
-        """Largest response in bytes: 65535 on TCP, else 512 or the EDNS payload."""
+        """Largest response in bytes: 65535 on TCP, 512 without EDNS, else
+        :func:`udp_limit` of the client's payload and ours."""
         if tcp:
             return TCP_LIMIT
         if self.edns is None:
             return MIN_UDP
-        return min(max(self.edns[0], MIN_UDP), TCP_LIMIT)
+        return udp_limit(self.edns[0], self.udp_size)
+
+
+def udp_limit(payload: int, ours: int) -> int:
+    """The size a UDP reply is encoded for: the largest of ``ours``, 4096, 1232 and 512
+    (bytes) that is not over ``min(payload, ours)``, the client's and our EDNS payload
+    (RFC 6891 6.2.5: never more than the requestor's; 6.2.3: below 512 counts as 512).
+
+    A few buckets, never the exact size: the answer cache is keyed by this value, and a
+    client varying its payload byte by byte must not create an entry per value (issue 14).
+    """
+    if payload >= ours:
+        return ours
+    for bucket in PAYLOAD_BUCKETS:
+        if payload >= bucket:
+            return bucket
+    return MIN_UDP
+
+
+def check_options(data: bytes, pos: int, end: int) -> None:
+    """Check the options of an OPT record's RDATA, ``data[pos:end]`` (RFC 6891 6.1.2):
+    each a code, a length and that many bytes, exactly filling the RDATA; a COOKIE of 8
+    or 16 to 40 bytes (RFC 7873 5.2.2). Raises FormatError."""
+    while pos < end:
+        if pos + 4 > end:
+            raise FormatError("EDNS option header runs past the OPT record")
+        code, length = struct.unpack_from("!HH", data, pos)
+        pos += 4 + length
+        if pos > end:
+            raise FormatError("EDNS option runs past the OPT record")
+        if code == OPTION_COOKIE and length != 8 and not 16 <= length <= 40:
+            raise FormatError(f"EDNS COOKIE of {length} bytes")
+
+
+def find_opt(data: bytes) -> tuple[int, int, bool] | None:
+    """The EDNS ``(payload, version, DO)`` of a packet that may not parse (to answer
+    FORMERR/NOTIMP with an OPT, RFC 6891 6.1.1): the root-owned OPT record ending the
+    packet, found from its end. None if there is none to be found."""
+    if len(data) < 23 or not struct.unpack_from("!H", data, 10)[0]:
+        return None
+    end = len(data)
+    pos = data.rfind(b"\x00\x00\x29", 12, end - 8)
+    while pos >= 12:
+        root, rtype, payload, ttl, rdlength = OPT_HEAD.unpack_from(data, pos)
+        if pos + 11 + rdlength == end:
+            return payload, (ttl >> 16) & 0xFF, bool(ttl & 0x8000)
+        pos = data.rfind(b"\x00\x00\x29", 12, pos + 2)
+    return None
 
 
 def _read_name(data: bytes, pos: int) -> tuple[list[bytes], int]:
@@ -166,6 +219,7 @@ def parse_query(data: bytes) -> Query:
         if rtype == QType.OPT:
             if index < ancount + nscount or edns is not None or data[owner] != 0:
                 raise FormatError("misplaced, repeated or non-root OPT record")
+            check_options(data, pos - rdlength, pos)
             edns = (rclass, (ttl >> 16) & 0xFF, bool(ttl & 0x8000))
     qname = ".".join(_label_text(label) for label in raw_labels) + "." if raw_labels else "."
     return Query(ident, flags, question, qname, tuple(raw_labels), qtype, qclass, edns)
@@ -174,7 +228,7 @@ def parse_query(data: bytes) -> Query:
 def _opt(query: Query, rcode: int) -> bytes:
     """The OPT RR of a reply (RFC 6891 6.1.2): our payload, extended rcode, version 0, DO."""
     assert query.edns is not None
-    payload = min(max(query.edns[0], MIN_UDP), MAX_EDNS_ADVERTISED)
+    payload = query.udp_size  # what we honour (RFC 6891 6.2.3, 6.2.5)
     ttl = ((rcode >> 4) << 24) | (0x8000 if query.edns[2] else 0)
     return b"\x00" + RRHEAD.pack(QType.OPT, payload, ttl, 0)
 
@@ -193,10 +247,22 @@ def error_response(query: Query, rcode: int) -> bytes:
     return _header(query, rcode & 0xF, (0, 0, 1 if opt else 0)) + query.question + opt
 
 
-def header_only_response(ident: int, query_flags: int, rcode: int) -> bytes:
-    """A reply to a query whose question could not be read: header only (RFC 1035 4.1.1)."""
+def header_only_response(
+    ident: int,
+    query_flags: int,
+    rcode: int,
+    edns: tuple[int, int, bool] | None = None,
+    udp_size: int = DEFAULT_UDP_SIZE,
+) -> bytes:
+    """A reply to a query whose question could not be read: header only (RFC 1035 4.1.1),
+    plus an OPT (``udp_size`` bytes, DO copied) when the query had one, ``edns`` (RFC 6891
+    6.1.1: a responder MUST include an OPT in a reply to a request with one)."""
     flags = FLAG_QR | (query_flags & (OPCODE_MASK | FLAG_RD | FLAG_CD)) | (rcode & 0xF)
-    return HEADER.pack(ident, flags, 0, 0, 0, 0)
+    if edns is None:
+        return HEADER.pack(ident, flags, 0, 0, 0, 0)
+    ttl = ((rcode >> 4) << 24) | (0x8000 if edns[2] else 0)
+    opt = b"\x00" + RRHEAD.pack(QType.OPT, udp_size, ttl, 0)
+    return HEADER.pack(ident, flags, 0, 0, 0, 1) + opt
 
 
 class _Writer:
@@ -420,7 +486,8 @@ def encode_answer(
 class AnswerCache:
     """Encoded answers by question, tied to the store's generation (DESIGN.md 3).
 
-    Key: the lower-cased question bytes, the size limit, EDNS present, DO bit.
+    Key: the lower-cased question bytes, the size limit (one of a few buckets: see
+    :func:`udp_limit`), EDNS present, DO bit.
     Value: header flags, counts and the encoded sections after the question. A hit copies
     the query ID, RD/CD and the question as sent: owner names are compression pointers to
     the question, so they carry the client's case. Bounded to ``max_entries``; the oldest
@@ -437,7 +504,7 @@ class AnswerCache:
         "misses",
         "turn",
         "last_qtype",
-        "cap",
+        "udp_size",
     )
 
     def __init__(self, max_entries: int = 10000) -> None:
@@ -446,11 +513,11 @@ class AnswerCache:
         self.rotations: dict[tuple[bytes, bytes, int, bool, bool], tuple[bytes, ...]] = {}
         self.turn = 0
         self.max_entries = max_entries
-        self.cap = TCP_LIMIT  # bufsize: UDP limits above it count as it (issue 13)
         self.generation = -1
         self.hits = 0
         self.misses = 0
         self.last_qtype = 0  # the qtype of the last :meth:`lookup` hit (for metrics)
+        self.udp_size = DEFAULT_UDP_SIZE  # our EDNS payload (bytes): see udp_limit
 
     def lookup(self, data: bytes, tcp: bool, generation: int) -> bytes | None:
         """The hot path: the whole reply for a query packet straight from its bytes.
@@ -480,9 +547,23 @@ class AnswerCache:
             root, rtype, payload, ttl, rdlength = OPT_HEAD.unpack_from(data, qend)
             if root or rtype != 41 or ttl & 0x00FF0000 or qend + 11 + rdlength != end:
                 return None
-            limit = 65535 if tcp else (payload if payload > 512 else 512)
-            if limit > self.cap and not tcp:
-                limit = self.cap
+            if rdlength:
+                try:
+                    check_options(data, qend + 11, end)
+                except FormatError:
+                    return None  # the full path answers FORMERR
+            ours = self.udp_size  # udp_limit inlined: the key holds a bucket, not the payload
+            limit = (
+                65535
+                if tcp
+                else ours
+                if payload >= ours
+                else 4096
+                if payload >= 4096
+                else 1232
+                if payload >= 1232
+                else 512
+            )
             key = (data[12 : pos + 1].lower(), data[pos + 1 : qend], limit, True, ttl & 0x8000 != 0)
         else:
             if qend != end:

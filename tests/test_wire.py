@@ -204,13 +204,17 @@ def test_truncation_keeps_whole_records_and_sets_tc() -> None:
     msg = dns.message.from_wire(wire)
     assert msg.flags & dns.flags.TC
     assert 0 < len(msg.answer[0]) < 100
-    # EDNS 1232 still does not fit 100 records (~1.65 KB); 4096 does, and TCP does.
+    # EDNS 1232 still does not fit 100 records (~1.65 KB); 4096 does (if ours), and TCP does.
     small = dns.message.make_query("big.testns.svc.cluster.local.", "A", use_edns=0, payload=1232)
     wire = handler.handle(small.to_wire(), False)
     assert wire is not None and len(wire) <= 1232
     assert dns.message.from_wire(wire).flags & dns.flags.TC
     big = dns.message.make_query("big.testns.svc.cluster.local.", "A", use_edns=0, payload=4096)
-    msg = dns.message.from_wire(handler.handle(big.to_wire(), False) or b"")
+    # our own payload is 1232 by default (issue 14): 4096 fits only when we allow it
+    capped = dns.message.from_wire(handler.handle(big.to_wire(), False) or b"")
+    assert capped.flags & dns.flags.TC and capped.payload == 1232
+    wide = Handler(_big_store(), ZoneConfig(), udp_size=4096)
+    msg = dns.message.from_wire(wide.handle(big.to_wire(), False) or b"")
     assert not msg.flags & dns.flags.TC and len(msg.answer[0]) == 100
     msg = dns.message.from_wire(handler.handle(query.to_wire(), True) or b"")
     assert not msg.flags & dns.flags.TC and len(msg.answer[0]) == 100
@@ -231,6 +235,7 @@ def test_srv_glue_dropped_whole_without_tc() -> None:
     assert msg.flags & dns.flags.TC and len(msg.answer[0]) < 100
     # Over EDNS 8192 every SRV fits but not all glue: glue is dropped by whole RRsets and,
     # RFC 2181 9, no TC since no required data is missing.
+    handler = Handler(_big_store(), ZoneConfig(), udp_size=8192)
     query = dns.message.make_query(
         "_http._tcp.big.testns.svc.cluster.local.", "SRV", use_edns=0, payload=8192
     )
@@ -277,7 +282,7 @@ def test_loadbalance_rotates_addresses_and_keeps_cnames_first() -> None:
     store = _big_store()
     store.upsert("t", Service("testns", "alias", ServiceKind.EXTERNAL_NAME,
                               external_name="big.testns.svc.cluster.local."), 1)
-    handler = Handler(store, ZoneConfig(), loadbalance=True)
+    handler = Handler(store, ZoneConfig(), loadbalance=True, udp_size=4096)
     firsts = set()
     for _ in range(8):
         q = dns.message.make_query("alias.testns.svc.cluster.local.", "A", use_edns=0, payload=4096)
@@ -287,7 +292,7 @@ def test_loadbalance_rotates_addresses_and_keeps_cnames_first() -> None:
         assert len(addresses) == 100
         firsts.add(next(iter(addresses)).address)
     assert len(firsts) > 1  # answers from the cache come in turn in other orders
-    plain = Handler(store, ZoneConfig())
+    plain = Handler(store, ZoneConfig(), udp_size=4096)
     q = dns.message.make_query("big.testns.svc.cluster.local.", "A", use_edns=0, payload=4096)
     assert len({next(iter(ask(plain, q).answer[0])).address for _ in range(4)}) == 1
 

@@ -5,6 +5,12 @@ multi-document files, and ``kind: List`` / ``ServiceList`` ... wrappers exactly 
 ``kubectl get ... -o yaml|json`` writes them. Objects of other kinds are skipped and
 counted. A file that does not parse, or an invalid object, gives one error line naming
 the file and the object; everything else still loads.
+
+Hostile files are bounded (issue 14): at most :data:`MAX_FILE_BYTES` per file and
+:data:`MAX_OBJECTS` objects per file; YAML aliases may not refer to themselves nor expand
+the document beyond :data:`MAX_ALIAS_EXPANSION` times its size (the "billion laughs",
+Kubernetes CVE-2019-11253); nesting too deep for the parser is an error, not a crash; a
+file reports at most :data:`MAX_ERRORS_PER_FILE` errors, then how many more.
 """
 
 from __future__ import annotations
@@ -22,12 +28,18 @@ import yaml
 from ..convert import CONVERTERS, convert_or_error
 from ..memory import release_memory
 from ..records import Record
-from ..store import KINDS, Store
+from ..store import KINDS, Key, Store, record_key
 
 log = logging.getLogger("clusterdns.manifests")
 
 SUFFIXES = (".yaml", ".yml", ".json")
 SOURCE = "zones"
+
+MAX_FILE_BYTES = 64 * 1024 * 1024  # per file: a 100,000-pod JSON dump is ~45 MB
+MAX_OBJECTS = 250_000  # Kubernetes objects per file, List items included
+MAX_ERRORS_PER_FILE = 10  # error lines kept per file; the rest are counted
+MAX_ALIAS_EXPANSION = 10  # YAML: nodes after alias expansion / nodes written ...
+ALIAS_EXPANSION_FLOOR = 100_000  # ... unless the expanded document stays this small
 
 try:
     _Loader: Any = yaml.CSafeLoader
@@ -45,6 +57,28 @@ class FileResult:
     errors: list[str] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
     parsed: bool = True
+    more_errors: int = 0  # errors beyond MAX_ERRORS_PER_FILE, counted but not kept
+    items: int = 0  # documents and List items seen (bounded by MAX_OBJECTS)
+
+    def error(self, line: str) -> None:
+        """Keep one error line, or only count it past :data:`MAX_ERRORS_PER_FILE`."""
+        if len(self.errors) < MAX_ERRORS_PER_FILE:
+            self.errors.append(line)
+        else:
+            self.more_errors += 1
+
+    def fail(self, line: str) -> None:
+        """The whole file is unusable: ``line`` is its only error, nothing of it loads."""
+        self.records = []
+        self.errors = [line]
+        self.more_errors = 0
+        self.parsed = False
+
+    @property
+    def error_count(self) -> int:
+        """Errors found in the file, the ones only counted included (the ``... and N
+        more`` line is not one)."""
+        return len(self.errors) + self.more_errors - (1 if self.more_errors else 0)
 
 
 def manifest_files(paths: Sequence[Path]) -> list[Path]:
@@ -85,21 +119,109 @@ def _early(obj: dict[str, Any]) -> Any:
     return _Converted(*convert_or_error(obj))
 
 
+class ManifestError(ValueError):
+    """A file that cannot be loaded as a whole (too big, an alias bomb, too deep)."""
+
+
+def _expanded_size(root: yaml.Node, limit: int) -> int:
+    """The number of nodes of ``root`` once every alias is expanded, counted without
+    expanding (each distinct node once, memoised), stopping early past ``limit``.
+
+    Raises ManifestError for an alias that refers to a node containing it (a recursive
+    structure, which no Kubernetes object is).
+    """
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            total = 1
+            for child in _children(node):
+                total += sizes[id(child)]
+                if total > limit:
+                    return total
+            sizes[key] = total
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise ManifestError("a YAML alias refers to a node containing it (recursive alias)")
+        on_path.add(key)
+        stack.append((node, True))
+        for child in _children(node):
+            if id(child) in on_path:
+                raise ManifestError("a YAML alias refers to a node containing it (recursive alias)")
+            if id(child) not in sizes:
+                stack.append((child, False))
+    return sizes[id(root)]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def _distinct(root: yaml.Node) -> int:
+    """Distinct nodes below ``root`` (each aliased node once)."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.extend(_children(node))
+    return len(seen)
+
+
+def _yaml_documents(text: str) -> list[Any]:
+    """``yaml.load_all`` with aliases bounded (see the module doc)."""
+    loader = _Loader(text)
+    docs = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if "*" in text:  # cheap: a document without '*' has no alias to expand
+                written = _distinct(node)
+                limit = max(ALIAS_EXPANSION_FLOOR, MAX_ALIAS_EXPANSION * written)
+                if _expanded_size(node, limit) > limit:
+                    raise ManifestError(
+                        f"YAML aliases expand {written} nodes to more than {limit} (an alias bomb?)"
+                    )
+            docs.append(loader.construct_document(node))
+    finally:
+        loader.dispose()
+    return docs
+
+
 def _documents(path: Path, text: str) -> list[Any]:
     if path.suffix == ".json":
         return [json.loads(text, object_hook=_early)]
-    return list(yaml.load_all(text, Loader=_Loader))
+    return _yaml_documents(text)
 
 
 def _objects(doc: Any, where: str, result: FileResult) -> Iterator[Mapping[str, Any] | _Converted]:
-    """Yield the objects of one document, unwrapping ``List`` kinds; count skipped kinds."""
+    """Yield the objects of one document, unwrapping ``List`` kinds; count skipped kinds.
+
+    Every item counts against :data:`MAX_OBJECTS`, the ones that are no object too (a List
+    of a million integers is refused, not reported a million times): ManifestError.
+    """
     if doc is None:
         return
+    result.items += 1
+    if result.items > MAX_OBJECTS:
+        raise ManifestError(f"more than {MAX_OBJECTS} objects, the limit a file")
     if isinstance(doc, _Converted):
         yield doc
         return
     if not isinstance(doc, Mapping):
-        result.errors.append(f"{where}: not a Kubernetes object (a mapping with a kind)")
+        result.error(f"{where}: not a Kubernetes object (a mapping with a kind)")
         return
     kind = doc.get("kind")
     items = doc.get("items")
@@ -114,35 +236,66 @@ def _objects(doc: Any, where: str, result: FileResult) -> Iterator[Mapping[str, 
     if kind in CONVERTERS:
         yield doc
     elif not isinstance(kind, str) or not kind:
-        result.errors.append(f"{where}: an object without a kind (a cut or partial file?)")
+        result.error(f"{where}: an object without a kind (a cut or partial file?)")
     else:
         result.skipped[kind] += 1
 
 
 def load_file(path: Path) -> FileResult:
-    """Read and convert one manifest file; never raises for bad content."""
+    """Read and convert one manifest file; never raises for bad content.
+
+    A file over :data:`MAX_FILE_BYTES` or :data:`MAX_OBJECTS`, an alias bomb, a recursive
+    alias or nesting too deep gives one error naming the file and loads nothing of it. An
+    unexpected exception (a bug, memory) is that file's error too, logged with its trace.
+    """
+    try:
+        return _load_file(path)
+    except Exception as exc:
+        log.exception("%s: cannot be loaded", path)
+        result = FileResult()
+        result.fail(f"{path}: cannot be loaded: {type(exc).__name__}: {exc}")
+        return result
+
+
+def _load_file(path: Path) -> FileResult:
     result = FileResult()
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ManifestError(f"{size} bytes, over the limit of {MAX_FILE_BYTES} bytes a file")
         docs = _documents(path, path.read_text(encoding="utf-8"))
+    except RecursionError:
+        result.fail(f"{path}: cannot be read: nested too deeply")
+        return result
     except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
         reason = " ".join(str(exc).split())
-        result.errors.append(f"{path}: cannot be read: {reason}")
-        result.parsed = False
+        result.fail(f"{path}: cannot be read: {reason}")
         return result
+    try:
+        _convert_documents(path, docs, result)
+    except RecursionError:
+        result.fail(f"{path}: cannot be read: nested too deeply")
+    except ManifestError as exc:
+        result.fail(f"{path}: {exc}")
+    if result.more_errors:
+        result.errors.append(f"{path}: ... and {result.more_errors} more errors")
+    return result
+
+
+def _convert_documents(path: Path, docs: list[Any], result: FileResult) -> None:
     for index, doc in enumerate(docs):
         for obj in _objects(doc, f"{path}: document {index + 1}", result):
             if isinstance(obj, _Converted):
                 if obj.error:
-                    result.errors.append(f"{path}: {obj.error}")
+                    result.error(f"{path}: {obj.error}")
                 elif obj.record is not None:
                     result.records.append(obj.record)
                 continue
             record, error = convert_or_error(obj)
             if error:
-                result.errors.append(f"{path}: {error}")
+                result.error(f"{path}: {error}")
             elif record is not None:
                 result.records.append(record)
-    return result
 
 
 @dataclass
@@ -164,18 +317,47 @@ class LoadResult:
             total.update(result.skipped)
         return total
 
+    @property
+    def error_count(self) -> int:
+        """Errors over all files, the ones only counted included."""
+        return sum(result.error_count for result in self.files.values())
+
     def by_kind(self) -> dict[str, list[Record]]:
-        """Records of every file grouped by kind (a later file wins on the same object)."""
-        kinds: dict[str, list[Record]] = {kind: [] for kind in KINDS}
-        for result in self.files.values():
+        """Records of every file grouped by kind, one per object: a later one (in file
+        order, then in the file) wins over an earlier one with the same kind, namespace
+        and name, as the store would have it; see :attr:`warnings`."""
+        return self._deduplicated()[0]
+
+    @property
+    def warnings(self) -> list[str]:
+        """One line per duplicate object: ``zones/b.yaml: Service shop/web: also in
+        zones/a.yaml; the later one is served``."""
+        return self._deduplicated()[1]
+
+    def _deduplicated(self) -> tuple[dict[str, list[Record]], list[str]]:
+        kinds: dict[str, dict[Key, Record]] = {kind: {} for kind in KINDS}
+        where: dict[tuple[str, Key], Path] = {}
+        warnings: list[str] = []
+        for path, result in self.files.items():
             for record in result.records:
-                kinds[type(record).__name__].append(record)
-        return kinds
+                kind = type(record).__name__
+                key = record_key(record)
+                first = where.get((kind, key))
+                if first is not None:
+                    ident = key if isinstance(key, str) else "/".join(key)
+                    other = "earlier in the file" if first == path else f"also in {first}"
+                    warnings.append(
+                        f"{path}: {kind} {ident}: duplicate ({other}); the later one is served"
+                    )
+                    del kinds[kind][key]  # the later one goes last, as if applied last
+                kinds[kind][key] = record
+                where[(kind, key)] = path
+        return {kind: list(records.values()) for kind, records in kinds.items()}, warnings
 
 
 def summary(result: LoadResult) -> str:
     """``Namespace 6, Service 8, EndpointSlice 7, Pod 9 from 2 files`` (+ skipped kinds,
-    + the error count)."""
+    + the error count). Objects are counted once, as served (duplicates are not)."""
     by_kind = result.by_kind()
     # The exposure kinds (Ingress, Gateway, routes) only when there are some.
     text = ", ".join(
@@ -184,8 +366,12 @@ def summary(result: LoadResult) -> str:
     text += f" from {len(result.files)} file{'s' if len(result.files) != 1 else ''}"
     if result.skipped:
         text += "; skipped " + ", ".join(f"{k} {n}" for k, n in sorted(result.skipped.items()))
-    if result.errors:
-        text += f"; {len(result.errors)} error{'s' if len(result.errors) != 1 else ''}"
+    errors = result.error_count
+    if errors:
+        text += f"; {errors} error{'s' if errors != 1 else ''}"
+    duplicates = len(result.warnings)
+    if duplicates:
+        text += f"; {duplicates} duplicate{'s' if duplicates != 1 else ''}"
     return text
 
 
@@ -226,15 +412,23 @@ class ManifestSource:
         ``now``: Unix time in seconds (the SOA serial if anything changed). Raises
         FileNotFoundError if a path given does not exist.
         """
+        result = self.read()
+        self.apply(result, now)
+        self.store.mark_synced(SOURCE)
+        return result
+
+    def read(self) -> LoadResult:
+        """Read every file (safe off the loop thread: the store is not touched); log
+        errors and duplicates. Apply the result with :meth:`apply`. Raises
+        FileNotFoundError if a path given does not exist."""
         files = manifest_files(self.paths)
         self._stamps = {path: stamp for path in files if (stamp := _stamp(path))}
-        self.result = LoadResult({path: load_file(path) for path in files})
-        for line in self.result.errors:
+        result = LoadResult({path: load_file(path) for path in files})
+        for line in result.errors:
             log.error("%s", line)
-        self._apply(now)
-        release_memory()
-        self.store.mark_synced(SOURCE)
-        return self.result
+        for line in result.warnings:
+            log.warning("%s", line)
+        return result
 
     def scan(self) -> LoadResult | None:
         """Read the files that changed since the last look (safe off the loop thread).
@@ -266,7 +460,10 @@ class ManifestSource:
         for path in old.keys() - new.keys():
             log.info("%s: removed; its objects are gone", path)
         self._stamps = stamps
-        return LoadResult(new)
+        loaded = LoadResult(new)
+        for line in loaded.warnings:
+            log.warning("%s", line)
+        return loaded
 
     def apply(self, result: LoadResult, now: float) -> None:
         """Make ``result`` (from :meth:`scan`) the source's state. Call on the loop thread."""
