@@ -89,7 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="name endpoints without a hostname by their pod, not their dashed IP",
     )
     serve.add_argument(
-        "--cache-size", type=int, default=10000, help="answer cache bound in entries"
+        "--cache-size",
+        type=int,
+        default=200_000,
+        help="positive answers kept per server block (200000), and a tenth of it of negative ones",
     )
     serve.add_argument(
         "--kubeconfig",

@@ -29,7 +29,7 @@ from .config import ServerConfig
 from .config import load as load_corefile
 from .errors import ClusterDNSError, ConfigError
 from .forward import ForwardCache, Forwarder
-from .handler import Handler, Mux
+from .handler import CACHE_SIZE, Handler, Mux
 from .health import Readiness, health_route, serve_http
 from .metrics import Collector, Metrics, registry, serve_metrics
 from .names import canonical_ip
@@ -52,7 +52,8 @@ class Options:
 
     ``zones``: manifest paths (None: ``./zones`` when no API source is configured);
     ``kubeconfig``/``kube_api``: the API source; ``corefile``: the path to re-read with
-    ``reload``; ``cache_size``: answer cache bound in entries per server block.
+    ``reload``; ``cache_size``: positive answers kept per server block (entries; negative answers
+    have their own bound, a tenth of it).
     """
 
     zones: list[Path] | None = None
@@ -61,7 +62,7 @@ class Options:
     kube_api: str = ""
     corefile: Path | None = None
     corefile_digest: str = ""  # SHA-512 of the Corefile text that was loaded
-    cache_size: int = 10000
+    cache_size: int = CACHE_SIZE
     workers: int = 1
     worker: int = 0  # this process's index among the workers
     tcp_idle_timeout: float = 10.0  # seconds

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Union
 
 from .autopath import AutoPath
+from .depends import dependencies, quick_negative
 from .errors import ClusterDNSError
 from .forward import Forwarder
 from .metrics import Metrics
@@ -32,6 +33,7 @@ from .wire import (
     encode_answer,
     error_response,
     header_only_response,
+    negative_response,
     parse_header,
     parse_query,
 )
@@ -40,6 +42,7 @@ log = logging.getLogger("clusterdns.handler")
 
 Reply = Union[bytes, None, Awaitable[Union[bytes, None]]]  # noqa: UP007 - a runtime alias
 LOADBALANCE_VARIANTS = 4  # rotations of an A/AAAA answer kept in the answer cache
+CACHE_SIZE = 200_000  # positive answers kept (about 11 names per service: 18,000 services)
 
 
 def parse_or_reply(data: bytes) -> Query | bytes | None:
@@ -62,7 +65,10 @@ class Handler:
     ``forwarders``: tried in order for names the zone does not answer;
     ``loadbalance``: rotate A/AAAA answers (CoreDNS loadbalance, CNAMEs stay first);
     ``metrics``: counted per query; ``autopath``: server-side search for pods (SPEC.md 15.4).
-    Call from the thread that mutates ``store``.
+    ``cache_size``: positive answers kept; ``negative_cache_size``: negative answers kept
+    (default: a tenth of ``cache_size``; entries, each bound on its own, so a flood of
+    random names never evicts a positive answer; docs/design-answers.md).
+    Call from the thread that mutates ``store``: the answer cache listens to its changes.
     """
 
     def __init__(
@@ -74,8 +80,9 @@ class Handler:
         forwarders: Sequence[Forwarder] = (),
         metrics: Metrics | None = None,
         loadbalance: bool = False,
-        cache_size: int = 10000,
+        cache_size: int = CACHE_SIZE,
         autopath: AutoPath | None = None,
+        negative_cache_size: int | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -83,7 +90,13 @@ class Handler:
         self.forwarders = list(forwarders)
         self.metrics = metrics
         self.loadbalance = loadbalance
-        self.cache = AnswerCache(cache_size)
+        if negative_cache_size is None:
+            negative_cache_size = max(1, cache_size // 10)
+        self.cache = AnswerCache(cache_size, negative_cache_size)
+        store.listen(self.cache)
+        # negative answers without the resolver: not with autopath (its NXDOMAIN may
+        # become another name's answer, per client)
+        self._quick = config is not None and autopath is None
         self.autopath = autopath
         # qnames the loop detector sent, with how often each arrived: one arrival is our
         # own send; a forwarding loop brings the same name back again and again.
@@ -98,7 +111,7 @@ class Handler:
         """
         if type(data) is not bytes:  # a bytearray or memoryview from a caller other
             data = bytes(data)  # than the transports: keys must be hashable bytes
-        hit = self.cache.lookup(data, tcp, self.store.generation)
+        hit = self.cache.lookup(data, tcp)
         if hit is not None:
             if self.metrics is not None:
                 self.metrics.hit(tcp, family, self.cache.last_qtype, data, hit)
@@ -118,7 +131,7 @@ class Handler:
             plugin = ""
         else:
             limit = query.limit(tcp)
-            reply = self.cache.get(query, limit, self.store.generation)
+            reply = self.cache.get(query, limit)
             plugin = "kubernetes"
             if reply is None:
                 try:
@@ -181,6 +194,10 @@ class Handler:
         if not find_zone(query.qname, self.zones):
             return error_response(query, Rcode.REFUSED), ""  # not this server's zones
         answer = None
+        if self._quick:
+            quick = self._quick_negative(query, limit)
+            if quick is not None:
+                return quick, "kubernetes"
         if self.config is not None:
             answer = resolve(self.store, query.qname, query.qtype, self.config)
         if answer is not None and answer.rcode == Rcode.NXDOMAIN and self.autopath and client:
@@ -205,6 +222,24 @@ class Handler:
             return self._encode(query, answer, limit, cache=True), "kubernetes"
         return error_response(query, Rcode.SERVFAIL), ""  # no plugin handled it (SPEC.md 14)
 
+    def _quick_negative(self, query: Query, limit: int) -> bytes | None:
+        """NXDOMAIN from the SOA template after an existence check (depends.quick_negative),
+        cached as the resolver's answer would be; None when the resolver must decide."""
+        config = self.config
+        assert config is not None
+        found = quick_negative(self.store, query.qname, config)
+        if found is None:
+            return None
+        zone, tags = found
+        ttl = config.ttl
+        times = (self.store.serial, 7200, 1800, 86400, ttl)  # as resolver._Question.soa
+        made = negative_response(query, Rcode.NXDOMAIN, zone, min(ttl, 300), times)
+        if made is None:
+            return None
+        header, tail = made
+        self.cache.put(query, limit, header, tail, tags=tags)
+        return header + query.question + tail
+
     def _forwarder(self, qname: str) -> Forwarder | None:
         for forwarder in self.forwarders:
             if forwarder.handles(qname):
@@ -217,7 +252,12 @@ class Handler:
         if self.loadbalance:
             variants.extend(_rotations(query, answer, limit))
         if cache:
-            self.cache.put(query, limit, header, tail, variants[1:])
+            tags = (
+                dependencies(self.store, query.qname, self.config, answer)
+                if self.config is not None
+                else ("any",)
+            )
+            self.cache.put(query, limit, header, tail, variants[1:], tags=tags)
         return header + query.question + tail
 
     async def _autopath_or(

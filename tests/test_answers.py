@@ -1,0 +1,293 @@
+"""Answers kept per name: which cached answers each kind of change drops (docs/design-answers.md).
+
+Every case runs the real store (built from CoreDNS's test manifests) and the real Handler:
+it asks every watched question once (filling the answer cache), applies one change to the
+store, then checks that
+
+- exactly the expected questions lost their cache entry;
+- every other entry is the very same object as before (it survived the change);
+- every watched question now answers what a handler with an empty cache answers (nothing
+  stale), the SOA serial of negative answers aside (docs/design-answers.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import pytest
+
+from clusterdns.handler import Handler
+from clusterdns.records import Endpoint, EndpointSlice, Namespace, Pod, Service, ServiceKind
+from clusterdns.resolver import PodMode, ZoneConfig
+from clusterdns.store import Store
+from clusterdns.wire import AnswerCache, parse_query
+
+from .conftest import COREDNS, NOW, load_store
+
+CONFIG = ZoneConfig(pods=PodMode.VERIFIED)
+SOURCE = "zones"
+LATER = NOW + 100
+
+# The watched questions, by a short name used in the cases below.
+WATCHED: dict[str, tuple[str, str]] = {
+    "svc1": ("svc1.testns.svc.cluster.local.", "A"),
+    "svc1-srv": ("_http._tcp.svc1.testns.svc.cluster.local.", "SRV"),
+    "ep1a": ("ep1a.svc1.testns.svc.cluster.local.", "A"),
+    "hdls1": ("hdls1.testns.svc.cluster.local.", "A"),
+    "hdls1-srv": ("_http._tcp.hdls1.testns.svc.cluster.local.", "SRV"),
+    "svc6": ("svc6.testns.svc.cluster.local.", "AAAA"),
+    "ptr-svc1": ("1.0.0.10.in-addr.arpa.", "PTR"),
+    "ptr-ep1a": ("1.0.0.172.in-addr.arpa.", "PTR"),
+    "ptr-hdls1": ("2.0.0.172.in-addr.arpa.", "PTR"),
+    "ptr-new-ep": ("9.0.0.172.in-addr.arpa.", "PTR"),
+    "ptr-new-svc": ("5.9.0.10.in-addr.arpa.", "PTR"),
+    "ext": ("external-to-service.testns.svc.cluster.local.", "A"),
+    "nosuch": ("nosuch.testns.svc.cluster.local.", "A"),
+    "search-nx": ("svc1.testns.svc.cluster.local.testns.svc.cluster.local.", "A"),
+    "web": ("web.testns.svc.cluster.local.", "A"),
+    "web-srv": ("_http._tcp.web.testns.svc.cluster.local.", "SRV"),
+    "ns-testns": ("testns.svc.cluster.local.", "A"),
+    "newns": ("newns.svc.cluster.local.", "A"),
+    "web-newns": ("web.newns.svc.cluster.local.", "A"),
+    "pod-foo": ("10-240-0-1.podns.pod.cluster.local.", "A"),
+    "pod-foo-new": ("10-240-0-2.podns.pod.cluster.local.", "A"),
+    "apex": ("cluster.local.", "SOA"),
+    "version": ("dns-version.cluster.local.", "TXT"),
+    "other-top": ("foo.bar.cluster.local.", "A"),
+}
+
+
+def _slice(store: Store, ns: str, name: str) -> EndpointSlice:
+    found = store._merged["EndpointSlice"][(ns, name)]
+    assert isinstance(found, EndpointSlice)
+    return found
+
+
+def _service(store: Store, ns: str, name: str) -> Service:
+    return store.services[(ns, name)]
+
+
+def _pod(store: Store, ns: str, name: str) -> Pod:
+    found = store._merged["Pod"][(ns, name)]
+    assert isinstance(found, Pod)
+    return found
+
+
+def _flip_ready(store: Store) -> None:
+    s = _slice(store, "testns", "hdls1-slice1")
+    eps = (replace(s.endpoints[0], ready=False), *s.endpoints[1:])
+    store.upsert(SOURCE, replace(s, endpoints=eps), LATER)
+
+
+def _move_address(store: Store) -> None:
+    s = _slice(store, "testns", "svc1-slice1")
+    eps = (replace(s.endpoints[0], addresses=("172.0.0.9",)),)
+    store.upsert(SOURCE, replace(s, endpoints=eps), LATER)
+
+
+def _not_ready_only(store: Store) -> None:
+    s = _slice(store, "testns", "hdls1-slice1")
+    eps = (*s.endpoints[:-1], replace(s.endpoints[-1], hostname="renamed"))
+    assert not s.endpoints[-1].ready
+    store.upsert(SOURCE, replace(s, endpoints=eps), LATER)
+
+
+def _new_service(store: Store) -> None:
+    store.upsert(SOURCE, Service("testns", "web", ServiceKind.CLUSTER_IP, ("10.0.9.5",)), LATER)
+
+
+def _pod_ip(store: Store) -> None:
+    store.upsert(SOURCE, replace(_pod(store, "podns", "foo"), ips=("10.240.0.2",)), LATER)
+
+
+@dataclass
+class Case:
+    """One change and the watched questions whose cache entries it must drop."""
+
+    what: str
+    change: Callable[[Store], None]
+    dropped: set[str] = field(default_factory=set)
+
+    def __str__(self) -> str:
+        return self.what
+
+
+APEX = {"apex"}
+CASES = [
+    Case(
+        "service ClusterIP changes",
+        lambda s: store_upsert(
+            s, replace(_service(s, "testns", "svc1"), cluster_ips=("10.0.9.5",))
+        ),
+        # every name under the service (the endpoint name too: it reads the Service), the
+        # ExternalName pointing at it, the PTRs of the old and new IP
+        {"svc1", "svc1-srv", "ep1a", "ext", "ptr-svc1", "ptr-new-svc"} | APEX,
+    ),
+    Case(
+        "service deleted",
+        lambda s: s.delete(SOURCE, "Service", ("testns", "svc6"), LATER),
+        {"svc6"} | APEX,
+    ),
+    Case(
+        "service created where NXDOMAIN was cached",
+        _new_service,
+        # every negative answer under the namespace goes: they are indexed by it
+        {"web", "web-srv", "ptr-new-svc", "nosuch", "search-nx"} | APEX,
+    ),
+    Case(
+        "identical service re-sent",
+        lambda s: store_upsert(s, replace(_service(s, "testns", "svc1"))),
+        set(),
+    ),
+    Case(
+        "readiness flip in a headless service",
+        _flip_ready,
+        {"hdls1", "hdls1-srv", "ptr-hdls1"} | APEX,
+    ),
+    Case(
+        "endpoint address moves under a ClusterIP service (its A and SRV survive)",
+        _move_address,
+        {"ep1a", "ptr-ep1a", "ptr-new-ep"} | APEX,
+    ),
+    Case("a not-ready endpoint's hostname changes", _not_ready_only, set()),
+    Case(
+        "slice deleted",
+        lambda s: s.delete(SOURCE, "EndpointSlice", ("testns", "hdls1-slice1"), LATER),
+        {"hdls1", "hdls1-srv", "ptr-hdls1"} | APEX,
+    ),
+    Case(
+        "namespace created",
+        lambda s: s.upsert(SOURCE, Namespace("newns"), LATER),
+        {"newns", "web-newns"} | APEX,
+    ),
+    Case(
+        "namespace deleted",
+        lambda s: s.delete(SOURCE, "Namespace", "podns", LATER),
+        {"pod-foo", "pod-foo-new"} | APEX,
+    ),
+    Case(
+        "pod phase changes (no answer reads it)",
+        lambda s: store_upsert(s, replace(_pod(s, "podns", "foo"), phase="Pending")),
+        set(),
+    ),
+    Case("pod IP changes (verified pod names)", _pod_ip, {"pod-foo", "pod-foo-new"} | APEX),
+    Case(
+        "pod being deleted",
+        lambda s: store_upsert(s, replace(_pod(s, "podns", "foo"), deleting=True)),
+        {"pod-foo"} | APEX,
+    ),
+]
+
+
+def store_upsert(store: Store, record: Service | Pod) -> None:
+    store.upsert(SOURCE, record, LATER)
+
+
+def _key(label: str) -> tuple[bytes, bytes, int, bool, bool]:
+    name, qtype = WATCHED[label]
+    return AnswerCache.key(parse_query(dns.message.make_query(name, qtype).to_wire()), 512)
+
+
+def _answer(handler: Handler, label: str) -> tuple[object, ...]:
+    """The reply to a watched question, SOA serials set to 0, as comparable text."""
+    name, qtype = WATCHED[label]
+    wire = handler.handle(dns.message.make_query(name, qtype).to_wire(), False)
+    assert isinstance(wire, bytes)
+    msg = dns.message.from_wire(wire)
+    sections = []
+    for section in (msg.answer, msg.authority, msg.additional):
+        texts = []
+        for rrset in section:
+            for rr in rrset:
+                if rr.rdtype == dns.rdatatype.SOA:
+                    rr = rr.replace(serial=0)
+                texts.append(f"{rrset.name} {rrset.ttl} {dns.rdatatype.to_text(rrset.rdtype)} {rr}")
+        sections.append(tuple(texts))
+    return (dns.rcode.to_text(msg.rcode()), *sections)
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_a_change_drops_exactly_the_names_it_changes(case: Case) -> None:
+    store = load_store(COREDNS)
+    handler = Handler(store, CONFIG)
+    before = {label: _answer(handler, label) for label in WATCHED}
+    cached = {label: handler.cache.entries[_key(label)] for label in WATCHED}
+    serial = store.serial
+
+    case.change(store)
+
+    entries = handler.cache.entries
+    gone = {label for label in WATCHED if _key(label) not in entries}
+    assert gone == case.dropped
+    for label in set(WATCHED) - gone:
+        assert entries[_key(label)] is cached[label], label  # the same entry: it survived
+    truth = Handler(store, CONFIG)  # an empty cache: what the store says now
+    changed = set()
+    for label in WATCHED:
+        now = _answer(handler, label)
+        assert now == _answer(truth, label), label  # never stale
+        if now != before[label]:
+            changed.add(label)
+    assert changed <= case.dropped
+    assert (store.serial != serial) == bool(case.dropped)  # no answer changed: no new serial
+
+
+def test_dropped_names_are_cached_again_and_unrelated_ones_never_left() -> None:
+    store = load_store(COREDNS)
+    handler = Handler(store, CONFIG)
+    for label in WATCHED:
+        _answer(handler, label)
+    kept = handler.cache.entries[_key("svc1")]
+    for i in range(50):  # a rolling update of hdls1: 50 readiness flips
+        s = _slice(store, "testns", "hdls1-slice1")
+        eps = (replace(s.endpoints[0], ready=i % 2 == 0), *s.endpoints[1:])
+        store.upsert(SOURCE, replace(s, endpoints=eps), LATER + i)
+        assert _answer(handler, "hdls1") == _answer(Handler(store, CONFIG), "hdls1")
+    assert handler.cache.entries[_key("svc1")] is kept
+    assert _key("hdls1") in handler.cache.entries
+
+
+def test_namespace_recreated_turns_cached_nxdomain_into_answers() -> None:
+    store = load_store(COREDNS)
+    handler = Handler(store, CONFIG)
+    assert _answer(handler, "web-newns")[0] == "NXDOMAIN"
+    store.upsert(SOURCE, Namespace("newns"), LATER)
+    assert _answer(handler, "web-newns")[0] == "NXDOMAIN"  # no such service yet
+    assert _answer(handler, "newns")[0] == "NOERROR"  # the namespace name exists: NODATA
+    slice_ = EndpointSlice("newns", "web-1", "web", 4, (Endpoint(("10.7.0.1",), True),))
+    store.upsert(SOURCE, Service("newns", "web", ServiceKind.HEADLESS), LATER)
+    store.upsert(SOURCE, slice_, LATER)
+    assert _answer(handler, "web-newns")[1] == ("web.newns.svc.cluster.local. 30 A 10.7.0.1",)
+
+
+def test_quick_negative_answers_equal_the_resolvers() -> None:
+    """The NXDOMAIN made from the template after a few dict lookups is byte for byte the
+    one the resolver and the general encoder give (0x20 case, EDNS, search-path names)."""
+    store = load_store(COREDNS)
+    quick = Handler(store, CONFIG)
+    slow = Handler(store, CONFIG)
+    slow._quick = False
+    names = [
+        "NoSuch.TestNs.svc.Cluster.Local.",
+        "svc1.testns.svc.cluster.local.testns.svc.cluster.local.",
+        "a.b.c.d.svc1.testns.svc.cluster.local.",
+        "x.nons.svc.cluster.local.",
+        "x.nons.pod.cluster.local.",
+        "foo.bar.cluster.local.",
+        "unexposed.unexposedns.svc.cluster.local.",
+    ]
+    for name in names:
+        for edns in (-1, 0):
+            query = dns.message.make_query(name, "A", use_edns=edns, payload=1232)
+            query.id = 7
+            wire = query.to_wire()
+            mine = quick.handle(wire, False)
+            theirs = slow.handle(wire, False)
+            assert mine == theirs, name
+            assert isinstance(mine, bytes)
+            assert dns.message.from_wire(mine).rcode() == dns.rcode.NXDOMAIN, name
+    assert len(quick.cache.negatives) == len(names) * 2
