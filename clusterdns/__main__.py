@@ -91,8 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--cache-size",
         type=int,
-        default=200_000,
-        help="positive answers kept per server block (200000), and a tenth of it of negative ones",
+        default=100_000,
+        help="positive answers kept per server block (100000), and a tenth of it of negative ones",
     )
     serve.add_argument(
         "--kubeconfig",

@@ -62,6 +62,7 @@ def _name_tags(store: Store, qname: str, config: ZoneConfig) -> tuple[Tag, ...]:
         # a headless service's names and every endpoint name read its ready endpoints.
         if svc is None:
             return (("nx", namespace),)  # as long as no such service appears
+        namespace, name = svc.namespace, svc.name  # the store's strings: kept once
         if svc.kind is ServiceKind.CLUSTER_IP and len(rest) != 3:
             return (("ns", namespace), ("svc", namespace, name))
         return (("ns", namespace), ("svc", namespace, name), ("eps", namespace, name))

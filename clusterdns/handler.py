@@ -42,7 +42,7 @@ log = logging.getLogger("clusterdns.handler")
 
 Reply = Union[bytes, None, Awaitable[Union[bytes, None]]]  # noqa: UP007 - a runtime alias
 LOADBALANCE_VARIANTS = 4  # rotations of an A/AAAA answer kept in the answer cache
-CACHE_SIZE = 200_000  # positive answers kept (about 11 names per service: 18,000 services)
+CACHE_SIZE = 100_000  # positive answers kept: about 60 MB when full (docs/performance.md)
 
 
 def parse_or_reply(data: bytes) -> Query | bytes | None:

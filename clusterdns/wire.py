@@ -450,6 +450,7 @@ CacheKey = tuple[bytes, bytes, int, bool, bool]
 Tags = tuple[Any, ...]
 """What a cached answer depends on (``store.Tag`` values: ``("svc", ns, name)``, ...)."""
 INTERN_MAX = 4096  # shared copies of small repeated values (tags, counts, qtype bytes)
+SMALL = 8  # keys under one tag kept in a list up to this many, then in a set
 
 
 class AnswerCache:
@@ -469,6 +470,9 @@ class AnswerCache:
     ``max_entries``; negative answers (NXDOMAIN, NODATA, SERVFAIL: what a flood of random
     names produces) up to ``max_negative`` on their own, so a flood never evicts a positive
     answer. Oldest first in each part.
+
+    Memory (measured, docs/performance.md): about 500-700 bytes per entry, key, encoded
+    answer and tag index included.
     """
 
     __slots__ = (
@@ -478,7 +482,6 @@ class AnswerCache:
         "max_negative",
         "by_tag",
         "negatives",
-        "positives",
         "shared",
         "hits",
         "misses",
@@ -491,12 +494,12 @@ class AnswerCache:
         self.entries: dict[CacheKey, tuple[int, bytes, bytes, Tags]] = {}
         # loadbalance: further encodings of an entry with its addresses rotated
         self.rotations: dict[CacheKey, tuple[bytes, ...]] = {}
-        # tag -> the key of the one entry that depends on it, or a set of several keys
-        # (most tags of random names have one entry: a set each would cost 216 bytes)
-        self.by_tag: dict[Any, CacheKey | set[CacheKey]] = {}
-        # insertion order of each part, for eviction (values unused)
+        # tag -> the keys of the entries that depend on it: a list while few (most tags
+        # have one or two entries, and a set costs 216 bytes), a set beyond SMALL
+        self.by_tag: dict[Any, list[CacheKey] | set[CacheKey]] = {}
+        # the negative entries in insertion order, for their own eviction (values unused);
+        # the positive ones are the others, in the order of ``entries``
         self.negatives: dict[CacheKey, None] = {}
-        self.positives: dict[CacheKey, None] = {}
         # one copy of each repeated small value (counts, qtype+qclass bytes, tag tuples):
         # about 150 bytes less per entry; emptied when it grows past INTERN_MAX
         self.shared: dict[Any, Any] = {}
@@ -612,16 +615,16 @@ class AnswerCache:
         by_tag = self.by_tag
         for tag in entry[3]:
             keys = by_tag.get(tag)
-            if type(keys) is set:
-                keys.discard(key)
+            if keys is not None:
+                if type(keys) is set:
+                    keys.discard(key)
+                elif key in keys:
+                    keys.remove(key)
                 if not keys:
                     del by_tag[tag]
-            elif keys == key:
-                del by_tag[tag]
         if self.rotations:
             self.rotations.pop(key, None)
-        if self.negatives.pop(key, 0) is not None:  # present: None; absent: 0
-            self.positives.pop(key, None)
+        self.negatives.pop(key, None)
 
     def invalidate(self, tags: set[Any] | None) -> None:
         """Drop the entries that depend on any of ``tags`` (None: every entry).
@@ -635,11 +638,9 @@ class AnswerCache:
         by_tag = self.by_tag
         for tag in tags:
             keys = by_tag.get(tag)
-            if type(keys) is set:
+            if keys:
                 for key in list(keys):
                     self._drop(key)
-            elif keys is not None:
-                self._drop(keys)  # type: ignore[arg-type]
 
     def clear(self) -> None:
         """Drop every entry."""
@@ -647,7 +648,6 @@ class AnswerCache:
         self.rotations.clear()
         self.by_tag.clear()
         self.negatives.clear()
-        self.positives.clear()
         self.shared.clear()
 
     def _share(self, value: Any) -> Any:
@@ -657,22 +657,27 @@ class AnswerCache:
             shared.clear()
         return shared.setdefault(value, value)
 
-    def _evict(self, order: dict[CacheKey, None], bound: int) -> None:
-        """Drop the oldest tenth of one part (positive or negative) at once.
+    def _evict_negative(self) -> None:
+        """Drop the oldest tenth of the negative entries at once.
 
         Deleting the first key of a dict one at a time leaves dead slots at the front that
-        every next ``iter`` walks again; the order dict is rebuilt instead (O(1) per insert
+        every next ``iter`` walks again: the order dict is rebuilt instead (O(1) per insert
         over time).
         """
-        drop = max(1, bound // 10)
-        victims = list(itertools.islice(order, drop))
+        victims = list(itertools.islice(self.negatives, max(1, self.max_negative // 10)))
         for key in victims:
             self._drop(key)
-        rebuilt = dict.fromkeys(order)
-        if order is self.negatives:
-            self.negatives = rebuilt
-        else:
-            self.positives = rebuilt
+        self.negatives = dict.fromkeys(self.negatives)
+
+    def _evict_positive(self) -> None:
+        """Drop the oldest tenth of the positive entries at once, and rebuild ``entries``
+        (see :meth:`_evict_negative`)."""
+        drop = max(1, self.max_entries // 10)
+        negatives = self.negatives
+        victims = list(itertools.islice((k for k in self.entries if k not in negatives), drop))
+        for key in victims:
+            self._drop(key)
+        self.entries = dict(self.entries)
 
     def put(
         self,
@@ -694,22 +699,23 @@ class AnswerCache:
         flags = struct.unpack_from("!H", header, 2)[0] & ~(FLAG_QR | FLAG_RD | FLAG_CD)
         if flags & 0xF != Rcode.NOERROR or header[6:8] == b"\x00\x00":
             if len(self.negatives) >= self.max_negative:
-                self._evict(self.negatives, self.max_negative)
+                self._evict_negative()
             self.negatives[key] = None
-        else:
-            if len(self.positives) >= self.max_entries:
-                self._evict(self.positives, self.max_entries)
-            self.positives[key] = None
-        tags = self._share(tags)
-        self.entries[key] = (flags, self._share(header[6:12]), tail, tags)
+        elif len(self.entries) - len(self.negatives) >= self.max_entries:
+            self._evict_positive()
+        # namespace-wide tags are shared by many entries: one copy of each
+        tags = tuple(self._share(t) if t[0] in ("ns", "nx") else t for t in tags)
+        self.entries[key] = (self._share(flags), self._share(header[6:12]), tail, tags)
         by_tag = self.by_tag
         for tag in tags:
             keys = by_tag.get(tag)
             if keys is None:
-                by_tag[tag] = key
-            elif type(keys) is set:
+                by_tag[tag] = [key]
+            elif isinstance(keys, set):
                 keys.add(key)
-            elif keys != key:
-                by_tag[tag] = {keys, key}  # type: ignore[arg-type]
+            elif key not in keys:
+                keys.append(key)
+                if len(keys) > SMALL:
+                    by_tag[tag] = set(keys)
         if rotations:
             self.rotations[key] = tuple(rotations)

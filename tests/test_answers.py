@@ -291,3 +291,38 @@ def test_quick_negative_answers_equal_the_resolvers() -> None:
             assert isinstance(mine, bytes)
             assert dns.message.from_wire(mine).rcode() == dns.rcode.NXDOMAIN, name
     assert len(quick.cache.negatives) == len(names) * 2
+
+
+def test_a_relist_is_applied_in_steps_and_later_events_wait_for_it() -> None:
+    """KubeSource applies a relist a slice of loop time per turn; an event that arrives
+    meanwhile (the watch after the relist) is applied after it, not overwritten by it."""
+    import asyncio
+
+    from clusterdns.sources import kube
+
+    store = Store()
+    records = [Pod("ns", f"p{i}", (f"10.1.{i // 256}.{i % 256}",)) for i in range(3000)]
+
+    async def run() -> list[int]:
+        loop = asyncio.get_running_loop()
+        source = kube.KubeSource(store, None, loop, pods=True)
+        turns = []
+        source.replace("Pod", records)
+        source.upsert(Pod("ns", "p0", ("10.9.9.9",)))  # the watch, after the list
+        source.delete("Pod", ("ns", "p1"))
+        while True:
+            await asyncio.sleep(0)
+            turns.append(store.count("Pod"))
+            if source.idle():
+                return turns
+
+    old = kube.RELIST_SLICE, kube.RELIST_STEP
+    kube.RELIST_SLICE, kube.RELIST_STEP = 0.0, 100  # one step per turn
+    try:
+        turns = asyncio.run(run())
+    finally:
+        kube.RELIST_SLICE, kube.RELIST_STEP = old
+    assert len(turns) > 10  # many loop turns: queries were answered in between
+    assert store.count("Pod") == 2999
+    assert store.has_pod_ip("ns", "10.9.9.9") and not store.has_pod_ip("ns", "10.1.0.0")
+    assert not store.has_pod_ip("ns", "10.1.0.1")

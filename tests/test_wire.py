@@ -257,7 +257,7 @@ def test_cache_is_bounded_and_a_flood_of_negatives_keeps_the_positives() -> None
     handler = Handler(_big_store(), ZoneConfig(), cache_size=10, negative_cache_size=10)
     positive = dns.message.make_query("big.testns.svc.cluster.local.", "A")
     assert ask(handler, positive).answer
-    key = next(iter(handler.cache.positives))
+    key = next(iter(handler.cache.entries))
     for i in range(50):
         ask(handler, dns.message.make_query(f"n{i}.testns.svc.cluster.local.", "A"))
     assert len(handler.cache.negatives) == 10
