@@ -20,9 +20,10 @@ What it does (everything on 127.0.0.1, bounded in time and count):
    on the still cluster; clusterdns at full load while a thread makes ``--rate``
    EndpointSlice changes per second through the API (alternately a readiness flip and an
    address move, each on a random service); then p50/p99 latency at a fixed 20,000
-   queries/s, static and under churn, and Knot's. Full load is dnsperf ``-c 16 -q 500``;
-   the server's CPU seconds come from /proc, so "queries per server CPU second" holds on
-   a machine where dnsperf itself takes a core.
+   queries/s, static and under churn, and Knot's; then a random-name flood (``--flood``
+   distinct names under the cluster zone, each asked once) of both servers. Full load is
+   dnsperf ``-c 16 -q 500``; the server's CPU seconds come from /proc, so "queries per
+   server CPU second" holds on a machine where dnsperf itself takes a core.
 5. After the churn: waits one second, then asks every service the churn touched for the
    names the change altered (a headless service's A records; each endpoint's PTR, gone
    when not ready; the PTR of each address moved away) and counts answers that are not
@@ -187,10 +188,21 @@ class Pseudo:
         self.port = port
 
 
-def full_load(work: Work, port: int, pid: int, mix: Path, args: argparse.Namespace) -> dict:
+def flood_file(cluster_namespaces: list[str], count: int, path: Path, rng: random.Random) -> Path:
+    """``count`` distinct names under the cluster zone that do not exist (a random-name
+    flood: every one NXDOMAIN, none asked twice)."""
+    with open(path, "w") as out:
+        for i in range(count):
+            ns = rng.choice(cluster_namespaces)
+            out.write(f"x{i}-{rng.getrandbits(32):08x}.{ns}.svc.cluster.local. A\n")
+    return path
+
+
+def full_load(work: Work, port: int, pid: int, mix: Path, args: argparse.Namespace,
+              once: bool = False) -> dict:
     before = cpu_times(pid)
     perf = dnsperf(work, Pseudo(port), mix, duration=args.duration,  # type: ignore[arg-type]
-                   clients=args.clients)
+                   clients=args.clients, once=once)
     after = cpu_times(pid)
     cpu = sum(after.values()) - sum(before.get(p, 0.0) for p in after)
     return {"qps": perf.qps, "cpu": cpu, "per_cpu": perf.completed / cpu if cpu else 0.0,
@@ -215,6 +227,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--latency-qps", type=int, default=speed.LATENCY_QPS)
+    parser.add_argument("--flood", type=int, default=300_000,
+                        help="distinct random names of the flood runs (0: no flood runs)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
     return parser.parse_args()
@@ -252,10 +266,15 @@ def main() -> int:
         log(f"cluster: {args.services} services, {cluster.pods} endpoints, "
             f"{mix.distinct} distinct names in the mix")
 
+        flood = flood_file(cluster.namespaces, args.flood, root / "flood.txt", rng)
         with serving(Server("Knot", "knot"), work) as knot:
             log("Knot: full load")
             results["knot"] = full_load(work, knot.port, knot.process.pid, mix.path, args)
             results["knot"].update(latency(work, knot.port, mix.path, args))
+            if args.flood:
+                log("Knot: random-name flood")
+                results["knot-flood"] = full_load(work, knot.port, knot.process.pid, flood,
+                                                  args, once=True)
 
         process, port, _ = start_clusterdns(work, kubeconfig)
         dnsperf(work, Pseudo(port), mix.warm, duration=60,  # type: ignore[arg-type]
@@ -270,6 +289,9 @@ def main() -> int:
             results["churn"].update(latency(work, port, mix.path, args))
         time.sleep(1.0)  # "current within 1 s of its watch event"
         checked, wrong = check_current(port, churn)
+        if args.flood:
+            log("clusterdns: random-name flood")
+            results["flood"] = full_load(work, port, process.pid, flood, args, once=True)
         work.procs.stop(process)
         report(results, args, churn, checked, wrong)
     finally:
@@ -299,10 +321,19 @@ def report(results: dict[str, dict], args: argparse.Namespace, churn: Churn, che
         print(f"| {title} | {r['qps']:,.0f} | {r['cpu']:.1f} | {r['per_cpu']:,.0f} "
               f"| {r['p50']:.2f} / {r['p99']:.2f} | {r['lost']} of {r['sent']}; "
               f"{r['lat_lost']} of {r['lat_sent']} |")
+    for title, key in (("Knot, random-name flood", "knot-flood"),
+                       ("clusterdns, random-name flood", "flood")):
+        if key in results:
+            r = results[key]
+            print(f"| {title} | {r['qps']:,.0f} | {r['cpu']:.1f} | {r['per_cpu']:,.0f} | - "
+                  f"| {r['lost']} of {r['sent']} |")
     k, s, c = results["knot"]["per_cpu"], results["static"]["per_cpu"], results["churn"]["per_cpu"]
     print()
     print(f"- clusterdns static / Knot: {s / k:.2f}x (queries per server CPU second)")
     print(f"- clusterdns under churn / its static figure: {c / s:.2f}x")
+    if "flood" in results:
+        ratio = results["flood"]["per_cpu"] / results["knot-flood"]["per_cpu"]
+        print(f"- random-name flood, clusterdns / Knot: {ratio:.2f}x")
     print(f"- churn: {churn.count} EndpointSlice changes over {len(churn.changed)} services; "
           f"1 s after the last: {checked} changed names asked, {wrong} not current")
 
