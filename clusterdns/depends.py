@@ -18,7 +18,6 @@ from .rr import QType
 from .store import ANY, APEX, Store, Tag
 
 STRUCTURAL = ("dns-version", "dns")  # top labels the resolver answers from the config only
-MAX_CHAIN = 8  # as resolver.MAX_CNAME_CHAIN: CNAME targets followed for their tags
 
 
 def dependencies(
@@ -32,7 +31,7 @@ def dependencies(
     """
     tags = list(_name_tags(store, qname, config))
     if answer is not None:
-        for rr in answer.answer[:MAX_CHAIN]:
+        for rr in answer.answer:
             if rr.rtype == QType.CNAME and isinstance(rr.rdata, str):
                 tags.extend(_name_tags(store, rr.rdata, config))
     return tuple(dict.fromkeys(tags))
