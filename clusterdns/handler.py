@@ -25,7 +25,7 @@ from .metrics import Metrics
 from .names import find_zone
 from .resolver import Answer, ZoneConfig, resolve
 from .rr import QClass, QType, Rcode
-from .store import Store
+from .store import Store, Tag
 from .wire import (
     AnswerCache,
     Drop,
@@ -225,6 +225,16 @@ class Handler:
     def _quick_negative(self, query: Query, limit: int) -> bytes | None:
         """NXDOMAIN from the SOA template after an existence check (depends.quick_negative),
         cached as the resolver's answer would be; None when the resolver must decide."""
+        made = self._quick_made(query)
+        if made is None:
+            return None
+        header, tail, tags = made
+        self.cache.put(query, limit, header, tail, tags=tags)
+        return header + query.question + tail
+
+    def _quick_made(self, query: Query) -> tuple[bytes, bytes, tuple[Tag, ...]] | None:
+        """``(header, tail, tags)`` of the quick NXDOMAIN for ``query``, or None. Reads the
+        store only."""
         config = self.config
         assert config is not None
         found = quick_negative(self.store, query.qname, config)
@@ -236,9 +246,42 @@ class Handler:
         made = negative_response(query, Rcode.NXDOMAIN, zone, min(ttl, 300), times)
         if made is None:
             return None
-        header, tail = made
-        self.cache.put(query, limit, header, tail, tags=tags)
-        return header + query.question + tail
+        return made[0], made[1], tags
+
+    def quick_reply(self, data: bytes) -> tuple[bytes, int] | None:
+        """``(reply, qtype)`` for a UDP query that is certainly NXDOMAIN, decided and built without
+        writing anything (no cache entry, no counter): for ``server.UDPThread``, which may
+        read but never write what the loop thread owns. None when the query needs anything
+        else (the loop then answers it): not a plain IN query of version 0 EDNS, a transfer
+        or loop probe, outside the zones, or not certainly NXDOMAIN.
+        """
+        if not self._quick:
+            return None
+        try:
+            query = parse_query(data)
+        except (Drop, ClusterDNSError):
+            return None
+        if (
+            (query.edns is not None and query.edns[1] > 0)
+            or query.qclass != QClass.IN
+            or query.qtype in (QType.AXFR, QType.IXFR, QType.HINFO)
+            or not find_zone(query.qname, self.zones)
+        ):
+            return None
+        made = self._quick_made(query)
+        if made is None:
+            return None
+        return made[0] + query.question + made[1], query.qtype
+
+    def cache_quick(self, data: bytes) -> None:
+        """Put the quick NXDOMAIN of a query into the answer cache, decided afresh from the
+        store (the loop thread: after ``server.UDPThread`` answered it with
+        :meth:`quick_reply`, so the next asks are hits)."""
+        query = parse_or_reply(data)
+        if isinstance(query, Query) and self.cache.lookup(data, False) is None:
+            limit = query.limit(False)
+            if query.edns is None or query.edns[1] == 0:
+                self._quick_negative(query, limit)
 
     def _forwarder(self, qname: str) -> Forwarder | None:
         for forwarder in self.forwarders:

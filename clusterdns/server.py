@@ -12,6 +12,7 @@ import contextlib
 import logging
 import socket
 import threading
+from collections import deque
 from typing import cast
 
 from .handler import Handler, Mux
@@ -84,15 +85,23 @@ class _SocketTransport:
         self.closing = True
 
 
+QUICK_BATCH = 100  # NXDOMAINs made by the UDP thread that the loop caches per round ...
+QUICK_DELAY = 0.01  # ... one round at most this often (seconds)
+
+
 class UDPThread:
     """UDP served by a dedicated thread: blocking ``recvfrom``, the answer-cache lookup,
-    ``sendto`` (issue 11: 1.8x the queries per CPU second of the asyncio transport,
-    bench/udp_loop.py). Only cache hits are answered in the thread; every other datagram
-    goes to the event loop (``call_soon_threadsafe``) and is handled there as the asyncio
-    transport would, so the store, the resolver, forwarding and everything that writes the
-    answer cache stay on the loop thread. A hit read while the loop applies a change is
-    the answer from just before it: the store drops the entries a change touches in the
-    same loop turn, and the thread never writes the cache. Opt-in (``--udp-thread``).
+    ``sendto`` (issue 11: 1.6x the queries per CPU second of the asyncio transport,
+    bench/udp_loop.py). The thread answers cache hits, and names that are certainly
+    NXDOMAIN (``Handler.quick_reply``: a few dict lookups, nothing written); every other
+    datagram goes to the event loop (``call_soon_threadsafe``) and is handled there as the
+    asyncio transport would, so the store, the resolver, forwarding and everything that
+    writes the answer cache stay on the loop thread. A hit read while the loop applies a
+    change is the answer from just before it: the store drops the entries a change touches
+    in the same loop turn, and the thread never writes the cache. The NXDOMAINs the thread
+    made are cached by the loop afterwards, at most :data:`QUICK_BATCH` per
+    :data:`QUICK_DELAY` (a random-name flood cannot keep the loop busy). Opt-in
+    (``--udp-thread``).
     """
 
     def __init__(self, server: DNSServer, sock: socket.socket, family: str) -> None:
@@ -105,6 +114,10 @@ class UDPThread:
         self.protocol.connection_made(self.transport)  # type: ignore[arg-type]
         self.stopping = False
         self.thread = threading.Thread(target=self.run, name="udp", daemon=True)
+        # queries the thread answered NXDOMAIN, for the loop to cache (bounded: a flood
+        # drops the oldest), and whether a round of caching them is scheduled
+        self.quick: deque[bytes] = deque(maxlen=QUICK_BATCH)
+        self.quick_pending = False
 
     def run(self) -> None:
         """The serving loop (the thread's body)."""
@@ -123,9 +136,19 @@ class UDPThread:
             if type(handler) is Handler:
                 cache = handler.cache
                 hit = cache.lookup(data, False)
+                qtype = cache.last_qtype
+                if hit is None:
+                    quick = handler.quick_reply(data)
+                    if quick is not None:
+                        hit, qtype = quick
+                        self.quick.append(data)
+                        if not self.quick_pending:
+                            self.quick_pending = True
+                            with contextlib.suppress(RuntimeError):  # loop closed
+                                call(self.loop.call_later, QUICK_DELAY, self._cache_quick)
                 if hit is not None:
                     if handler.metrics is not None:
-                        handler.metrics.hit(False, family, cache.last_qtype, data, hit)
+                        handler.metrics.hit(False, family, qtype, data, hit)
                     with contextlib.suppress(OSError):
                         sendto(hit, addr)
                     continue
@@ -135,6 +158,16 @@ class UDPThread:
                 call(on_loop, data, addr)
             except RuntimeError:  # the loop is closed: shutting down
                 return
+
+    def _cache_quick(self) -> None:
+        """On the loop: cache the NXDOMAINs the thread made since the last round."""
+        self.quick_pending = False
+        handler = self.server.handler
+        quick = self.quick
+        while quick:
+            data = quick.popleft()
+            if type(handler) is Handler:
+                handler.cache_quick(data)
 
     def stop(self) -> None:
         """Stop the thread: a flag, then a datagram to itself to end its ``recvfrom``."""

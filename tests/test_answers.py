@@ -353,7 +353,13 @@ def test_udp_thread_serves_hits_and_sees_every_change(tmp_path: Path) -> None:
         name = "web.shop.svc.cluster.local."
         for _ in range(5):  # the first is a miss (on the loop), the rest hits (the thread)
             assert ask_udp(name) == ("NOERROR", ["10.96.0.20"])
-        assert ask_udp("nope.shop.svc.cluster.local.")[0] == "NXDOMAIN"
+        for _ in range(5):  # NXDOMAIN from the thread, then cached by the loop: hits
+            assert ask_udp("api.shop.svc.cluster.local.")[0] == "NXDOMAIN"
+        (tmp_path / "api.yaml").write_text(_web("10.96.1.1").replace("name: web", "name: api"))
+        end = time.monotonic() + 10
+        while ask_udp("api.shop.svc.cluster.local.")[0] == "NXDOMAIN" and time.monotonic() < end:
+            time.sleep(0.02)
+        assert ask_udp("api.shop.svc.cluster.local.") == ("NOERROR", ["10.96.1.1"])
         tcp = dns.query.tcp(
             dns.message.make_query(name, "A"), "127.0.0.1", port=server.port, timeout=5
         )
@@ -410,8 +416,20 @@ def test_udp_thread_answers_hits_while_the_loop_is_busy() -> None:
         loop.call_soon_threadsafe(lambda: (busy.set(), time.sleep(1.5)))
         assert busy.wait(5)
         assert ask_udp("svc1.testns.svc.cluster.local.", 1).answer  # a hit: the thread
+        # certainly NXDOMAIN: the thread answers it too, from the store, writing nothing
+        nx = ask_udp("nosuch.testns.svc.cluster.local.", 1)
+        assert nx.rcode() == dns.rcode.NXDOMAIN and nx.authority
         with pytest.raises(dns.exception.Timeout):
             ask_udp("svc6.testns.svc.cluster.local.", 0.3)  # a miss waits for the loop
+        key = AnswerCache.key(
+            parse_query(dns.message.make_query("nosuch.testns.svc.cluster.local.", "A").to_wire()),
+            512,
+        )
+        assert key not in handler.cache.entries  # the thread wrote nothing
+        end = time.monotonic() + 10
+        while key not in handler.cache.entries and time.monotonic() < end:
+            time.sleep(0.02)
+        assert key in handler.cache.entries  # the loop cached it once free
     finally:
         asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
