@@ -9,7 +9,7 @@ against each; the server's CPU seconds come from /proc:
 - ``blocking``: one thread, blocking ``recvfrom`` -> ``Handler.handle`` -> ``sendto`` (the
   prototype: everything in the thread, not safe next to a live store);
 - ``thread``: ``DNSServer(udp_thread=True)`` (``serve --udp-thread``): the thread answers
-  cache hits, misses go to the loop;
+  cache hits and certain NXDOMAINs, everything else goes to the loop;
 - ``recvmmsg``: not measured (Python's socket module has no recvmmsg; left for later).
 
 Usage: python bench/udp_loop.py [--services 1000] [--duration 10] [--clients 16]
