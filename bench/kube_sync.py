@@ -7,9 +7,12 @@ separate process, and measures:
 - seconds from process start to synced (the listening line, printed after the first sync);
 - peak RSS (VmHWM) and steady RSS (VmRSS once synced and settled), in MB;
 - event-to-answer latency: for each of K new Services, the time from the API server
-  accepting it to the first UDP answer carrying its address (polling over loopback).
+  accepting it to the first UDP answer carrying its address (polling over loopback);
+- with ``--fill``: the cost of the answers kept, RSS once every service has been asked
+  its A, its ``_http._tcp`` SRV and the PTR of its ClusterIP, and every pod IP its PTR
+  (the whole compiled zone a client could ask for), in MB and bytes per answer kept.
 
-Usage: python bench/kube_sync.py [--services 10000] [--pods 100000] [--creations 1000]
+Usage: python bench/kube_sync.py [--services 10000] [--pods 100000] [--creations 1000] [--fill]
 All traffic stays on 127.0.0.1; the run is bounded by its counts and stops by itself.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +32,7 @@ from pathlib import Path
 import dns.message
 import dns.query
 import dns.rcode
+import dns.reversename
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -94,12 +99,48 @@ def ask(port: int, name: str) -> dns.message.Message:
     return dns.query.udp(query, "127.0.0.1", port=port, timeout=2)
 
 
+def fill_names(services: int, pods: int) -> list[tuple[str, str]]:
+    """Every positive name the cluster of :func:`objects` answers, with its qtype."""
+    names: list[tuple[str, str]] = []
+    for s in range(services):
+        fqdn = f"svc-{s}.ns-{s % NAMESPACES}.svc.cluster.local."
+        ip = f"10.{96 + s // 65536}.{s // 256 % 256}.{s % 256}"
+        names += [(fqdn, "A"), ("_http._tcp." + fqdn, "SRV"),
+                  (dns.reversename.from_address(ip).to_text(), "PTR")]
+    for p in range(pods):
+        ip = f"10.{128 + p // 65536}.{p // 256 % 256}.{p % 256}"
+        names.append((dns.reversename.from_address(ip).to_text(), "PTR"))
+    return names
+
+
+def blast(port: int, names: list[tuple[str, str]], window: int = 100) -> int:
+    """Ask every name once over UDP, ``window`` in flight; return how many answered."""
+    wires = [dns.message.make_query(n, t).to_wire() for n, t in names]
+    answered = sent = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(2)
+        while answered < len(wires):
+            while sent < len(wires) and sent - answered < window:
+                sock.sendto(wires[sent], ("127.0.0.1", port))
+                sent += 1
+            try:
+                sock.recv(4096)
+            except TimeoutError:
+                answered = sent  # lost: go on
+                continue
+            answered += 1
+    return answered
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--services", type=int, default=10000)
     parser.add_argument("--pods", type=int, default=100000)
     parser.add_argument("--creations", type=int, default=1000)
+    parser.add_argument("--fill", action="store_true",
+                        help="ask every positive name once and report the answers' memory")
     args = parser.parse_args()
+    filled = ""
 
     api = KubeAPIServer()
     api.start()
@@ -132,6 +173,19 @@ def main() -> int:
                 samples.append(rss_mb(process.pid, "VmRSS"))
             steady = min(samples)
             peak = rss_mb(process.pid, "VmHWM")
+            if args.fill:
+                names = fill_names(args.services, args.pods)
+                t = time.perf_counter()
+                blast(port, names)
+                blast(port, names)  # a second pass: hits, nothing new kept
+                time.sleep(1)
+                full = rss_mb(process.pid, "VmRSS")
+                filled = (f"\nanswers kept: {len(names)} names asked in "
+                          f"{time.perf_counter() - t:.1f} s; RSS {steady:.0f} -> {full:.0f} MB "
+                          f"(+{full - steady:.1f} MB, "
+                          f"{(full - steady) * 2**20 / len(names):.0f} bytes per answer, "
+                          f"{(full - steady) * 2**20 / args.services:.0f} bytes per service "
+                          f"with its pods' PTRs); peak {rss_mb(process.pid, 'VmHWM'):.0f} MB")
             latencies = []
             for i in range(args.creations):
                 name = f"new-{i}"
@@ -162,7 +216,7 @@ def main() -> int:
           "| CoreDNS sizing (MB) | event-to-answer p50 / p99 (ms) |")
     print("|---|---|---|---|---|---|---|")
     print(f"| {args.services} | {args.pods} | {synced:.1f} | {peak:.0f} | {steady:.0f} "
-          f"| {budget:.0f} | {p50:.1f} / {p99:.1f} |")
+          f"| {budget:.0f} | {p50:.1f} / {p99:.1f} |{filled}")
     return 0
 
 

@@ -32,7 +32,7 @@ from .config import ServerConfig, imported_files
 from .config import load as load_corefile
 from .errors import ClusterDNSError, ConfigError, listen_error
 from .forward import ForwardCache, Forwarder
-from .handler import Handler, Mux
+from .handler import CACHE_SIZE, Handler, Mux
 from .health import Readiness, health_route, serve_http
 from .hosts import Hosts
 from .k8s_external import ExternalConfig
@@ -97,7 +97,8 @@ class Options:
 
     ``zones``: manifest paths (None: ``./zones`` when no API source is configured);
     ``kubeconfig``/``kube_api``: the API source; ``corefile``: the path to re-read with
-    ``reload``; ``cache_size``: answer cache bound in entries per server block;
+    ``reload``; ``cache_size``: positive answers kept per server block (entries; negative answers
+    have their own bound, a tenth of it).
     ``udp_size``: our EDNS payload in bytes for blocks without ``bufsize`` (issue 14).
     """
 
@@ -107,9 +108,10 @@ class Options:
     kube_api: str = ""
     corefile: Path | None = None
     corefile_digest: str = ""  # SHA-512 of the Corefile (and its imports) that was loaded
-    cache_size: int = 10000
+    cache_size: int = CACHE_SIZE
     workers: int = 1
     worker: int = 0  # this process's index among the workers
+    udp_thread: bool = False  # UDP cache hits answered by a dedicated thread (server.UDPThread)
     tcp_idle_timeout: float = 10.0  # seconds
     max_tcp_connections: int = 1000
     max_tcp_queries: int = 10000
@@ -563,6 +565,7 @@ class App:
             host,
             port,
             reuse_port=options.workers > 1,
+            udp_thread=options.udp_thread,
             idle_timeout=options.tcp_idle_timeout,
             max_tcp_connections=options.max_tcp_connections,
             max_tcp_queries=options.max_tcp_queries,

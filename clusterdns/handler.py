@@ -19,6 +19,7 @@ from typing import Union
 
 from .autopath import AutoPath
 from .chaos import Chaos
+from .depends import dependencies, quick_negative
 from .errors import ClusterDNSError
 from .forward import Forwarder
 from .hosts import Hosts
@@ -30,7 +31,7 @@ from .querylog import QueryLog
 from .resolver import Answer, ZoneConfig, resolve
 from .rewrite import InvalidName, Rewriter
 from .rr import QClass, QType, Rcode
-from .store import Store
+from .store import Store, Tag
 from .template import Template
 from .wire import (
     DEFAULT_UDP_SIZE,
@@ -43,6 +44,7 @@ from .wire import (
     error_response,
     find_opt,
     header_only_response,
+    negative_response,
     parse_header,
     parse_query,
 )
@@ -52,6 +54,7 @@ log = logging.getLogger("clusterdns.handler")
 Reply = Union[bytes, None, Awaitable[Union[bytes, None]]]  # noqa: UP007 - a runtime alias
 LOADBALANCE_VARIANTS = 4  # rotations of an A/AAAA answer kept in the answer cache
 FAULT_LOG_INTERVAL = 10.0  # seconds: unexpected errors of one kind are logged this often
+CACHE_SIZE = 100_000  # positive answers kept: about 60 MB when full (docs/performance.md)
 
 
 class FaultLog:
@@ -107,7 +110,10 @@ class Handler:
     ``udp_size``: our EDNS payload in bytes, 512-65535 (default 1232, DNS Flag Day 2020;
     CoreDNS ``bufsize``): UDP replies are capped at the smaller of it and the client's, and
     our OPT advertises it (RFC 6891 6.2.5). ValueError outside that range.
-    Call from the thread that mutates ``store``.
+    ``cache_size``: positive answers kept; ``negative_cache_size``: negative answers kept
+    (default: a tenth of ``cache_size``; entries, each bound on its own, so a flood of
+    random names never evicts a positive answer; docs/design-answers.md).
+    Call from the thread that mutates ``store``: the answer cache listens to its changes.
     """
 
     def __init__(
@@ -119,7 +125,7 @@ class Handler:
         forwarders: Sequence[Forwarder] = (),
         metrics: Metrics | None = None,
         loadbalance: bool = False,
-        cache_size: int = 10000,
+        cache_size: int = CACHE_SIZE,
         autopath: AutoPath | None = None,
         gateway: GatewayConfig | None = None,
         external: ExternalConfig | None = None,
@@ -129,6 +135,7 @@ class Handler:
         templates: Sequence[Template] = (),
         chaos: Chaos | None = None,
         udp_size: int = DEFAULT_UDP_SIZE,
+        negative_cache_size: int | None = None,
     ) -> None:
         if not MIN_UDP <= udp_size <= TCP_LIMIT:
             raise ValueError(f"udp_size: want {MIN_UDP} to {TCP_LIMIT} bytes, got {udp_size}")
@@ -141,7 +148,13 @@ class Handler:
         self.forwarders = list(forwarders)
         self.metrics = metrics
         self.loadbalance = loadbalance
-        self.cache = AnswerCache(cache_size)
+        if negative_cache_size is None:
+            negative_cache_size = max(1, cache_size // 10)
+        self.cache = AnswerCache(cache_size, negative_cache_size)
+        store.listen(self.cache)
+        # negative answers without the resolver: not with autopath (its NXDOMAIN may
+        # become another name's answer, per client)
+        self._quick = config is not None and autopath is None
         self.cache.udp_size = udp_size
         self.autopath = autopath
         self.hosts = hosts
@@ -158,7 +171,7 @@ class Handler:
 
     def drop_cache(self) -> None:
         """Forget every cached answer (hosts data changed)."""
-        self.cache.generation = -1
+        self.cache.clear()
 
     def handle(
         self, data: bytes, tcp: bool, family: str = "1", client: str = "", port: int = 0
@@ -173,7 +186,7 @@ class Handler:
             data = bytes(data)  # than the transports: keys must be hashable bytes
         if self.querylog is not None:
             return self._logged(None, data, tcp, family, client, port)
-        hit = self.cache.lookup(data, tcp, self.store.generation)
+        hit = self.cache.lookup(data, tcp)
         if hit is not None:
             if self.metrics is not None:
                 self.metrics.hit(tcp, family, self.cache.last_qtype, data, hit)
@@ -237,7 +250,7 @@ class Handler:
             plugin = ""
         else:
             limit = query.limit(tcp)
-            reply = self.cache.get(query, limit, self.store.generation)
+            reply = self.cache.get(query, limit)
             plugin = "kubernetes"
             if reply is None:
                 try:
@@ -341,6 +354,10 @@ class Handler:
                 return self._answered(query, exposed, limit), name
             passed = passed or exposed
         answer = None
+        if self._quick:
+            quick = self._quick_negative(query, limit)
+            if quick is not None:
+                return quick, "kubernetes"
         if self.config is not None:
             answer = resolve(self.store, query.qname, query.qtype, self.config)
         if answer is None and passed is not None:
@@ -384,6 +401,80 @@ class Handler:
                 return self._chase(forwarder, query, answer, limit)
         return self._encode(query, answer, limit, cache=not answer.chase)
 
+    def _quick_negative(self, query: Query, limit: int) -> bytes | None:
+        """NXDOMAIN from the SOA template after an existence check (depends.quick_negative),
+        cached as the resolver's answer would be; None when the resolver must decide."""
+        made = self._quick_made(query)
+        if made is None:
+            return None
+        header, tail, tags = made
+        self.cache.put(query, limit, header, tail, tags=tags)
+        return header + query.question + tail
+
+    def _quick_made(self, query: Query) -> tuple[bytes, bytes, tuple[Tag, ...]] | None:
+        """``(header, tail, tags)`` of the quick NXDOMAIN for ``query``, or None. Reads the
+        store only."""
+        config = self.config
+        assert config is not None
+        found = quick_negative(self.store, query.qname, config)
+        if found is None:
+            return None
+        zone, tags = found
+        ttl = config.ttl
+        times = (self.store.serial, 7200, 1800, 86400, ttl)  # as resolver._Question.soa
+        made = negative_response(query, Rcode.NXDOMAIN, zone, min(ttl, 300), times)
+        if made is None:
+            return None
+        return made[0], made[1], tags
+
+    def quick_reply(self, data: bytes) -> tuple[bytes, int] | None:
+        """``(reply, qtype)`` for a UDP query that is certainly NXDOMAIN, decided and built without
+        writing anything (no cache entry, no counter): for ``server.UDPThread``, which may
+        read but never write what the loop thread owns. None when the query needs anything
+        else (the loop then answers it): not a plain IN query of version 0 EDNS, a transfer
+        or loop probe, outside the zones, or not certainly NXDOMAIN.
+        """
+        if not self._quick or self._before_kubernetes():
+            return None
+        try:
+            query = parse_query(data)
+        except (Drop, ClusterDNSError):
+            return None
+        if (
+            (query.edns is not None and query.edns[1] > 0)
+            or query.qclass != QClass.IN
+            or query.qtype in (QType.AXFR, QType.IXFR, QType.HINFO)
+            or not find_zone(query.qname, self.zones)
+        ):
+            return None
+        made = self._quick_made(query)
+        if made is None:
+            return None
+        return made[0] + query.question + made[1], query.qtype
+
+    def _before_kubernetes(self) -> bool:
+        """Whether a plugin that may answer a cluster name comes before kubernetes in the
+        chain (rewrite, template, hosts, k8s_gateway, k8s_external) or sees every query
+        (log): then no NXDOMAIN is decided outside the chain."""
+        return bool(
+            self.rewriter
+            or self.templates
+            or self.hosts
+            or self.gateway
+            or self.external
+            or self.querylog
+        )
+
+    def cache_quick(self, data: bytes) -> None:
+        """Put the quick NXDOMAIN of a query into the answer cache, decided afresh from the
+        store (the loop thread: after ``server.UDPThread`` answered it with
+        :meth:`quick_reply`, so the next asks are hits)."""
+        query = parse_or_reply(data)
+        if isinstance(query, Query) and self.cache.lookup(data, False) is None:
+            limit = query.limit(False)
+            if query.edns is None or query.edns[1] == 0:
+                self._quick_negative(query, limit)
+
     def _forwarder(self, qname: str) -> Forwarder | None:
         for forwarder in self.forwarders:
             if forwarder.handles(qname):
@@ -396,7 +487,12 @@ class Handler:
         if self.loadbalance:
             variants.extend(_rotations(query, answer, limit))
         if cache:
-            self.cache.put(query, limit, header, tail, variants[1:])
+            tags = (
+                dependencies(self.store, query.qname, self.config, answer)
+                if self.config is not None
+                else ("any",)
+            )
+            self.cache.put(query, limit, header, tail, variants[1:], tags=tags)
         return header + query.question + tail
 
     async def _autopath_or(

@@ -15,6 +15,8 @@ import asyncio
 import contextlib
 import logging
 import socket
+import threading
+from collections import deque
 from collections.abc import Awaitable
 from typing import cast
 
@@ -86,6 +88,121 @@ class UDPProtocol(asyncio.DatagramProtocol):
         log.debug("UDP error: %s", exc)
 
 
+class _SocketTransport:
+    """What :class:`UDPProtocol` needs of a transport, over a plain socket that the
+    :class:`UDPThread` reads (sendto is safe from any thread)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.closing = False
+
+    def sendto(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        with contextlib.suppress(OSError):  # a client gone away: as asyncio ignores it
+            self.sock.sendto(data, addr)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+
+QUICK_BATCH = 100  # NXDOMAINs made by the UDP thread that the loop caches per round ...
+QUICK_DELAY = 0.01  # ... one round at most this often (seconds)
+
+
+class UDPThread:
+    """UDP served by a dedicated thread: blocking ``recvfrom``, the answer-cache lookup,
+    ``sendto`` (issue 11: 1.6x the queries per CPU second of the asyncio transport,
+    bench/udp_loop.py). The thread answers cache hits, and names that are certainly
+    NXDOMAIN (``Handler.quick_reply``: a few dict lookups, nothing written); every other
+    datagram goes to the event loop (``call_soon_threadsafe``) and is handled there as the
+    asyncio transport would, so the store, the resolver, forwarding and everything that
+    writes the answer cache stay on the loop thread. A hit read while the loop applies a
+    change is the answer from just before it: the store drops the entries a change touches
+    in the same loop turn, and the thread never writes the cache. The NXDOMAINs the thread
+    made are cached by the loop afterwards, at most :data:`QUICK_BATCH` per
+    :data:`QUICK_DELAY` (a random-name flood cannot keep the loop busy). Opt-in
+    (``--udp-thread``).
+    """
+
+    def __init__(self, server: DNSServer, sock: socket.socket, family: str) -> None:
+        self.server = server
+        self.sock = sock
+        self.family = family
+        self.loop = asyncio.get_running_loop()
+        self.transport = _SocketTransport(sock)
+        self.protocol = UDPProtocol(server, family)
+        self.protocol.connection_made(self.transport)  # type: ignore[arg-type]
+        self.stopping = False
+        self.thread = threading.Thread(target=self.run, name="udp", daemon=True)
+        # queries the thread answered NXDOMAIN, for the loop to cache (bounded: a flood
+        # drops the oldest), and whether a round of caching them is scheduled
+        self.quick: deque[bytes] = deque(maxlen=QUICK_BATCH)
+        self.quick_pending = False
+
+    def run(self) -> None:
+        """The serving loop (the thread's body)."""
+        recvfrom, sendto = self.sock.recvfrom, self.sock.sendto
+        call = self.loop.call_soon_threadsafe
+        on_loop = self.protocol.datagram_received
+        family = self.family
+        while not self.stopping:
+            try:
+                data, addr = recvfrom(65535)
+            except OSError:
+                if self.stopping:
+                    return
+                continue
+            handler = self.server.handler
+            if type(handler) is Handler and handler.querylog is None:  # log sees every query
+                cache = handler.cache
+                hit = cache.lookup(data, False)
+                qtype = cache.last_qtype
+                if hit is None:
+                    quick = handler.quick_reply(data)
+                    if quick is not None:
+                        hit, qtype = quick
+                        self.quick.append(data)
+                        if not self.quick_pending:
+                            self.quick_pending = True
+                            with contextlib.suppress(RuntimeError):  # loop closed
+                                call(self.loop.call_later, QUICK_DELAY, self._cache_quick)
+                if hit is not None:
+                    if handler.metrics is not None:
+                        handler.metrics.hit(False, family, qtype, data, hit)
+                    with contextlib.suppress(OSError):
+                        sendto(hit, addr)
+                    continue
+            if self.stopping:
+                return
+            try:
+                call(on_loop, data, addr)
+            except RuntimeError:  # the loop is closed: shutting down
+                return
+
+    def _cache_quick(self) -> None:
+        """On the loop: cache the NXDOMAINs the thread made since the last round."""
+        self.quick_pending = False
+        handler = self.server.handler
+        quick = self.quick
+        while quick:
+            data = quick.popleft()
+            if type(handler) is Handler:
+                handler.cache_quick(data)
+
+    def stop(self) -> None:
+        """Stop the thread: a flag, then a datagram to itself to end its ``recvfrom``."""
+        self.stopping = True
+        self.transport.close()
+        with contextlib.suppress(OSError):
+            wake = socket.socket(self.sock.family, socket.SOCK_DGRAM)
+            wake.sendto(b"", self.sock.getsockname()[:2])
+            wake.close()
+        self.thread.join(2.0)
+        self.sock.close()
+
+
 class DNSServer:
     """UDP and TCP listeners on ``host``:``port`` (port 0: one ephemeral port for both).
 
@@ -104,6 +221,7 @@ class DNSServer:
         max_tcp_connections: int = MAX_TCP_CONNECTIONS,
         max_tcp_queries: int = MAX_TCP_QUERIES,
         reuse_port: bool = False,
+        udp_thread: bool = False,
     ) -> None:
         self.handler = handler
         self.host = host
@@ -113,7 +231,8 @@ class DNSServer:
         self.max_tcp_queries = max_tcp_queries
         self.tcp_refused = 0  # connections closed at accept: over max_tcp_connections
         self.reuse_port = reuse_port  # SO_REUSEPORT: several worker processes, one port
-        self._udp: asyncio.DatagramTransport | None = None
+        self.udp_thread = udp_thread  # UDP from a dedicated thread (UDPThread)
+        self._udp: asyncio.DatagramTransport | UDPThread | None = None
         self._tcp: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
         self._tcp_tasks: set[asyncio.Task[None]] = set()
@@ -126,16 +245,29 @@ class DNSServer:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         for attempt in range(20):
+            udp: asyncio.DatagramTransport | UDPThread
             try:
-                udp, _ = await loop.create_datagram_endpoint(
-                    lambda: UDPProtocol(self, "2" if family == socket.AF_INET6 else "1"),
-                    local_addr=(self.host, self.port),
-                    family=family,
-                    reuse_port=self.reuse_port or None,
-                )
+                if self.udp_thread:
+                    sock = socket.socket(family, socket.SOCK_DGRAM)
+                    if self.reuse_port:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                    try:
+                        sock.bind((self.host, self.port))
+                    except OSError:
+                        sock.close()
+                        raise
+                    udp = UDPThread(self, sock, "2" if family == socket.AF_INET6 else "1")
+                    port = sock.getsockname()[1]
+                else:
+                    udp, _ = await loop.create_datagram_endpoint(
+                        lambda: UDPProtocol(self, "2" if family == socket.AF_INET6 else "1"),
+                        local_addr=(self.host, self.port),
+                        family=family,
+                        reuse_port=self.reuse_port or None,
+                    )
+                    port = udp.get_extra_info("sockname")[1]
             except OSError as exc:
                 raise listen_error(exc, self.host, self.port, "udp") from None
-            port = udp.get_extra_info("sockname")[1]
             try:
                 self._tcp = await asyncio.start_server(
                     self._serve_tcp,
@@ -146,18 +278,25 @@ class DNSServer:
                     reuse_port=self.reuse_port or None,
                 )
             except OSError as exc:
-                udp.close()
+                if isinstance(udp, UDPThread):
+                    udp.sock.close()
+                else:
+                    udp.close()
                 if self.port != 0 or attempt == 19:
                     raise listen_error(exc, self.host, port, "tcp") from None
                 continue
             self._udp = udp
             self.port = port
+            if isinstance(udp, UDPThread):
+                udp.thread.start()
             return
 
     async def stop(self) -> None:
         """Close the listeners and every open TCP connection (at once: replies not yet
         taken by a client are dropped, a stuck writer does not delay shutdown)."""
-        if self._udp is not None:
+        if isinstance(self._udp, UDPThread):
+            await asyncio.get_running_loop().run_in_executor(None, self._udp.stop)
+        elif self._udp is not None:
             self._udp.close()
         if self._tcp is not None:
             self._tcp.close()

@@ -1,9 +1,17 @@
 """The in-memory cache of cluster state: records from every source, the indexes answers use.
 
 One thread (the event loop's) mutates a Store; the resolver reads it in that same thread,
-so a reader always sees one consistent state. Every effective change bumps ``generation``
-(the answer cache is tied to it) and sets ``serial`` (the SOA serial: Unix time, in
-seconds, of the last change; CoreDNS ``Serial``).
+so a reader always sees one consistent state. Every effective change bumps ``generation``.
+A change that alters some answer also sets ``serial`` (the SOA serial: Unix time, in
+seconds, of the last such change; CoreDNS ``Serial``) and tells every registered answer
+cache which *tags* it touched (docs/design-answers.md): ``("ns", ns)`` a namespace's
+existence, ``("nx", ns)`` the negative answers under a namespace (touched when it appears
+or goes, or one of its services appears), ``("svc", ns, name)`` a Service,
+``("eps", ns, name)`` a service's ready endpoints, ``("ip", ip)`` the reverse name of an
+address, ``("pod", ip)`` a live pod's IP
+(verified pod records), plus :data:`APEX` and :data:`ANY` on every such change. A change no
+answer reads (a pod's phase, a not-ready endpoint's hostname, an identical re-send) tells
+nobody anything.
 
 Several sources (``zones/`` manifests, the API watch) feed one store. Each source owns its
 own objects; where two sources hold the same object, the one registered last wins.
@@ -11,8 +19,9 @@ own objects; where two sources hold the same object, the one registered last win
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, Generic, TypeVar, Union
+import weakref
+from collections.abc import Generator, Iterable
+from typing import Any, Generic, Protocol, TypeVar, Union
 
 from .exposure import EXPOSURE_KINDS, ExposureIndex
 from .records import (
@@ -28,6 +37,20 @@ Key = Any  # str for Namespaces, (namespace, name) otherwise
 SvcKey = tuple[str, str]
 
 KINDS = ("Namespace", "Service", "EndpointSlice", "Pod", *EXPOSURE_KINDS)
+
+Tag = Union[str, tuple[str, ...]]  # noqa: UP007 - a runtime alias
+"""What an answer depends on / what a change touched (see the module docstring)."""
+APEX: Tag = "apex"
+"""Touched by every answer-changing change: the zone apex (SOA serial, NS targets)."""
+ANY: Tag = "any"
+"""Touched by every answer-changing change: answers whose dependencies are not known."""
+
+
+class Listener(Protocol):
+    """An answer cache: told which tags a change touched (None: everything)."""
+
+    def invalidate(self, tags: set[Tag] | None) -> None:
+        """Drop (or update) the answers that depend on any of ``tags``; all if None."""
 
 T = TypeVar("T")
 
@@ -80,6 +103,18 @@ class Store:
         self._pod_ips: dict[str, Multi[str]] = {}
         # Ingress and Gateway API host names (k8s_gateway): a separate index.
         self.exposure = ExposureIndex(self._merged)
+        # tags touched by the mutation under way, and who is told about them
+        self._touched: set[Tag] = set()
+        self._listeners: weakref.WeakSet[Listener] = weakref.WeakSet()
+
+    def listen(self, listener: Listener) -> None:
+        """Tell ``listener`` about every answer-changing change (held weakly: a cache
+        dropped by a reload stops listening by itself)."""
+        self._listeners.add(listener)
+
+    def _notify(self, tags: set[Tag] | None) -> None:
+        for listener in list(self._listeners):
+            listener.invalidate(tags)
 
     # ---- sources and sync -------------------------------------------------------------
 
@@ -104,6 +139,7 @@ class Store:
         if source in self._unsynced:
             self._unsynced.discard(source)
             self.generation += 1
+            self._notify(None)  # every negative answer may change (SERVFAIL -> NXDOMAIN)
 
     @property
     def synced(self) -> bool:
@@ -119,14 +155,48 @@ class Store:
         Returns True when the effective state changed. Raises KeyError for an unknown
         source or kind.
         """
+        steps = self.replace_steps(source, kind, records, now)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return bool(done.value)
+
+    def replace_steps(
+        self, source: str, kind: str, records: Iterable[Record], now: float, step: int = 1000
+    ) -> Generator[None, None, bool]:
+        """:meth:`replace` in steps of about ``step`` objects: a generator that yields
+        between steps and returns True when the effective state changed.
+
+        For relists of 100,000 objects on the serving thread: the caller resumes it a
+        step per loop turn, so queries are answered in between (issue 11). Between steps
+        the store holds some objects from before the relist and some from after it, each
+        one whole, as if their watch events had arrived one by one. The caller must not
+        apply other changes of ``source``/``kind`` until the generator is exhausted.
+        Raises KeyError for an unknown source or kind.
+        """
         objects = self._sources[source][kind]
-        new = {record_key(r): r for r in records}
+        new: dict[Key, Record] = {}
+        for count, record in enumerate(records, 1):
+            new[record_key(record)] = record
+            if count % step == 0:
+                yield
+        stale = []
+        for count, key in enumerate(list(objects), 1):
+            if key not in new:
+                stale.append(key)
+            if count % (step * 10) == 0:
+                yield
         changed = False
-        for key in [k for k in objects if k not in new]:
-            changed |= self._set(source, kind, key, None)
-        for key, record in new.items():
-            changed |= self._set(source, kind, key, record)
-        return self._bump(changed, now)
+        for count, key in enumerate(stale, 1):
+            changed |= self._bump(self._set(source, kind, key, None), now)
+            if count % step == 0:
+                yield
+        for count, (key, record) in enumerate(new.items(), 1):
+            changed |= self._bump(self._set(source, kind, key, record), now)
+            if count % step == 0:
+                yield
+        return changed
 
     def upsert(self, source: str, record: Record, now: float) -> bool:
         """Add or update one record of ``source``; True when the effective state changed."""
@@ -143,16 +213,24 @@ class Store:
     def _bump(self, changed: bool, now: float) -> bool:
         if changed:
             self.generation += 1
+        touched = self._touched
+        if touched:
+            self._touched = set()
             self.serial = int(now)
+            touched.add(APEX)
+            touched.add(ANY)
+            self._notify(touched)
         return changed
 
     def _set(self, source: str, kind: str, key: Key, record: Record | None) -> bool:
-        """Set (None: remove) one object of one source; True if the merged state changed."""
+        """Set (None: remove) one object of one source; True if the merged state changed.
+        The tags of the answers it changes go to ``self._touched``."""
         objects = self._sources[source][kind]
         if objects.get(key) == record:
             return False
         merged = self._merged[kind]
         old = merged.get(key)
+        before = self._ready_before(old, record) if kind == "EndpointSlice" else None
         if record is None:
             del objects[key]
         else:
@@ -174,20 +252,44 @@ class Store:
         elif kind == "Service":
             self._on_service(key, old, new)  # type: ignore[arg-type]
         elif kind == "EndpointSlice":
-            self._on_slice(key, old, new)  # type: ignore[arg-type]
+            assert before is not None
+            self._on_slice(key, old, new, before)  # type: ignore[arg-type]
         elif kind == "Pod":
             self._on_pod(key, old, new)  # type: ignore[arg-type]
-        else:
+        else:  # Ingress, Gateway, routes: host names k8s_gateway answers
             self.exposure.on_change(kind, key, old, new)
+            self._touched.add(ANY)
         return True
 
+    def _ready_before(
+        self, *slices: Record | None
+    ) -> dict[SvcKey, list[ReadyEndpoint]]:
+        """The ready endpoints, before a change, of the services these slices belong to."""
+        return {
+            svc: self.ready_endpoints(*svc)
+            for svc in {
+                (s.namespace, s.service)
+                for s in slices
+                if isinstance(s, EndpointSlice) and s.service
+            }
+        }
+
     def _on_namespace(self, key: str, new: Record | None) -> None:
+        self._touched.add(("ns", key))
+        self._touched.add(("nx", key))
         if new is None:
             self.namespaces.discard(key)
         else:
             self.namespaces.add(key)
 
     def _on_service(self, key: SvcKey, old: Service | None, new: Service | None) -> None:
+        touched = self._touched
+        touched.add(("svc", *key))
+        if old is None:  # a name appears: the namespace's negative answers may change
+            touched.add(("nx", key[0]))
+        for each in (old, new):
+            if each is not None:
+                touched.update(("ip", ip) for ip in each.cluster_ips)
         if old is not None:
             _unindex(self._cluster_ips, old.cluster_ips, key)
         if new is None:
@@ -196,7 +298,13 @@ class Store:
             self.services[key] = new
             _index(self._cluster_ips, new.cluster_ips, key)
 
-    def _on_slice(self, key: Key, old: EndpointSlice | None, new: EndpointSlice | None) -> None:
+    def _on_slice(
+        self,
+        key: Key,
+        old: EndpointSlice | None,
+        new: EndpointSlice | None,
+        before: dict[SvcKey, list[ReadyEndpoint]],
+    ) -> None:
         affected = set()
         for slice_ in (old, new):
             if slice_ is not None and slice_.service:
@@ -208,19 +316,43 @@ class Store:
                 else:
                     members.discard(key)
         for svc in affected:
-            self._rebuild_ready(svc)
+            after = self._rebuild_ready(svc)
+            was = before.get(svc)
+            if was == after:
+                continue  # no ready endpoint changed: no answer did
+            self._touched.add(("eps", *svc))
+            if was is None:  # not known before (another source's slice): every address
+                self._touched.update(("ip", ep.address) for ep in after)
+                continue
+            old_eps = {ep.address: ep for ep in was}
+            new_eps = {ep.address: ep for ep in after}
+            self._touched.update(
+                ("ip", ip)
+                for ip in old_eps.keys() | new_eps.keys()
+                if old_eps.get(ip) != new_eps.get(ip)
+            )
 
-    def _rebuild_ready(self, svc: SvcKey) -> None:
+    def _rebuild_ready(self, svc: SvcKey) -> list[ReadyEndpoint]:
+        """Re-index a service's ready addresses; return its ready endpoints."""
         _unindex(self._endpoint_ips, self._ready_ips.pop(svc, ()), svc)
         if not self._slices_by_service.get(svc):
             self._slices_by_service.pop(svc, None)
-            return
-        ips = tuple(ep.address for ep in self.ready_endpoints(*svc))
+            return []
+        ready = self.ready_endpoints(*svc)
+        ips = tuple(ep.address for ep in ready)
         if ips:
             self._ready_ips[svc] = ips
             _index(self._endpoint_ips, ips, svc)
+        return ready
 
     def _on_pod(self, key: SvcKey, old: Pod | None, new: Pod | None) -> None:
+        # Answers read a pod only as "a live pod in this namespace has this IP": phase,
+        # hostname and subdomain changes touch nothing.
+        old_ips = old.ips if old is not None and not old.deleting else ()
+        new_ips = new.ips if new is not None and not new.deleting else ()
+        if old_ips == new_ips:
+            return
+        self._touched.update(("pod", ip) for ip in set(old_ips) ^ set(new_ips))
         if old is not None and not old.deleting:
             _unindex(self._pod_ips, old.ips, old.namespace)
         if new is not None and not new.deleting:

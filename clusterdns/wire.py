@@ -406,28 +406,56 @@ def _negative(query: Query, answer: Answer) -> bytes | None:
     soa = answer.authority[0]
     data = soa.rdata
     zone = answer.zone
-    qname = query.qname
     if (
         soa.rtype != QType.SOA
         or not isinstance(data, SOAData)
         or soa.name != zone
         or data.mname != "ns.dns." + zone
         or data.rname != "hostmaster." + zone
-        or zone == "."
+    ):
+        return None
+    return soa_template(query, zone, soa.ttl, data[2:])
+
+
+def soa_template(
+    query: Query, zone: str, ttl: int, times: tuple[int, int, int, int, int]
+) -> bytes | None:
+    """The zone SOA as the authority of a negative answer (RFC 2308 3), names pointing
+    into the question: ``ns.dns.<zone>``, ``hostmaster.<zone>``; ``times``: serial,
+    refresh, retry, expire, minimum (seconds). None when the question's name is not in
+    ``zone`` as plain labels (an escaped label: the general writer's job)."""
+    qname = query.qname
+    if (
+        zone == "."
         or not (qname == zone or qname.endswith("." + zone))
-        or len(query.question) != len(qname) + 5  # an escaped label: the writer's job
+        or len(query.question) != len(qname) + 5
     ):
         return None
     pointer = (0xC000 | (12 + len(qname) - len(zone))).to_bytes(2, "big")
     return (
         pointer
-        + SOA_HEAD.pack(QType.SOA, 1, soa.ttl, 42)
+        + SOA_HEAD.pack(QType.SOA, 1, ttl, 42)
         + b"\x02ns\x03dns"
         + pointer
         + b"\x0ahostmaster"
         + pointer
-        + SOA_TIMES.pack(*data[2:])
+        + SOA_TIMES.pack(*times)
     )
+
+
+def negative_response(
+    query: Query, rcode: int, zone: str, ttl: int, times: tuple[int, int, int, int, int]
+) -> tuple[bytes, bytes] | None:
+    """``(header, tail)`` of an authoritative NXDOMAIN/NODATA (``rcode``) from the SOA
+    template (:func:`soa_template`), as :func:`encode_answer` would make it; None when the
+    template does not apply. RFC 2308 3, RFC 6891 (OPT echoed)."""
+    negative = soa_template(query, zone, ttl, times)
+    if negative is None:
+        return None
+    if query.edns is not None:
+        opt = _opt(query, rcode)
+        return _header(query, FLAG_AA | rcode, (0, 1, 1)), negative + opt
+    return _header(query, FLAG_AA | rcode, (0, 1, 0)), negative
 
 
 def encode_answer(
@@ -483,52 +511,84 @@ def encode_answer(
     return header, flags, tail
 
 
+CacheKey = tuple[bytes, bytes, int, bool, bool]
+"""Lower-cased qname wire bytes, qtype+qclass bytes, size limit, EDNS present, DO bit."""
+Tags = tuple[Any, ...]
+"""What a cached answer depends on (``store.Tag`` values: ``("svc", ns, name)``, ...)."""
+INTERN_MAX = 4096  # shared copies of small repeated values (tags, counts, qtype bytes)
+SMALL = 8  # keys under one tag kept in a list up to this many, then in a set
+
+
 class AnswerCache:
-    """Encoded answers by question, tied to the store's generation (DESIGN.md 3).
+    """Encoded answers by question, kept per name and invalidated per name (DESIGN.md 3,
+    docs/design-answers.md).
 
     Key: the lower-cased question bytes, the size limit (one of a few buckets: see
     :func:`udp_limit`), EDNS present, DO bit.
-    Value: header flags, counts and the encoded sections after the question. A hit copies
-    the query ID, RD/CD and the question as sent: owner names are compression pointers to
-    the question, so they carry the client's case. Bounded to ``max_entries``; the oldest
-    entry goes first. Any change of ``generation`` empties it: cluster answers are never
-    served stale.
+    Value: header flags, counts, the encoded sections after the question, and the *tags*
+    the answer depends on. A hit copies the query ID, RD/CD and the question as sent: owner
+    names are compression pointers to the question, so they carry the client's case.
+
+    Invalidation: :meth:`invalidate` (called by the store, see ``Store.listen``) drops
+    exactly the entries indexed under a touched tag; entries of other names survive.
+    Cluster answers are never served stale.
+
+    Bounds: positive answers (the compiled part of the zone that is asked for) up to
+    ``max_entries``; negative answers (NXDOMAIN, NODATA, SERVFAIL: what a flood of random
+    names produces) up to ``max_negative`` on their own, so a flood never evicts a positive
+    answer. Oldest first in each part.
+
+    Memory (measured, docs/performance.md): about 500-700 bytes per entry, key, encoded
+    answer and tag index included.
     """
 
     __slots__ = (
         "entries",
         "rotations",
         "max_entries",
-        "generation",
+        "max_negative",
+        "by_tag",
+        "negatives",
+        "shared",
         "hits",
         "misses",
         "turn",
         "last_qtype",
         "udp_size",
+        "__weakref__",
     )
 
-    def __init__(self, max_entries: int = 10000) -> None:
-        self.entries: dict[tuple[bytes, bytes, int, bool, bool], tuple[int, bytes, bytes]] = {}
+    def __init__(self, max_entries: int = 200_000, max_negative: int = 20_000) -> None:
+        self.entries: dict[CacheKey, tuple[int, bytes, bytes, Tags]] = {}
         # loadbalance: further encodings of an entry with its addresses rotated
-        self.rotations: dict[tuple[bytes, bytes, int, bool, bool], tuple[bytes, ...]] = {}
+        self.rotations: dict[CacheKey, tuple[bytes, ...]] = {}
+        # tag -> the keys of the entries that depend on it: a list while few (most tags
+        # have one or two entries, and a set costs 216 bytes), a set beyond SMALL
+        self.by_tag: dict[Any, list[CacheKey] | set[CacheKey]] = {}
+        # the negative entries in insertion order, for their own eviction (values unused);
+        # the positive ones are the others, in the order of ``entries``
+        self.negatives: dict[CacheKey, None] = {}
+        # one copy of each repeated small value (counts, qtype+qclass bytes, tag tuples):
+        # about 150 bytes less per entry; emptied when it grows past INTERN_MAX
+        self.shared: dict[Any, Any] = {}
         self.turn = 0
         self.max_entries = max_entries
-        self.generation = -1
+        self.max_negative = max_negative
         self.hits = 0
         self.misses = 0
         self.last_qtype = 0  # the qtype of the last :meth:`lookup` hit (for metrics)
         self.udp_size = DEFAULT_UDP_SIZE  # our EDNS payload (bytes): see udp_limit
 
-    def lookup(self, data: bytes, tcp: bool, generation: int) -> bytes | None:
+    def lookup(self, data: bytes, tcp: bool) -> bytes | None:
         """The hot path: the whole reply for a query packet straight from its bytes.
 
         No parsing into objects, no dnslib: the header, the question's labels and an OPT
         record are checked in place and the key is cut from the packet. Returns None on a
         miss and for anything out of the ordinary (a response, another opcode, several
         questions, records other than one OPT, EDNS version > 0, a bad or compressed
-        name): the caller then takes the full, checking path. ``generation``: the store's.
+        name): the caller then takes the full, checking path.
         """
-        if generation != self.generation or len(data) < 17:
+        if len(data) < 17:
             return None
         ident, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
         if flags & 0xF800 or qdcount != 1 or ancount or nscount or arcount > 1:
@@ -579,7 +639,7 @@ class AnswerCache:
         if hit is None:
             return None
         self.hits += 1
-        cached_flags, counts, tail = hit
+        cached_flags, counts, tail, _ = hit
         if self.rotations:
             tail = self._rotated(key, tail)
         self.last_qtype = (data[pos + 1] << 8) | data[pos + 2]
@@ -590,7 +650,7 @@ class AnswerCache:
             + tail
         )
 
-    def _rotated(self, key: tuple[bytes, bytes, int, bool, bool], tail: bytes) -> bytes:
+    def _rotated(self, key: CacheKey, tail: bytes) -> bytes:
         """loadbalance: the next of the entry's encodings, in turn."""
         variants = self.rotations.get(key)
         if not variants:
@@ -600,7 +660,7 @@ class AnswerCache:
         return variants[pick - 1] if pick else tail
 
     @staticmethod
-    def key(query: Query, limit: int) -> tuple[bytes, bytes, int, bool, bool]:
+    def key(query: Query, limit: int) -> CacheKey:
         """The cache key of a query answered within ``limit`` bytes.
 
         Only the name is lower-cased: qtype/qclass bytes must not be (0x41 is not 0x61).
@@ -615,37 +675,94 @@ class AnswerCache:
             bool(edns and edns[2]),
         )
 
-    def get(self, query: Query, limit: int, generation: int) -> bytes | None:
-        """The full response for ``query`` if cached under ``generation``, else None."""
-        if generation != self.generation:
-            self.entries.clear()
-            self.rotations.clear()
-            self.generation = generation
+    def get(self, query: Query, limit: int) -> bytes | None:
+        """The full response for ``query`` if cached, else None."""
         key = self.key(query, limit)
         hit = self.entries.get(key)
         if hit is None:
             self.misses += 1
             return None
         self.hits += 1
-        flags, counts, tail = hit
+        flags, counts, tail, _ = hit
         if self.rotations:
             tail = self._rotated(key, tail)
         flags |= FLAG_QR | (query.flags & (FLAG_RD | FLAG_CD))
         return REPLY_HEAD.pack(query.id, flags, 1) + counts + query.question + tail
 
-    def _evict(self) -> None:
-        """Drop the oldest tenth of the entries at once, rebuilding the dict.
+    def __len__(self) -> int:
+        return len(self.entries)
 
-        Deleting the first key one at a time leaves dead slots at the front that every
-        next ``iter`` walks again: with 100,000 entries an insert went from 1 us to 60 us
-        once the cache was full. A rebuild every max_entries/10 inserts costs O(1) per
-        insert and keeps a plain dict, the fastest thing for the hot path's lookups.
-        """
-        drop = max(1, self.max_entries // 10)
-        old = self.entries
-        self.entries = dict(itertools.islice(old.items(), drop, None))
+    def _drop(self, key: CacheKey) -> None:
+        """Forget one entry and its place in every index."""
+        entry = self.entries.pop(key, None)
+        if entry is None:
+            return
+        by_tag = self.by_tag
+        for tag in entry[3]:
+            keys = by_tag.get(tag)
+            if keys is not None:
+                if type(keys) is set:
+                    keys.discard(key)
+                elif key in keys:
+                    keys.remove(key)
+                if not keys:
+                    del by_tag[tag]
         if self.rotations:
-            self.rotations = {k: v for k, v in self.rotations.items() if k in self.entries}
+            self.rotations.pop(key, None)
+        self.negatives.pop(key, None)
+
+    def invalidate(self, tags: set[Any] | None) -> None:
+        """Drop the entries that depend on any of ``tags`` (None: every entry).
+
+        Called by the store after each change that alters answers (``Store.listen``);
+        costs O(entries dropped), whatever the size of the cache.
+        """
+        if tags is None:
+            self.clear()
+            return
+        by_tag = self.by_tag
+        for tag in tags:
+            keys = by_tag.get(tag)
+            if keys:
+                for key in list(keys):
+                    self._drop(key)
+
+    def clear(self) -> None:
+        """Drop every entry."""
+        self.entries.clear()
+        self.rotations.clear()
+        self.by_tag.clear()
+        self.negatives.clear()
+        self.shared.clear()
+
+    def _share(self, value: Any) -> Any:
+        """One shared copy of a small immutable value."""
+        shared = self.shared
+        if len(shared) >= INTERN_MAX:
+            shared.clear()
+        return shared.setdefault(value, value)
+
+    def _evict_negative(self) -> None:
+        """Drop the oldest tenth of the negative entries at once.
+
+        Deleting the first key of a dict one at a time leaves dead slots at the front that
+        every next ``iter`` walks again: the order dict is rebuilt instead (O(1) per insert
+        over time).
+        """
+        victims = list(itertools.islice(self.negatives, max(1, self.max_negative // 10)))
+        for key in victims:
+            self._drop(key)
+        self.negatives = dict.fromkeys(self.negatives)
+
+    def _evict_positive(self) -> None:
+        """Drop the oldest tenth of the positive entries at once, and rebuild ``entries``
+        (see :meth:`_evict_negative`)."""
+        drop = max(1, self.max_entries // 10)
+        negatives = self.negatives
+        victims = list(itertools.islice((k for k in self.entries if k not in negatives), drop))
+        for key in victims:
+            self._drop(key)
+        self.entries = dict(self.entries)
 
     def put(
         self,
@@ -654,14 +771,36 @@ class AnswerCache:
         header: bytes,
         tail: bytes,
         rotations: list[bytes] | None = None,
+        tags: Tags = ("any",),
     ) -> None:
         """Store an encoded response (``header`` as made by :func:`encode_answer`), and
         optionally ``rotations``: the same answer with its addresses in other orders, all
-        with the same header counts, served in turn."""
-        if len(self.entries) >= self.max_entries:
-            self._evict()
+        with the same header counts, served in turn. ``tags``: what the answer depends on
+        (the default, ``"any"``, drops it on every change of the cluster)."""
+        name, qtail, size, edns, do = self.key(query, limit)
+        key = (name, self._share(qtail), size, edns, do)
+        if key in self.entries:
+            self._drop(key)
         flags = struct.unpack_from("!H", header, 2)[0] & ~(FLAG_QR | FLAG_RD | FLAG_CD)
-        key = self.key(query, limit)
-        self.entries[key] = (flags, header[6:12], tail)
+        if flags & 0xF != Rcode.NOERROR or header[6:8] == b"\x00\x00":
+            if len(self.negatives) >= self.max_negative:
+                self._evict_negative()
+            self.negatives[key] = None
+        elif len(self.entries) - len(self.negatives) >= self.max_entries:
+            self._evict_positive()
+        # namespace-wide tags are shared by many entries: one copy of each
+        tags = tuple(self._share(t) if t[0] in ("ns", "nx") else t for t in tags)
+        self.entries[key] = (self._share(flags), self._share(header[6:12]), tail, tags)
+        by_tag = self.by_tag
+        for tag in tags:
+            keys = by_tag.get(tag)
+            if keys is None:
+                by_tag[tag] = [key]
+            elif isinstance(keys, set):
+                keys.add(key)
+            elif key not in keys:
+                keys.append(key)
+                if len(keys) > SMALL:
+                    by_tag[tag] = set(keys)
         if rotations:
             self.rotations[key] = tuple(rotations)

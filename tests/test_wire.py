@@ -258,11 +258,16 @@ def test_cache_follows_store_generation() -> None:
     assert [rr.address for rr in msg.answer[0]] == ["10.9.9.9"]
 
 
-def test_cache_is_bounded() -> None:
-    handler = Handler(_big_store(), ZoneConfig(), cache_size=10)
+def test_cache_is_bounded_and_a_flood_of_negatives_keeps_the_positives() -> None:
+    handler = Handler(_big_store(), ZoneConfig(), cache_size=10, negative_cache_size=10)
+    positive = dns.message.make_query("big.testns.svc.cluster.local.", "A")
+    assert ask(handler, positive).answer
+    key = next(iter(handler.cache.entries))
     for i in range(50):
         ask(handler, dns.message.make_query(f"n{i}.testns.svc.cluster.local.", "A"))
-    assert len(handler.cache.entries) == 10
+    assert len(handler.cache.negatives) == 10
+    assert len(handler.cache.entries) == 11 and key in handler.cache.entries
+    assert len(handler.cache.by_tag) <= 11 * 3  # no tag outlives its entries
 
 
 def test_cache_key_folds_the_name_only() -> None:

@@ -19,15 +19,17 @@ import json
 import logging
 import random
 import re
+import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections import deque
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..convert import convert_or_error, object_key
 from ..errors import ClusterDNSError
-from ..memory import release_memory
+from ..memory import release_memory_off_loop
 from ..records import Record
 
 log = logging.getLogger("clusterdns.kube")
@@ -39,6 +41,9 @@ READ_GRACE = 30.0  # seconds past timeoutSeconds before a silent stream counts a
 BACKOFF_BASE = 0.5  # seconds
 BACKOFF_CAP = 30.0  # seconds
 MIN_QUIET_WATCH = 1.0  # seconds: an empty watch shorter than this counts as a failure
+RELIST_SLICE = 0.002  # seconds of relist work per loop turn, then queries get their turn
+RELIST_STEP = 500  # objects between checks of the clock during a relist
+SWITCH_INTERVAL = 0.001  # seconds a busy reflector thread may hold the GIL from the loop
 
 
 @dataclass(frozen=True)
@@ -219,6 +224,11 @@ class OutageLog:
             log.info("the Kubernetes API at %s answers again", self.server)
 
 
+def _server_of(api: Any) -> str:
+    """The API server URL of a ``kubernetes.client.ApiClient`` (``?`` without one)."""
+    return str(getattr(getattr(api, "configuration", None), "host", "?"))
+
+
 def _reason(exc: Exception) -> str:
     """The innermost cause of a urllib3/socket error, e.g. ``Connection refused``."""
     text = str(getattr(exc, "reason", None) or exc)
@@ -248,7 +258,7 @@ class Reflector:
         missing_retry: float = MISSING_RETRY,
     ) -> None:
         self.api = api
-        self.outage = outage or OutageLog(str(getattr(api.configuration, "host", "?")))
+        self.outage = outage or OutageLog(_server_of(api))
         self.resource = resource
         self.sink = sink
         self.page_size = page_size
@@ -558,7 +568,7 @@ class KubeSource:
         self._unlisted = {r.kind for r in self.resources}
         self.synced = threading.Event()
         store.add_source(SOURCE)
-        outage = OutageLog(str(getattr(api.configuration, "host", "?")))
+        outage = OutageLog(_server_of(api))
         self.reflectors = [
             Reflector(
                 api,
@@ -572,9 +582,17 @@ class KubeSource:
             for resource in self.resources
         ]
         self._threads: list[threading.Thread] = []
+        # per kind with a relist being applied: the changes that arrived since, in order
+        self._queued: dict[str, deque[tuple[Callable[..., None], tuple[Any, ...]]]] = {}
 
     def start(self) -> None:
-        """Start one daemon thread per reflector."""
+        """Start one daemon thread per reflector.
+
+        Sets the interpreter's switch interval to :data:`SWITCH_INTERVAL` (default 5 ms):
+        a reflector converting a page of a LIST holds the GIL, and the serving loop waits
+        for it up to that long on every wake-up (measured with bench/loop_gap.py).
+        """
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
         for reflector in self.reflectors:
             thread = threading.Thread(
                 target=reflector.run, name=f"reflector-{reflector.resource.kind}", daemon=True
@@ -591,21 +609,59 @@ class KubeSource:
 
     # Sink: called from reflector threads; the store changes on the loop only.
     def replace(self, kind: str, records: list[Record]) -> None:
-        self.loop.call_soon_threadsafe(self._apply_replace, kind, records)
+        self.loop.call_soon_threadsafe(self._in_order, kind, self._apply_replace, (kind, records))
 
     def upsert(self, record: Record) -> None:
-        self.loop.call_soon_threadsafe(self.store.upsert, SOURCE, record, self.clock())
+        kind = type(record).__name__
+        self.loop.call_soon_threadsafe(self._in_order, kind, self._apply_upsert, (record,))
 
     def delete(self, kind: str, key: Any) -> None:
-        self.loop.call_soon_threadsafe(self.store.delete, SOURCE, kind, key, self.clock())
+        self.loop.call_soon_threadsafe(self._in_order, kind, self._apply_delete, (kind, key))
+
+    def idle(self) -> bool:
+        """True when no relist is being applied (bench/loop_gap.py)."""
+        return not self._queued
+
+    def _in_order(self, kind: str, apply: Callable[..., None], args: tuple[Any, ...]) -> None:
+        """Apply a change of ``kind`` now, or after the relist of ``kind`` under way."""
+        queued = self._queued.get(kind)
+        if queued is not None:
+            queued.append((apply, args))
+        else:
+            apply(*args)
+
+    def _apply_upsert(self, record: Record) -> None:
+        self.store.upsert(SOURCE, record, self.clock())
+
+    def _apply_delete(self, kind: str, key: Any) -> None:
+        self.store.delete(SOURCE, kind, key, self.clock())
 
     def _apply_replace(self, kind: str, records: list[Record]) -> None:
-        self.store.replace(SOURCE, kind, records, self.clock())
+        """A relist, applied a slice of the loop's time per turn (issue 11: a relist of
+        100,000 pods must not stall answers); changes of ``kind`` that arrive meanwhile
+        wait for it, in order."""
+        self._queued[kind] = deque()
+        steps = self.store.replace_steps(SOURCE, kind, records, self.clock(), RELIST_STEP)
         del records
-        release_memory()
+        self._step(kind, steps)
+
+    def _step(self, kind: str, steps: Generator[None, None, bool]) -> None:
+        deadline = time.perf_counter() + RELIST_SLICE
+        for _ in steps:
+            if time.perf_counter() > deadline:
+                self.loop.call_soon(self._step, kind, steps)
+                return
+        queued = self._queued.pop(kind)
+        release_memory_off_loop()
+        while queued:
+            apply, args = queued.popleft()
+            if kind in self._queued:  # another relist began: the rest waits for it
+                self._queued[kind].append((apply, args))
+            else:
+                apply(*args)
 
     def _listed(self, kind: str) -> None:
-        self.loop.call_soon_threadsafe(self._apply_listed, kind)
+        self.loop.call_soon_threadsafe(self._in_order, kind, self._apply_listed, (kind,))
 
     def _apply_listed(self, kind: str) -> None:
         self._unlisted.discard(kind)
