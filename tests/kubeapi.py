@@ -300,14 +300,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response_only(code, message)  # kube-apiserver sends no Server header
         self.send_header("Date", self.date_time_string())
 
-    def do_GET(self) -> None:
+    def do_GET(self) -> None:  # the reflector only reads: other methods get 501
         self.server.api._serve(self)
-
-    def _with_body(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.server.api._serve(self)
-
-    do_POST = do_PUT = do_PATCH = do_DELETE = _with_body
 
     def send_body(self, code: int, body: bytes) -> None:
         """A whole JSON response as Go's net/http sends it: Content-Length for small bodies,
@@ -718,10 +712,6 @@ class KubeAPIServer:
             kind = None  # the CRD is not installed: 404 like any unknown path
         is_watch = kind is not None and self._bool(params, "watch")
         self._maybe_fail(target, is_watch, kind)
-        if h.command != "GET":
-            raise _HTTPError(_status(405, "MethodNotAllowed",
-                                     "the server does not allow this method on the requested "
-                                     "resource", {}))
         if kind is None:
             raise _not_found()
         unknown = set(params) - (_WATCH_PARAMS if is_watch else _LIST_PARAMS)
