@@ -1,4 +1,5 @@
-"""Tests of the upstream DNS server stand-in (tests/upstream.py), asked with dnspython.
+"""Tests of the upstream DNS server stand-in (tests/upstream.py), asked with dnspython: its
+own contract, for what the forward, autopath, cache and Corefile tests use.
 
 Answers are checked over UDP and TCP, and the raw wire is read where dnspython would hide
 what matters (the exact question bytes, a missing OPT record, garbage replies). Fault modes
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import socket
 import struct
-import threading
 import time
 from collections.abc import Iterator
 
@@ -25,6 +25,13 @@ import pytest
 from tests.upstream import DEFAULT_ZONE, Upstream
 
 SHORT = 0.3  # client timeout where no (acceptable) answer is expected
+
+
+def wait_for_queries(up: Upstream, n: int, timeout: float = 2.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while len(up.queries) < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return len(up.queries) >= n
 
 
 @pytest.fixture
@@ -111,13 +118,6 @@ def test_a_aaaa_txt(up: Upstream, transport: str) -> None:
     ]
     r = ask(up, "api.payments.example.com.", "A", transport)
     assert texts(r) == ["api.payments.example.com. 300 A 203.0.113.10"]
-
-
-def test_apex_soa_and_ns(up: Upstream) -> None:
-    [soa] = ask(up, "example.com.", "SOA").answer
-    assert soa.ttl == 3600 and soa[0].minimum == 60
-    [ns] = ask(up, "example.com.", "NS").answer
-    assert ns.ttl == 3600 and ns[0].target == dns.name.from_text("ns1.example.com.")
 
 
 def test_cname_following(up: Upstream) -> None:
@@ -260,15 +260,8 @@ def test_tcp_several_queries_per_connection(up: Upstream) -> None:
         replies = [dns.message.from_wire(tcp_recv(sock)) for _ in qs]
     assert [r.id for r in replies] == [q.id for q in qs]
     assert [len(r.answer) for r in replies] == [1, 0, 0, 1]
-    assert up.wait_for_queries(8, 2.0)
+    assert wait_for_queries(up, 8)
     assert {t for t, *_ in up.queries} == {"tcp"}
-
-
-def test_malformed_query_gets_formerr_and_is_not_recorded(up: Upstream) -> None:
-    wire = struct.pack("!HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + b"\x05ab"  # cut-off question
-    r = dns.message.from_wire(raw_udp(up, wire))
-    assert r.id == 0x1234 and r.rcode() == dns.rcode.FORMERR and r.flags & dns.flags.QR
-    assert up.queries == []
 
 
 def test_custom_zone_and_origin() -> None:
@@ -305,7 +298,7 @@ def test_add_records_at_run_time(up: Upstream) -> None:
 
 
 def test_queries_are_recorded(up: Upstream) -> None:
-    assert up.queries == [] and not up.wait_for_queries(1, 0.05)
+    assert up.queries == []
     ask(up, "WWW.example.com.", "AAAA")
     ask(up, "txt.example.com.", "TXT", "tcp", use_edns=0)
     q = query("www.example.org.", "MX")
@@ -316,23 +309,6 @@ def test_queries_are_recorded(up: Upstream) -> None:
         ("tcp", "txt.example.com.", "TXT", "RD"),
         ("udp", "www.example.org.", "MX", ""),
     ]
-    up.clear_queries()
-    assert up.queries == []
-
-
-def test_wait_for_queries_from_other_threads(up: Upstream) -> None:
-    def client(i: int) -> None:
-        time.sleep(0.05)
-        ask(up, f"n{i}.example.com.", "A", "tcp" if i % 2 else "udp")
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    assert up.wait_for_queries(8, 3.0)
-    for thread in threads:
-        thread.join(timeout=3.0)
-    assert sorted(name for _, name, *_ in up.queries) == [f"n{i}.example.com." for i in range(8)]
-    assert not up.wait_for_queries(9, 0.05)
 
 
 # -- fault modes ----------------------------------------------------------------------------
@@ -351,14 +327,11 @@ def test_mode_timeout(up: Upstream, transport: str) -> None:
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
-@pytest.mark.parametrize(
-    ("mode", "rcode"), [("servfail", dns.rcode.SERVFAIL), ("refused", dns.rcode.REFUSED)]
-)
-def test_mode_error_rcodes(up: Upstream, transport: str, mode: str, rcode: dns.rcode.Rcode) -> None:
-    up.set_mode(mode)
+def test_mode_servfail(up: Upstream, transport: str) -> None:
+    up.set_mode("servfail")
     for name in ("www.example.com.", "missing.example.com.", "www.example.org."):
         r = ask(up, name, "A", transport, use_edns=0)
-        assert r.rcode() == rcode and r.answer == [] and r.edns == 0
+        assert r.rcode() == dns.rcode.SERVFAIL and r.answer == [] and r.edns == 0
         assert not r.flags & dns.flags.AA
 
 
@@ -378,8 +351,6 @@ def test_mode_garbage(up: Upstream) -> None:
         dns.query.udp(q, up.host, port=up.port, timeout=SHORT, ignore_errors=True)
     with pytest.raises(dns.exception.DNSException):
         dns.query.tcp(q, up.host, port=up.port, timeout=2)
-    up.set_mode("garbage", size=7)
-    assert len(raw_udp(up, q.to_wire())) == 7
 
 
 def test_mode_wrong_id(up: Upstream) -> None:
@@ -408,10 +379,6 @@ def test_mode_wrong_question(up: Upstream) -> None:
         dns.query.udp(q, up.host, port=up.port, timeout=2)
     with pytest.raises(dns.query.BadResponse):
         dns.query.tcp(q, up.host, port=up.port, timeout=2)
-    up.set_mode("wrong_question", name="evil.example.net.")
-    r = dns.message.from_wire(raw_udp(up, q.to_wire()))
-    assert r.question[0].name == dns.name.from_text("evil.example.net.")
-    assert r.rcode() == dns.rcode.REFUSED
 
 
 def test_mode_delay_does_not_block_other_queries(up: Upstream) -> None:
@@ -484,8 +451,9 @@ def test_mode_loop_without_answer_times_out(up: Upstream) -> None:
 
 
 def test_set_mode_validates(up: Upstream) -> None:
-    with pytest.raises(ValueError, match="unknown mode"):
-        up.set_mode("flaky")
+    for mode in ("flaky", "refused"):
+        with pytest.raises(ValueError, match="unknown mode"):
+            up.set_mode(mode)
     with pytest.raises(ValueError, match="seconds"):
         up.set_mode("delay")
     with pytest.raises(ValueError, match="target"):
@@ -501,7 +469,7 @@ def test_stop_closes_the_port() -> None:
     server.set_mode("delay", seconds=5)
     with socket.create_connection((server.host, port), timeout=2) as sock:
         tcp_send(sock, query("www.example.com.", "A").to_wire())
-        assert server.wait_for_queries(2, 2.0)
+        assert wait_for_queries(server, 2)
         start = time.monotonic()
         server.stop()
         assert time.monotonic() - start < 2.0  # pending delayed replies are cancelled
