@@ -97,7 +97,7 @@ def other_fuzzers(examples: int) -> list[Any]:
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
-    from clusterdns.server import DNSServer
+    from clusterdns.server.transport import DNSServer
     from clusterdns.sources.manifests import load_file
     from tests import test_fuzz
 

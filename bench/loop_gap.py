@@ -27,9 +27,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from kube_sync import objects  # noqa: E402
 
-from clusterdns.convert import convert  # noqa: E402
+from clusterdns.core.convert import convert  # noqa: E402
+from clusterdns.core.store import Store  # noqa: E402
 from clusterdns.sources.kube import SWITCH_INTERVAL, KubeSource  # noqa: E402
-from clusterdns.store import Store  # noqa: E402
 
 
 async def relist(source: KubeSource, pods: list[dict], phase: str) -> tuple[float, list[float]]:

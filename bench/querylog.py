@@ -22,11 +22,11 @@ import dns.message
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from clusterdns.app import build_block  # noqa: E402
-from clusterdns.config import load  # noqa: E402
-from clusterdns.querylog import QueryLog  # noqa: E402
+from clusterdns.core.store import Store  # noqa: E402
+from clusterdns.corefile.config import load  # noqa: E402
+from clusterdns.plugins.querylog import QueryLog  # noqa: E402
+from clusterdns.server.app import build_block  # noqa: E402
 from clusterdns.sources.manifests import ManifestSource  # noqa: E402
-from clusterdns.store import Store  # noqa: E402
 
 ZONES = Path(__file__).resolve().parent.parent / "zones"
 NAMES = ["web.shop.svc.cluster.local.", "kubernetes.default.svc.cluster.local.",

@@ -655,10 +655,10 @@ from pathlib import Path
 from dnslib import AAAA, CNAME, NS, PTR, RCODE, RR, SOA, SRV, TXT, A
 from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
-from clusterdns.resolver import ZoneConfig, resolve
-from clusterdns.rr import QType, SOAData, SRVData
+from clusterdns.core.resolver import ZoneConfig, resolve
+from clusterdns.core.rr import QType, SOAData, SRVData
 from clusterdns.sources.manifests import ManifestSource
-from clusterdns.store import Store
+from clusterdns.core.store import Store
 
 
 def rdata(rr):

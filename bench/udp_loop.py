@@ -36,11 +36,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 def serve(mode: str, zones: Path, port: int) -> None:
     """Run one server until killed (the child process)."""
-    from clusterdns.handler import Handler
-    from clusterdns.resolver import ZoneConfig
-    from clusterdns.server import DNSServer
+    from clusterdns.core.resolver import ZoneConfig
+    from clusterdns.core.store import Store
+    from clusterdns.plugins.chain import Handler
+    from clusterdns.server.transport import DNSServer
     from clusterdns.sources.manifests import ManifestSource
-    from clusterdns.store import Store
 
     store = Store()
     ManifestSource(store, [zones]).load(time.time())

@@ -11,17 +11,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .app import Options, load_conf, run
-from .config import ExternalDirective, GatewayDirective, KubernetesConfig, ServerConfig
-from .errors import ConfigError
-from .explain import Exposure, local_query, report, server_query
-from .names import absolute
-from .resolver import PodMode, ZoneConfig
-from .search import DNSPolicy, Libc, ResolvConf, parse_resolv_conf, pod_resolv_conf, walk
-from .servicelinks import service_env
+from .core.errors import ConfigError
+from .core.names import absolute
+from .core.resolver import PodMode, ZoneConfig
+from .core.search import DNSPolicy, Libc, ResolvConf, parse_resolv_conf, pod_resolv_conf, walk
+from .core.store import Store
+from .corefile.config import ExternalDirective, GatewayDirective, KubernetesConfig, ServerConfig
+from .dns.wire import DEFAULT_UDP_SIZE
+from .server.app import Options, load_conf, run
 from .sources.manifests import ManifestSource, load, summary
-from .store import Store
-from .wire import DEFAULT_UDP_SIZE
+from .tools.explain import Exposure, local_query, report, server_query
+from .tools.servicelinks import service_env
 
 log = logging.getLogger("clusterdns")
 

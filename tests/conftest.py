@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from clusterdns.core.store import Store
 from clusterdns.sources.manifests import ManifestSource
-from clusterdns.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = Path(__file__).resolve().parent / "manifests"

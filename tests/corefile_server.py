@@ -17,12 +17,12 @@ import dns.message
 import dns.query
 import dns.rdataclass
 
-from clusterdns.app import Block, build_block
-from clusterdns.config import load
-from clusterdns.handler import Mux
-from clusterdns.server import DNSServer
+from clusterdns.core.store import Store
+from clusterdns.corefile.config import load
+from clusterdns.plugins.chain import Mux
+from clusterdns.server.app import Block, build_block
+from clusterdns.server.transport import DNSServer
 from clusterdns.sources.manifests import ManifestSource
-from clusterdns.store import Store
 
 ZONES = Path(__file__).resolve().parent.parent / "zones"
 

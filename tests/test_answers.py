@@ -23,11 +23,11 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from clusterdns.handler import Handler
-from clusterdns.records import Endpoint, EndpointSlice, Namespace, Pod, Service, ServiceKind
-from clusterdns.resolver import PodMode, ZoneConfig
-from clusterdns.store import Store
-from clusterdns.wire import AnswerCache, parse_query
+from clusterdns.core.records import Endpoint, EndpointSlice, Namespace, Pod, Service, ServiceKind
+from clusterdns.core.resolver import PodMode, ZoneConfig
+from clusterdns.core.store import Store
+from clusterdns.dns.wire import AnswerCache, parse_query
+from clusterdns.plugins.chain import Handler
 
 from .conftest import COREDNS, NOW, load_store
 
@@ -396,7 +396,7 @@ def test_udp_thread_answers_hits_while_the_loop_is_busy() -> None:
     import dns.exception
     import dns.query
 
-    from clusterdns.server import DNSServer, UDPThread
+    from clusterdns.server.transport import DNSServer, UDPThread
 
     handler = Handler(load_store(COREDNS), CONFIG)
     loop = asyncio.new_event_loop()

@@ -13,12 +13,12 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from clusterdns.autopath import AutoPath
-from clusterdns.config import ForwardConfig
-from clusterdns.forward import Forwarder
-from clusterdns.handler import Handler
-from clusterdns.resolver import PodMode, ZoneConfig
-from clusterdns.store import Store
+from clusterdns.core.resolver import PodMode, ZoneConfig
+from clusterdns.core.store import Store
+from clusterdns.corefile.config import ForwardConfig
+from clusterdns.plugins.autopath import AutoPath
+from clusterdns.plugins.chain import Handler
+from clusterdns.plugins.forward import Forwarder
 
 from .conftest import ROOT, ZONES, free_port, load_store, start_clusterdns, stop_server
 from .upstream import Upstream

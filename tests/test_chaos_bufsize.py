@@ -11,8 +11,8 @@ import dns.rcode
 import pytest
 
 from clusterdns import __version__
-from clusterdns.config import load
-from clusterdns.errors import ConfigError
+from clusterdns.core.errors import ConfigError
+from clusterdns.corefile.config import load
 
 from .corefile_server import serve
 from .upstream import Upstream

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from clusterdns.config import load, parse_duration
-from clusterdns.errors import ConfigError
+from clusterdns.core.errors import ConfigError
+from clusterdns.corefile.config import load
+from clusterdns.corefile.reader import parse_duration
 
 KUBEADM = """\
 .:53 {

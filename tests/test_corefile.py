@@ -8,8 +8,8 @@ from pathlib import Path
 import dns.rcode
 import pytest
 
-from clusterdns.config import load
-from clusterdns.errors import ConfigError
+from clusterdns.core.errors import ConfigError
+from clusterdns.corefile.config import load
 
 from .corefile_server import serve, texts
 
@@ -177,7 +177,7 @@ def test_corefile_example_customisations_load_and_answer(tmp_path: Path) -> None
 
 
 def test_reload_digest_covers_imported_files(tmp_path: Path) -> None:
-    from clusterdns.app import corefile_digest
+    from clusterdns.server.app import corefile_digest
 
     corefile = write(tmp_path, {"Corefile": ".:53 {\n  import custom/*.override\n}\nimport custom/*.server\n"})
     data = corefile.read_bytes()

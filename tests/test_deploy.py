@@ -337,7 +337,7 @@ def test_corefile_example_annotates_every_directive() -> None:
 
 
 def test_corefile_example_loads_like_the_kubeadm_corefile() -> None:
-    from clusterdns.config import load
+    from clusterdns.corefile.config import load
 
     example = load(COREFILE_EXAMPLE.read_text(), "Corefile.example")
     assert example == load(KUBEADM_COREFILE, "Corefile")

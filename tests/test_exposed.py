@@ -15,14 +15,14 @@ import dns.query
 import dns.rcode
 import pytest
 
-from clusterdns.config import load
-from clusterdns.convert import convert, convert_or_error
-from clusterdns.errors import ConfigError
-from clusterdns.k8s_external import ExternalConfig, resolve_external
-from clusterdns.k8s_gateway import GatewayConfig, lookup, resolve_gateway
-from clusterdns.records import Gateway, HTTPRoute, Ingress, Service
-from clusterdns.rr import QTYPE_VALUES, RCODE_NAMES, QType, Rcode
-from clusterdns.store import Store
+from clusterdns.core.convert import convert, convert_or_error
+from clusterdns.core.errors import ConfigError
+from clusterdns.core.records import Gateway, HTTPRoute, Ingress, Service
+from clusterdns.core.rr import QTYPE_VALUES, RCODE_NAMES, QType, Rcode
+from clusterdns.core.store import Store
+from clusterdns.corefile.config import load
+from clusterdns.plugins.k8s_external import ExternalConfig, resolve_external
+from clusterdns.plugins.k8s_gateway import GatewayConfig, lookup, resolve_gateway
 
 from .conftest import (
     NOW,
@@ -409,8 +409,8 @@ EXPLAIN_CASES = [
 
 @pytest.mark.parametrize(("qname", "lines"), EXPLAIN_CASES, ids=[c[0] for c in EXPLAIN_CASES])
 def test_explanations(store: Store, qname: str, lines: list[str]) -> None:
-    from clusterdns.k8s_external import explain as external_explain
-    from clusterdns.k8s_gateway import explain as gateway_explain
+    from clusterdns.plugins.k8s_external import explain as external_explain
+    from clusterdns.plugins.k8s_gateway import explain as gateway_explain
 
     got = gateway_explain(store, qname, GATEWAY) + external_explain(store, qname, EXTERNAL)
     assert got == lines
@@ -458,8 +458,8 @@ def test_corefile_serves_both_zones(tmp_path: Path) -> None:
 def test_chain_order_and_fallthrough(store: Store) -> None:
     """The plugins are asked in plugin.cfg order; an NXDOMAIN with fallthrough goes on to the
     next one, without it the first zone that holds the name answers."""
-    from clusterdns.handler import Handler
-    from clusterdns.resolver import ZoneConfig
+    from clusterdns.core.resolver import ZoneConfig
+    from clusterdns.plugins.chain import Handler
 
     def rcode_and_answer(handler: Handler, name: str) -> tuple[str, list[str]]:
         wire = handler.handle(dns.message.make_query(name, "A").to_wire(), False)
@@ -483,7 +483,7 @@ def test_name_server_addresses_come_from_the_service_in_front() -> None:
     """k8s_external ns1.dns.ZONE: the external IPs of the Service whose endpoint is this
     server (CoreDNS nsAddrs with external=true); k8s_gateway <apex>.ZONE: the LoadBalancer
     Service named by the apex (SelfAddress)."""
-    from clusterdns.records import ServiceKind
+    from clusterdns.core.records import ServiceKind
 
     store = load_store(ZONES)
     kube_dns = store.services[("kube-system", "kube-dns")]

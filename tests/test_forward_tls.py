@@ -18,8 +18,8 @@ import dns.rcode
 import dns.rrset
 import pytest
 
-from clusterdns.config import load
-from clusterdns.errors import ConfigError
+from clusterdns.core.errors import ConfigError
+from clusterdns.corefile.config import load
 
 from .corefile_server import serve, texts
 

@@ -24,8 +24,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clusterdns.handler import Handler
-from clusterdns.resolver import ZoneConfig
+from clusterdns.core.resolver import ZoneConfig
+from clusterdns.plugins.chain import Handler
 
 from .conftest import ZONES, load_store
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from clusterdns.rr import Rcode
-from clusterdns.search import Libc, Reply, parse_resolv_conf, pod_resolv_conf, walk
+from clusterdns.core.rr import Rcode
+from clusterdns.core.search import Libc, Reply, parse_resolv_conf, pod_resolv_conf, walk
 
 from .conftest import ROOT, ZONES
 
@@ -367,7 +367,7 @@ def test_queries_glibc_sent(run: Run, case: Case) -> None:
 
 @pytest.mark.parametrize("case", TRACED, ids=[case.id for case in TRACED])
 def test_search_walk_model_matches_glibc(run: Run, case: Case) -> None:
-    """clusterdns.search.walk, fed the rcodes the server gave, asks what glibc asked."""
+    """clusterdns.core.search.walk, fed the rcodes the server gave, asks what glibc asked."""
     recorded: dict[tuple[str, str], Reply] = {}
     for query in run.results[case.id].queries:
         qtype, name, rcode, answers = query.split()

@@ -29,17 +29,17 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from clusterdns import convert
 from clusterdns.__main__ import build_parser
-from clusterdns.config import ForwardConfig
-from clusterdns.forward import Forwarder
-from clusterdns.handler import Handler
-from clusterdns.metrics import Metrics
-from clusterdns.resolver import ZoneConfig
-from clusterdns.server import DNSServer
+from clusterdns.core import convert
+from clusterdns.core.resolver import ZoneConfig
+from clusterdns.core.store import Store
+from clusterdns.corefile.config import ForwardConfig
+from clusterdns.plugins.chain import Handler
+from clusterdns.plugins.forward import Forwarder
+from clusterdns.server.metrics import Metrics
+from clusterdns.server.transport import DNSServer
 from clusterdns.sources import manifests
 from clusterdns.sources.manifests import ManifestSource, load, load_file, summary
-from clusterdns.store import Store
 
 from .conftest import ROOT, ZONES, big_service_manifest, start_server, stop_server
 from .test_zones_reload import rewrite
@@ -346,8 +346,8 @@ def test_a_failing_forward_is_logged_and_answered_servfail(
 
 
 def test_autopath_upstream_failure_is_logged(caplog: pytest.LogCaptureFixture) -> None:
-    from clusterdns.autopath import AutoPath
-    from clusterdns.resolver import PodMode
+    from clusterdns.core.resolver import PodMode
+    from clusterdns.plugins.autopath import AutoPath
 
     from .conftest import load_store
 

@@ -134,8 +134,8 @@ def test_missing_file_serves_inline_entries(tmp_path: Path) -> None:
     ],
 )
 def test_bad_hosts_directives(body: str, error: str) -> None:
-    from clusterdns.config import load
-    from clusterdns.errors import ConfigError
+    from clusterdns.core.errors import ConfigError
+    from clusterdns.corefile.config import load
 
     with pytest.raises(ConfigError) as info:
         load(".:53 {\n  " + body + "\n}\n")

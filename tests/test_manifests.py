@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from clusterdns.records import Endpoint, EndpointSlice, Pod, Port, Service, ServiceKind
+from clusterdns.core.records import Endpoint, EndpointSlice, Pod, Port, Service, ServiceKind
 from clusterdns.sources.manifests import load, load_file
 
 from .conftest import ROOT, ZONES

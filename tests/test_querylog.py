@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from clusterdns.config import load
-from clusterdns.errors import ConfigError
+from clusterdns.core.errors import ConfigError
+from clusterdns.corefile.config import load
 
 from .corefile_server import Served, serve
 from .upstream import Upstream
@@ -124,7 +124,7 @@ def test_bad_log_directives(body: str, error: str) -> None:
 def test_default_format_fast_path_equals_the_template(client: str) -> None:
     import dns.message
 
-    from clusterdns.querylog import _COMMON_TEMPLATE, COMMON, compile_format, format_line
+    from clusterdns.plugins.querylog import _COMMON_TEMPLATE, COMMON, compile_format, format_line
 
     data = dns.message.make_query("Web.Shop.svc.cluster.local.", "AAAA", use_edns=0, payload=1232,
                                   want_dnssec=True).to_wire()

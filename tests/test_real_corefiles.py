@@ -21,7 +21,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from clusterdns.errors import ConfigError
+from clusterdns.core.errors import ConfigError
 
 from .corefile_server import serve
 from .test_forward_tls import TLSUpstream, pki  # noqa: F401 - the pki fixture

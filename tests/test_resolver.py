@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 import dns.message
 import pytest
 
-from clusterdns.handler import Handler
-from clusterdns.records import Endpoint, EndpointSlice, Namespace, Port, Service, ServiceKind
-from clusterdns.resolver import PodMode, ZoneConfig, resolve
-from clusterdns.rr import QTYPE_VALUES, RCODE_NAMES, RR, QType, Rcode, SOAData, SRVData
-from clusterdns.store import Store
+from clusterdns.core.records import Endpoint, EndpointSlice, Namespace, Port, Service, ServiceKind
+from clusterdns.core.resolver import PodMode, ZoneConfig, resolve
+from clusterdns.core.rr import QTYPE_VALUES, RCODE_NAMES, RR, QType, Rcode, SOAData, SRVData
+from clusterdns.core.store import Store
+from clusterdns.plugins.chain import Handler
 
 from .conftest import MANIFESTS, NOW, ZONES, load_store
 
@@ -209,7 +209,7 @@ def test_pod_modes(coredns_store: Store, mode: PodMode, case: Case) -> None:
 
 
 def test_verified_ignores_pods_being_deleted() -> None:
-    from clusterdns.records import Pod
+    from clusterdns.core.records import Pod
 
     store = Store()
     store.add_source("t", synced=True)

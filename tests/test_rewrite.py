@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import dns.rcode
 import pytest
 
-from clusterdns.config import load
-from clusterdns.errors import ConfigError
+from clusterdns.core.errors import ConfigError
+from clusterdns.corefile.config import load
 
 from .corefile_server import serve, texts
 from .upstream import Upstream

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from clusterdns.explain import local_query
-from clusterdns.resolver import ZoneConfig
-from clusterdns.rr import Rcode
-from clusterdns.search import (
+from clusterdns.core.resolver import ZoneConfig
+from clusterdns.core.rr import Rcode
+from clusterdns.core.search import (
     DNSPolicy,
     Libc,
     Reply,
@@ -23,6 +22,7 @@ from clusterdns.search import (
     pod_resolv_conf,
     walk,
 )
+from clusterdns.tools.explain import local_query
 
 from .conftest import ROOT, ZONES, start_server, stop_server
 

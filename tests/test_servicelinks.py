@@ -1,4 +1,4 @@
-"""Service links: the environment variables the kubelet gives a pod (clusterdns.servicelinks).
+"""Service links: the environment variables the kubelet gives a pod (clusterdns.tools.servicelinks).
 
 Expected values are written out by hand from kubelet_pods.go getServiceEnvVarMap and
 envvars.go FromServices; the stores are built from manifests as kubectl writes them.
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from clusterdns.servicelinks import env_name, service_env
-from clusterdns.store import Store
+from clusterdns.core.store import Store
+from clusterdns.tools.servicelinks import env_name, service_env
 
 from .conftest import ZONES, load_store
 

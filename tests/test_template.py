@@ -7,8 +7,8 @@ import dns.flags
 import dns.rcode
 import pytest
 
-from clusterdns.config import load
-from clusterdns.errors import ConfigError
+from clusterdns.core.errors import ConfigError
+from clusterdns.corefile.config import load
 
 from .corefile_server import serve, texts
 

@@ -16,10 +16,10 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from clusterdns.handler import Handler
-from clusterdns.resolver import ZoneConfig
-from clusterdns.store import Store
-from clusterdns.wire import FormatError, parse_query
+from clusterdns.core.resolver import ZoneConfig
+from clusterdns.core.store import Store
+from clusterdns.dns.wire import FormatError, parse_query
+from clusterdns.plugins.chain import Handler
 
 from .conftest import COREDNS, load_store
 
@@ -183,7 +183,14 @@ def test_label_with_a_dot_byte_never_matches_cluster_data(handler: Handler) -> N
 
 
 def _big_store() -> Store:
-    from clusterdns.records import Endpoint, EndpointSlice, Namespace, Port, Service, ServiceKind
+    from clusterdns.core.records import (
+        Endpoint,
+        EndpointSlice,
+        Namespace,
+        Port,
+        Service,
+        ServiceKind,
+    )
 
     store = Store()
     store.add_source("t", synced=True)
@@ -246,7 +253,7 @@ def test_srv_glue_dropped_whole_without_tc() -> None:
 
 
 def test_cache_follows_store_generation() -> None:
-    from clusterdns.records import Service, ServiceKind
+    from clusterdns.core.records import Service, ServiceKind
 
     store = _big_store()
     handler = Handler(store, ZoneConfig())
@@ -272,7 +279,7 @@ def test_cache_is_bounded_and_a_flood_of_negatives_keeps_the_positives() -> None
 
 def test_cache_key_folds_the_name_only() -> None:
     # qtype 65 (0x0041) and 97 (0x0061) differ by the bit that folds ASCII case.
-    from clusterdns.wire import AnswerCache
+    from clusterdns.dns.wire import AnswerCache
 
     def key(name: str, qtype: int) -> object:
         return AnswerCache.key(parse_query(dns.message.make_query(name, qtype).to_wire()), 512)
@@ -282,7 +289,7 @@ def test_cache_key_folds_the_name_only() -> None:
 
 
 def test_loadbalance_rotates_addresses_and_keeps_cnames_first() -> None:
-    from clusterdns.records import Service, ServiceKind
+    from clusterdns.core.records import Service, ServiceKind
 
     store = _big_store()
     store.upsert("t", Service("testns", "alias", ServiceKind.EXTERNAL_NAME,
@@ -307,8 +314,8 @@ def test_loadbalance_rotates_addresses_and_keeps_cnames_first() -> None:
              "9.9.9.9.in-addr.arpa.", "shop.svc.cluster.local.", "a.b.c.d.e.svc.cluster.local."])
 @pytest.mark.parametrize("qtype", ["A", "TXT"])
 def test_negative_answer_template_equals_the_general_writer(name: str, qtype: str) -> None:
-    from clusterdns import wire
-    from clusterdns.resolver import resolve
+    from clusterdns.core.resolver import resolve
+    from clusterdns.dns import wire
 
     store = load_store(Path(__file__).resolve().parent.parent / "zones")
     query = wire.parse_query(dns.message.make_query(name, qtype).to_wire())

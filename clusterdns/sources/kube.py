@@ -27,10 +27,10 @@ from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..convert import convert_or_error, object_key
-from ..errors import ClusterDNSError
-from ..memory import release_memory_off_loop
-from ..records import Record
+from ..core.convert import convert_or_error, object_key
+from ..core.errors import ClusterDNSError
+from ..core.records import Record
+from .memory import release_memory_off_loop
 
 log = logging.getLogger("clusterdns.kube")
 
@@ -129,7 +129,7 @@ class Sink(Protocol):
         """One object added or changed."""
 
     def delete(self, kind: str, key: Any) -> None:
-        """One object gone; ``key`` as :func:`clusterdns.store.record_key` gives it."""
+        """One object gone; ``key`` as :func:`clusterdns.core.store.record_key` gives it."""
 
 
 class APIError(ClusterDNSError):

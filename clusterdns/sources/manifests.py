@@ -25,10 +25,10 @@ from typing import Any
 
 import yaml
 
-from ..convert import CONVERTERS, convert_or_error
-from ..memory import release_memory
-from ..records import Record
-from ..store import KINDS, Key, Store, record_key
+from ..core.convert import CONVERTERS, convert_or_error
+from ..core.records import Record
+from ..core.store import KINDS, Key, Store, record_key
+from .memory import release_memory
 
 log = logging.getLogger("clusterdns.manifests")
 

@@ -17,23 +17,13 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Union
 
-from .autopath import AutoPath
-from .chaos import Chaos
-from .depends import dependencies, quick_negative
-from .errors import ClusterDNSError
-from .forward import Forwarder
-from .hosts import Hosts
-from .k8s_external import ExternalConfig, resolve_external
-from .k8s_gateway import GatewayConfig, resolve_gateway
-from .metrics import Metrics
-from .names import find_zone
-from .querylog import QueryLog
-from .resolver import Answer, ZoneConfig, resolve
-from .rewrite import InvalidName, Rewriter
-from .rr import QClass, QType, Rcode
-from .store import Store, Tag
-from .template import Template
-from .wire import (
+from ..core.depends import dependencies, quick_negative
+from ..core.errors import ClusterDNSError
+from ..core.names import find_zone
+from ..core.resolver import Answer, ZoneConfig, resolve
+from ..core.rr import QClass, QType, Rcode
+from ..core.store import Store, Tag
+from ..dns.wire import (
     DEFAULT_UDP_SIZE,
     MIN_UDP,
     TCP_LIMIT,
@@ -48,8 +38,17 @@ from .wire import (
     parse_header,
     parse_query,
 )
+from .autopath import AutoPath
+from .chaos import Chaos
+from .forward import Forwarder, ForwardMetrics
+from .hosts import Hosts
+from .k8s_external import ExternalConfig, resolve_external
+from .k8s_gateway import GatewayConfig, resolve_gateway
+from .querylog import QueryLog
+from .rewrite import InvalidName, Rewriter
+from .template import Template
 
-log = logging.getLogger("clusterdns.handler")
+log = logging.getLogger("clusterdns.plugins.chain")
 
 Reply = Union[bytes, None, Awaitable[Union[bytes, None]]]  # noqa: UP007 - a runtime alias
 LOADBALANCE_VARIANTS = 4  # rotations of an A/AAAA answer kept in the answer cache
@@ -96,6 +95,29 @@ def parse_or_reply(data: bytes, udp_size: int = DEFAULT_UDP_SIZE) -> Query | byt
     return query
 
 
+class QueryMetrics(ForwardMetrics):
+    """What the chain reports per query (no-ops here; :class:`clusterdns.server.metrics.Metrics`
+    counts them), so the chain does not depend on the server layer."""
+
+    autopath_success = 0  # answers autopath found
+
+    def observe(
+        self,
+        proto: str,
+        family: str,
+        qtype: int,
+        request_size: int,
+        response: bytes | None,
+        plugin: str,
+        seconds: float,
+        do: bool,
+    ) -> None:
+        """One query answered by ``plugin`` in ``seconds``; sizes in bytes."""
+
+    def hit(self, tcp: bool, family: str, qtype: int, request: bytes, reply: bytes) -> None:
+        """One query answered from the answer cache."""
+
+
 class Handler:
     """Answers queries for one server block.
 
@@ -123,7 +145,7 @@ class Handler:
         *,
         zones: tuple[str, ...] | None = None,
         forwarders: Sequence[Forwarder] = (),
-        metrics: Metrics | None = None,
+        metrics: QueryMetrics | None = None,
         loadbalance: bool = False,
         cache_size: int = CACHE_SIZE,
         autopath: AutoPath | None = None,

@@ -1,7 +1,7 @@
 """Wiring: typed configuration -> sources, store, handlers, listeners, HTTP endpoints.
 
 One code path serves both ways of starting clusterdns: the ``serve`` flags are turned into
-a :class:`~clusterdns.config.ServerConfig`, and ``-conf Corefile`` gives a list of them.
+a :class:`~clusterdns.corefile.config.ServerConfig`, and ``-conf Corefile`` gives a list of them.
 Lifecycle: sources sync (up to the kubernetes ``startup_timeout``), ports open, the loop
 probe runs, the Corefile is re-read on change; SIGTERM/SIGINT keep answering DNS for the
 ``lameduck`` period with ``/ready`` at 503, then stop and exit 0.
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hashlib
 import logging
 import os
@@ -25,37 +24,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import __version__
-from .autopath import AutoPath
-from .chaos import Chaos
-from .config import ServerConfig, imported_files
-from .config import load as load_corefile
-from .errors import ClusterDNSError, ConfigError, listen_error
-from .forward import ForwardCache, Forwarder
-from .handler import CACHE_SIZE, Handler, Mux
+from .. import __version__
+from ..core.errors import ClusterDNSError, ConfigError, listen_error
+from ..core.names import canonical_ip
+from ..core.resolver import PodMode, ZoneConfig
+from ..core.search import parse_resolv_conf
+from ..core.store import KINDS, Store
+from ..corefile.config import ServerConfig, imported_files
+from ..corefile.config import load as load_corefile
+from ..dns.wire import DEFAULT_UDP_SIZE
+from ..plugins import loop as loop_plugin
+from ..plugins.autopath import AutoPath
+from ..plugins.chain import CACHE_SIZE, Handler, Mux
+from ..plugins.chaos import Chaos
+from ..plugins.forward import ForwardCache, Forwarder
+from ..plugins.hosts import Hosts
+from ..plugins.k8s_external import ExternalConfig
+from ..plugins.k8s_gateway import GatewayConfig
+from ..plugins.querylog import QueryLog
+from ..plugins.rewrite import Rewriter
+from ..plugins.template import Template
+from ..sources.manifests import SOURCE as ZONES_SOURCE
+from ..sources.manifests import LoadResult, ManifestSource, summary
 from .health import Readiness, health_route, serve_http
-from .hosts import Hosts
-from .k8s_external import ExternalConfig
-from .k8s_gateway import GatewayConfig
 from .metrics import Collector, Metrics, registry, serve_metrics
-from .names import canonical_ip
-from .querylog import QueryLog
-from .resolver import PodMode, ZoneConfig
-from .rewrite import Rewriter
-from .search import parse_resolv_conf
-from .server import DNSServer
-from .sources.manifests import SOURCE as ZONES_SOURCE
-from .sources.manifests import LoadResult, ManifestSource, summary
-from .store import KINDS, Store
-from .template import Template
-from .wire import DEFAULT_UDP_SIZE
+from .transport import DNSServer
 
 log = logging.getLogger("clusterdns")
 T = TypeVar("T")
 
-LOOP_PROBE_ATTEMPTS = 10
-LOOP_PROBE_INTERVAL = 0.5  # seconds between attempts
-LOOP_PROBE_TIMEOUT = 6.0  # seconds to wait for an answer: longer than a forward's deadline
 RELOAD_SIGNALS = ("SIGHUP", "SIGUSR1")  # reload the Corefile and zones/ (CoreDNS: SIGUSR1)
 IGNORED_SIGNALS = ("SIGUSR2", "SIGALRM", "SIGVTALRM", "SIGPROF")  # logged, not fatal
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -477,7 +474,7 @@ class App:
             await self._start_api()
 
     async def _start_api(self) -> None:
-        from .sources.kube import WATCH_TIMEOUT, KubeSource, api_client
+        from ..sources.kube import WATCH_TIMEOUT, KubeSource, api_client
 
         k = next((s.kubernetes for s in self.servers if s.kubernetes), None)
         g = next((s.k8s_gateway for s in self.servers if s.k8s_gateway), None)
@@ -647,44 +644,16 @@ class App:
     # ---- loop detection (CoreDNS loop plugin) ------------------------------------------
 
     async def _loop_probe(self) -> None:
-        """Send ``<random>.<random>.<zone> HINFO`` to ourselves, a new name per attempt,
-        until one is answered; a name that comes back through the upstreams more than
-        twice means the forwarding loops: exit with an error (CoreDNS loop plugin)."""
-        from dnslib import DNSRecord
-
+        """Run the loop plugin's probe for the first block that has ``loop``."""
         block = next(b for b in self.blocks if b.config.loop)
-        zone = block.config.zones[0]
         block.handler.on_loop = self._loop_found
-        host, port = next(iter(self.listeners))
+        host, _ = next(iter(self.listeners))
         port = next(iter(self.listeners.values())).port
-        target = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
-        loop = asyncio.get_running_loop()
-        for _ in range(LOOP_PROBE_ATTEMPTS):
-            suffix = "" if zone == "." else zone
-            probe = f"{random.randrange(10**9)}.{random.randrange(10**9)}.{suffix}"
-            block.handler.loop_probes[probe.lower()] = 0
-            answered: asyncio.Future[bytes] = loop.create_future()
-            transport, _ = await loop.create_datagram_endpoint(
-                functools.partial(_Probe, answered), remote_addr=(target, port)
-            )
-            try:
-                transport.sendto(bytes(DNSRecord.question(probe, "HINFO").pack()))
-                await asyncio.wait_for(answered, LOOP_PROBE_TIMEOUT)
-                return  # answered (whatever the rcode): no loop
-            except (TimeoutError, OSError):
-                pass
-            finally:
-                transport.close()
-            await asyncio.sleep(LOOP_PROBE_INTERVAL)
+        await loop_plugin.probe(block.handler, block.config.zones[0], host, port)
 
     def _loop_found(self, qname: str) -> None:
-        log.error(
-            'Loop (%s) detected for zone "%s", see https://coredns.io/plugins/loop#troubleshooting.'
-            ' Query: "HINFO %s"',
-            ", ".join(f"{h}:{p}" for h, p in self.listeners),
-            qname.split(".", 2)[-1] or ".",
-            qname,
-        )
+        where = ", ".join(f"{h}:{p}" for h, p in self.listeners)
+        log.error("%s", loop_plugin.error_line(where, qname))
         self.exit_code = 1
         self.stop_event.set()
 
@@ -768,17 +737,6 @@ class App:
             http.server_close()
         if self.kube is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.kube.stop)
-
-
-class _Probe(asyncio.DatagramProtocol):
-    """Receives the answer to one loop probe."""
-
-    def __init__(self, answered: asyncio.Future[bytes]) -> None:
-        self.answered = answered
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        if not self.answered.done():
-            self.answered.set_result(data)
 
 
 def run(servers: list[ServerConfig], options: Options) -> int:

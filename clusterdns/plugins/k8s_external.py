@@ -1,7 +1,7 @@
 """The ``k8s_external`` zone: Services' external addresses under a zone of your own.
 
-Pure, like :mod:`clusterdns.resolver`: (store, question, config) in, an
-:class:`~clusterdns.resolver.Answer` out. Behaviour follows CoreDNS's k8s_external plugin
+Pure, like :mod:`clusterdns.core.resolver`: (store, question, config) in, an
+:class:`~clusterdns.core.resolver.Answer` out. Behaviour follows CoreDNS's k8s_external plugin
 (plugin/k8s_external: README, external.go, apex.go, msg_to_dns.go) and the kubernetes
 plugin's ``External`` (plugin/kubernetes/external.go); choices that differ are marked
 ``DIFFERS`` and listed in docs/exposed-names.md.
@@ -24,11 +24,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .names import find_zone
-from .records import ServiceKind
-from .resolver import Answer, endpoint_label
-from .rr import RR, QType, Rcode, SOAData, SRVData
-from .store import Store
+from ..core.names import find_zone
+from ..core.records import ServiceKind
+from ..core.resolver import Answer, endpoint_label
+from ..core.rr import RR, QType, Rcode, SOAData, SRVData
+from ..core.store import Store
 
 DEFAULT_TTL = 5  # seconds (CoreDNS k8s_external New())
 DEFAULT_APEX = "dns"

@@ -37,8 +37,8 @@ A ClusterIP service without ports cannot pass API validation (the kubelet would 
 
 from __future__ import annotations
 
-from .records import Service, ServiceKind
-from .store import Store
+from ..core.records import Service, ServiceKind
+from ..core.store import Store
 
 MASTER_SERVICES = ("kubernetes",)  # kubelet_pods.go masterServices
 

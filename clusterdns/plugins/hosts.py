@@ -18,14 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .names import absolute, canonical_ip, find_zone, reverse_to_ip
-from .resolver import Answer
-from .rr import RR, QType, Rcode
+from ..core.names import absolute, canonical_ip, find_zone, reverse_to_ip
+from ..core.resolver import Answer
+from ..core.rr import RR, QType, Rcode
 
 if TYPE_CHECKING:
-    from .config import Reader
+    from ..corefile.reader import Reader
 
-log = logging.getLogger("clusterdns.hosts")
+log = logging.getLogger("clusterdns.plugins.hosts")
 
 Entries = list[tuple[str, tuple[str, ...]]]  # (canonical IP, absolute lower-case names)
 
@@ -62,7 +62,7 @@ def parse_line(line: str) -> tuple[str, tuple[str, ...]] | None:
 
 def parse_hosts(r: Reader, server_zones: tuple[str, ...]) -> HostsConfig:
     """Parse the ``hosts`` directive. Raises ConfigError naming the line."""
-    from .config import zones_args
+    from ..corefile.reader import zones_args
 
     args = r.d.args
     config = HostsConfig(zones=server_zones)

@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING, Union
 
 from dnslib import CLASS, QTYPE, DNSLabel, DNSQuestion, DNSRecord
 
-from .names import absolute
-from .rr import Rcode
-from .wire import FLAG_TC, Query, error_response
+from ..core.names import absolute
+from ..core.rr import Rcode
+from ..dns.wire import FLAG_TC, Query, error_response
 
 if TYPE_CHECKING:
-    from .config import Reader
+    from ..corefile.reader import Reader
 
 Reply = Union[bytes, None, Awaitable[Union[bytes, None]]]  # noqa: UP007 - a runtime alias
 StringRewriter = Callable[[str], str]

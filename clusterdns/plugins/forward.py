@@ -27,16 +27,56 @@ from typing import Any
 from cachetools import LRUCache
 from dnslib import QTYPE, RCODE, DNSRecord
 
-from .config import CacheConfig, ForwardConfig
-from .errors import ConfigError
-from .names import canonical_ip, find_zone
-from .rr import Rcode
-from .wire import FLAG_AA, FLAG_TC, Query, error_response
+from ..core.errors import ConfigError
+from ..core.names import canonical_ip, find_zone
+from ..core.rr import Rcode
+from ..dns.wire import FLAG_AA, FLAG_TC, Query, error_response
 
-log = logging.getLogger("clusterdns.forward")
+log = logging.getLogger("clusterdns.plugins.forward")
 
 READ_TIMEOUT = 2.0  # seconds per upstream try (CoreDNS forward's read timeout)
 DEADLINE = 5.0  # seconds for one forwarded query over every try
+
+@dataclass
+class ForwardConfig:
+    """The ``forward`` directive (CoreDNS plugin/forward README). Times in seconds."""
+
+    zone: str
+    to: tuple[str, ...]
+    except_zones: tuple[str, ...] = ()
+    max_concurrent: int = 0  # 0: unlimited
+    max_fails: int = 2
+    expire: float = 10.0
+    policy: str = "random"
+    force_tcp: bool = False
+    prefer_udp: bool = False
+    health_check: float = 0.5
+    health_check_recursion: bool = True
+    health_check_domain: str = "."
+    tls: tuple[str, ...] | None = None  # tls [CERT KEY] [CA]; None: not given
+    tls_servername: str = ""  # the name the upstreams' certificates are checked against
+
+
+@dataclass
+class CacheConfig:
+    """The ``cache`` directive (CoreDNS plugin/cache README). TTLs in seconds."""
+
+    zones: tuple[str, ...]
+    success_capacity: int = 9984
+    success_ttl: int = 3600
+    success_min_ttl: int = 5
+    denial_capacity: int = 9984
+    denial_ttl: int = 1800
+    denial_min_ttl: int = 5
+    disable_success: tuple[str, ...] = ()
+    disable_denial: tuple[str, ...] = ()
+    prefetch: int = 0  # AMOUNT of hits that make an entry popular; 0: no prefetch
+    prefetch_duration: float = 60.0  # seconds: the longest gap between those hits
+    prefetch_percentage: int = 10  # refresh when this % of the original TTL is left
+    serve_stale: float = 0.0  # seconds an expired entry may still be served; 0: never
+    serve_stale_verify: bool = False  # ask upstream first, stale only when it fails
+    keepttl: bool = False  # serve the TTL as received, not decreased by the time cached
+
 
 
 class UpstreamError(Exception):
@@ -304,7 +344,7 @@ class StreamPool:
 
 
 class ForwardMetrics:
-    """What the forwarder reports; :class:`clusterdns.metrics.Metrics` implements it."""
+    """What the forwarder reports; :class:`clusterdns.server.metrics.Metrics` implements it."""
 
     def proxy_request(self, to: str, rcode: str, seconds: float) -> None:
         """One upstream exchange finished with ``rcode`` (or an error name)."""

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 
 from dnslib import CLASS, EDNS0, QTYPE, RR, TXT, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
-from . import __version__
-from .wire import Query
+from .. import __version__
+from ..dns.wire import Query
 
 if TYPE_CHECKING:
-    from .config import Reader
+    from ..corefile.reader import Reader
 
 DEFAULT_AUTHORS = ("the clusterdns authors",)
 

@@ -1,6 +1,6 @@
 """``clusterdns resolve``: walk a pod's search list against a server, or in-process.
 
-Glue between :mod:`clusterdns.search` (the pure walk) and something that answers: a
+Glue between :mod:`clusterdns.core.search` (the pure walk) and something that answers: a
 running server over UDP (TCP when truncated) with dnspython, or the resolver on a store
 built from ``--zones`` when no server is given.
 """
@@ -17,17 +17,17 @@ import dns.message
 import dns.query
 import dns.rdatatype
 
-from .handler import Handler
-from .k8s_external import ExternalConfig
-from .k8s_external import explain as external_explain
-from .k8s_gateway import GatewayConfig
-from .k8s_gateway import explain as gateway_explain
-from .names import absolute, find_zone
-from .resolver import ZoneConfig
-from .rr import RCODE_NAMES, Rcode
-from .search import Query, Reply, Walk
-from .sources.manifests import ManifestSource
-from .store import Store
+from ..core.names import absolute, find_zone
+from ..core.resolver import ZoneConfig
+from ..core.rr import RCODE_NAMES, Rcode
+from ..core.search import Query, Reply, Walk
+from ..core.store import Store
+from ..plugins.chain import Handler
+from ..plugins.k8s_external import ExternalConfig
+from ..plugins.k8s_external import explain as external_explain
+from ..plugins.k8s_gateway import GatewayConfig
+from ..plugins.k8s_gateway import explain as gateway_explain
+from ..sources.manifests import ManifestSource
 
 TIMEOUT = 2.0  # seconds per query
 

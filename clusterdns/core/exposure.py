@@ -1,10 +1,10 @@
 """Indexes of what the cluster exposes: host names of Ingresses and Gateway API routes.
 
-Kept apart from :mod:`clusterdns.store`'s service/endpoint indexes: the store calls
+Kept apart from :mod:`clusterdns.core.store`'s service/endpoint indexes: the store calls
 :meth:`ExposureIndex.on_change` for the exposure kinds and nothing else touches them. Pure
 (no I/O); mutated from the store's one thread, like the store.
 
-Read by :mod:`clusterdns.k8s_gateway` (host -> objects) and by ``clusterdns resolve``'s
+Read by :mod:`clusterdns.plugins.k8s_gateway` (host -> objects) and by ``clusterdns resolve``'s
 explanations. Host names are absolute and lower-case; a wildcard host is indexed under its
 literal ``*.rest.`` form, which a query reaches by replacing its first label with ``*``
 (k8s_gateway ``toWildcardQName``).

@@ -1,7 +1,7 @@
 """The ``k8s_gateway`` zone: Ingress hosts, Gateway API route hostnames and LoadBalancer
 Services answered with the address their traffic enters the cluster at.
 
-Pure, like :mod:`clusterdns.resolver`. Behaviour follows the k8s_gateway CoreDNS plugin
+Pure, like :mod:`clusterdns.core.resolver`. Behaviour follows the k8s_gateway CoreDNS plugin
 (github.com/k8s-gateway/k8s_gateway, formerly ori-edge/k8s_gateway: README, gateway.go,
 apex.go, kubernetes.go); choices that differ are marked ``DIFFERS`` and listed in
 docs/exposed-names.md.
@@ -26,13 +26,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .exposure import HOST_KINDS
+from ..core.exposure import HOST_KINDS
+from ..core.names import find_zone
+from ..core.records import Ingress, Route
+from ..core.resolver import Answer
+from ..core.rr import RR, QType, Rcode, SOAData
+from ..core.store import Store
 from .k8s_external import address_records
-from .names import find_zone
-from .records import Ingress, Route
-from .resolver import Answer
-from .rr import RR, QType, Rcode, SOAData
-from .store import Store
 
 RESOURCES = ("HTTPRoute", "TLSRoute", "GRPCRoute", "Ingress", "Service")
 """Every resource k8s_gateway reads, in its default lookup order (gateway.go)."""

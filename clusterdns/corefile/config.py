@@ -2,7 +2,7 @@
 
 The text comes in, dataclasses come out (``import`` reads the files it names). A wrong
 argument is a ConfigError naming ``file:line``, and so is a directive or option clusterdns
-does not implement: a Corefile is never silently misread (issue 13). Only directives that
+does not implement: a Corefile is never silently misread. Only directives that
 change nothing but logging are warnings. docs/corefile.md lists every directive.
 """
 
@@ -15,52 +15,21 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .errors import ConfigError
-from .names import absolute, canonical_ip, zone_list
+from ..core.errors import ConfigError
+from ..core.names import absolute, canonical_ip, zone_list
+from ..plugins.forward import CacheConfig, ForwardConfig
+from .reader import Block, Directive, Reader, Token, zones_args
 
 if TYPE_CHECKING:
-    from .chaos import ChaosConfig
-    from .hosts import HostsConfig
-    from .querylog import QueryLogConfig
-    from .rewrite import RewriteRule
-    from .template import TemplateConfig
+    from ..plugins.chaos import ChaosConfig
+    from ..plugins.hosts import HostsConfig
+    from ..plugins.querylog import QueryLogConfig
+    from ..plugins.rewrite import RewriteRule
+    from ..plugins.template import TemplateConfig
 
 
 
 # ---- tokens and blocks --------------------------------------------------------------------
-
-
-@dataclass
-class Token:
-    """A word of the Corefile, the file and line it is on (1-based), and ``origin``: the
-    import expansion it came from (0 for the main file), so that two imports of the same
-    file never join their lines."""
-
-    text: str
-    line: int
-    file: str = "Corefile"
-    origin: int = 0
-
-
-@dataclass
-class Directive:
-    """``name args... [{ sub-directives }]`` on ``line`` of ``file``."""
-
-    name: str
-    args: list[str]
-    line: int
-    block: list[Directive] = field(default_factory=list)
-    file: str = "Corefile"
-
-
-@dataclass
-class Block:
-    """A server block: its keys (``.:53``, ``cluster.local:53``) and its directives."""
-
-    keys: list[str]
-    line: int
-    directives: list[Directive]
-    file: str = "Corefile"
 
 
 _ENV = re.compile(r"\{\$([A-Za-z_][A-Za-z0-9_]*)\}|\{%([A-Za-z_][A-Za-z0-9_]*)%\}")
@@ -325,47 +294,6 @@ class KubernetesConfig:
 
 
 @dataclass
-class ForwardConfig:
-    """The ``forward`` directive (CoreDNS plugin/forward README). Times in seconds."""
-
-    zone: str
-    to: tuple[str, ...]
-    except_zones: tuple[str, ...] = ()
-    max_concurrent: int = 0  # 0: unlimited
-    max_fails: int = 2
-    expire: float = 10.0
-    policy: str = "random"
-    force_tcp: bool = False
-    prefer_udp: bool = False
-    health_check: float = 0.5
-    health_check_recursion: bool = True
-    health_check_domain: str = "."
-    tls: tuple[str, ...] | None = None  # tls [CERT KEY] [CA]; None: not given
-    tls_servername: str = ""  # the name the upstreams' certificates are checked against
-
-
-@dataclass
-class CacheConfig:
-    """The ``cache`` directive (CoreDNS plugin/cache README). TTLs in seconds."""
-
-    zones: tuple[str, ...]
-    success_capacity: int = 9984
-    success_ttl: int = 3600
-    success_min_ttl: int = 5
-    denial_capacity: int = 9984
-    denial_ttl: int = 1800
-    denial_min_ttl: int = 5
-    disable_success: tuple[str, ...] = ()
-    disable_denial: tuple[str, ...] = ()
-    prefetch: int = 0  # AMOUNT of hits that make an entry popular; 0: no prefetch
-    prefetch_duration: float = 60.0  # seconds: the longest gap between those hits
-    prefetch_percentage: int = 10  # refresh when this % of the original TTL is left
-    serve_stale: float = 0.0  # seconds an expired entry may still be served; 0: never
-    serve_stale_verify: bool = False  # ask upstream first, stale only when it fails
-    keepttl: bool = False  # serve the TTL as received, not decreased by the time cached
-
-
-@dataclass
 class ServerConfig:
     """One server block, typed. Addresses are ``host:port`` strings (host may be empty)."""
 
@@ -396,71 +324,6 @@ class ServerConfig:
     warnings: list[str] = field(default_factory=list)
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> float:
-    """A Go duration (``5s``, ``1m30s``, ``500ms``) in seconds. Raises ValueError."""
-    if text == "0":
-        return 0.0
-    pos, total = 0, 0.0
-    for match in _DURATION.finditer(text):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _UNITS[match.group(2)]
-        pos = match.end()
-    if pos != len(text) or not text:
-        raise ValueError(text)
-    return total
-
-
-class Reader:
-    """Checks the arguments of one directive; errors name ``file:line`` (the imported file
-    for a directive that came from an ``import``)."""
-
-    def __init__(self, filename: str, directive: Directive) -> None:
-        self.filename = directive.file or filename
-        self.d = directive
-
-    def error(self, message: str, line: int | None = None) -> ConfigError:
-        """A ConfigError ``file:line: directive: message``."""
-        return ConfigError(f"{self.filename}:{line or self.d.line}: {self.d.name}: {message}")
-
-    def where(self, line: int = 0) -> str:
-        """``file:line`` of the directive (or of ``line`` in it)."""
-        return f"{self.filename}:{line or self.d.line}"
-
-    def count(self, args: list[str], low: int, high: int, what: str, line: int = 0) -> None:
-        if not low <= len(args) <= high:
-            raise self.error(f"want {what}, got {' '.join(args) or 'nothing'!r}", line)
-
-    def integer(self, text: str, low: int, high: int, line: int = 0) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = low - 1
-        if not low <= value <= high:
-            raise self.error(f"want a number from {low} to {high}, got {text!r}", line)
-        return value
-
-    def duration(self, text: str, line: int = 0) -> float:
-        try:
-            return parse_duration(text)
-        except ValueError:
-            raise self.error(f"want a duration like 5s or 500ms, got {text!r}", line) from None
-
-    def address(self, text: str, default_port: int, line: int = 0) -> str:
-        host, sep, port = text.rpartition(":")
-        if not sep:
-            host, port = text, str(default_port)
-        host = host.strip("[]")
-        if host and host != "localhost" and canonical_ip(host) is None:
-            raise self.error(f"want [HOST]:PORT, got {text!r}", line)
-        self.integer(port, 0, 65535, line)
-        return f"{host}:{port}"
-
-
 def _zone_key(key: str, filename: str, line: int) -> tuple[list[str], int]:
     """``.:53`` / ``dns://cluster.local:5353`` / ``example.org`` / ``10.0.0.0/24:53`` ->
     (zones, port); a CIDR gives its reverse zones (CoreDNS core/dnsserver)."""
@@ -485,21 +348,6 @@ def _zone_key(key: str, filename: str, line: int) -> tuple[list[str], int]:
         return zone_list(zone or "."), number
     except ValueError as exc:
         raise ConfigError(f"{filename}:{line}: {key}: {exc}") from None
-
-
-def zones_args(
-    args: list[str], default: tuple[str, ...], r: Reader | None = None, line: int = 0
-) -> tuple[str, ...]:
-    """Zone arguments (domains or CIDRs, CoreDNS plugin.Host.NormalizeExact), or
-    ``default`` when there are none. Raises ConfigError (via ``r``) for a malformed CIDR."""
-    if not args:
-        return default
-    try:
-        return tuple(dict.fromkeys(z for arg in args for z in zone_list(arg)))
-    except ValueError as exc:
-        if r is None:
-            raise ConfigError(str(exc)) from None
-        raise r.error(str(exc), line) from None
 
 
 # Directives that only change what is logged or traced: accepted with a warning. Anything
@@ -557,7 +405,7 @@ def _apply(server: ServerConfig, d: Directive, filename: str) -> None:
             raise r.error(f"want round_robin, got {' '.join(args)!r}")
         setattr(server, name, True)
     elif name == "log":
-        from .querylog import parse_log
+        from ..plugins.querylog import parse_log
 
         server.log = parse_log(r)
     elif name == "health":
@@ -605,21 +453,21 @@ def _apply(server: ServerConfig, d: Directive, filename: str) -> None:
         r.count(args, 0, 1, "[SIZE]")
         server.bufsize = r.integer(args[0], 512, 4096) if args else 1232
     elif name == "hosts":
-        from .hosts import parse_hosts
+        from ..plugins.hosts import parse_hosts
 
         if server.hosts is not None:
             raise r.error("only one hosts per server block (CoreDNS)")
         server.hosts = parse_hosts(r, server.zones)
     elif name == "rewrite":
-        from .rewrite import parse_rewrite
+        from ..plugins.rewrite import parse_rewrite
 
         server.rewrite.append(parse_rewrite(r))
     elif name == "template":
-        from .template import parse_template
+        from ..plugins.template import parse_template
 
         server.templates.append(parse_template(r, server.zones))
     elif name == "chaos":
-        from .chaos import parse_chaos
+        from ..plugins.chaos import parse_chaos
 
         server.chaos = parse_chaos(r)
     elif name in LOG_ONLY:

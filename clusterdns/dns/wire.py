@@ -16,10 +16,10 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import FormatError, NotImplementedOpcode
-from .resolver import Answer
-from .rr import RR as Rec
-from .rr import QType, Rcode, SOAData, SRVData
+from ..core.errors import FormatError, NotImplementedOpcode
+from ..core.resolver import Answer
+from ..core.rr import RR as Rec
+from ..core.rr import QType, Rcode, SOAData, SRVData
 
 HEADER = struct.Struct("!HHHHHH")
 QTAIL = struct.Struct("!HH")

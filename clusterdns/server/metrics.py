@@ -30,9 +30,9 @@ from prometheus_client.core import (
     Metric,
 )
 
-from . import __version__
-from .forward import ForwardMetrics
-from .rr import QTYPE_NAMES, RCODE_NAMES
+from .. import __version__
+from ..core.rr import QTYPE_NAMES, RCODE_NAMES
+from ..plugins.chain import QueryMetrics
 
 # prometheus.ExponentialBuckets(0.00025, 2, 16): 0.25 ms .. 8.192 s (CoreDNS plugin.TimeBuckets)
 TIME_BUCKETS = tuple(0.00025 * 2**i for i in range(16))
@@ -117,7 +117,7 @@ def _histograms(
     return family
 
 
-class Metrics(ForwardMetrics):
+class Metrics(QueryMetrics):
     """The counters of one server block: ``server`` like ``dns://:53``, ``zone`` like ``.``.
 
     Call :meth:`observe` once per answered query; the other methods are the forwarder's

@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING
 
 from dnslib import CLASS, EDNS0, QTYPE, RCODE, RR, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
-from .names import find_zone
-from .rr import Rcode
-from .wire import FLAG_TC, Query, error_response
+from ..core.names import find_zone
+from ..core.rr import Rcode
+from ..dns.wire import FLAG_TC, Query, error_response
 
 if TYPE_CHECKING:
-    from .config import Reader
+    from ..corefile.reader import Reader
 
 _ACTION = re.compile(r"\{\{(-?)\s*(.*?)\s*(-?)\}\}")
 _FIELD = re.compile(r"^\.(Name|Zone|Class|Type)$|^\.Group\.(\w+)$|^index\s+\.Match\s+(\d+)$")
@@ -78,7 +78,7 @@ def _go_regex(r: Reader, text: str, line: int) -> re.Pattern[str]:
 
 def parse_template(r: Reader, server_zones: tuple[str, ...]) -> TemplateConfig:
     """Parse one ``template`` directive. Raises ConfigError naming the line."""
-    from .config import zones_args
+    from ..corefile.reader import zones_args
 
     args = r.d.args
     r.count(args, 2, 1000, "CLASS TYPE [ZONE...]")

@@ -1,6 +1,6 @@
 """asyncio transports: UDP and TCP on one address (RFC 1035 4.2, RFC 7766).
 
-Thin shells around :class:`~clusterdns.handler.Handler`: they call it synchronously and
+Thin shells around :class:`~clusterdns.plugins.chain.Handler`: they call it synchronously and
 send what it returns. TCP carries several queries per connection, each with a 2-byte
 length prefix; an idle connection is closed after ``idle_timeout`` seconds, and so is one
 whose client does not read its replies within that time (RFC 7766 10; CoreDNS's 5 s write
@@ -20,12 +20,12 @@ from collections import deque
 from collections.abc import Awaitable
 from typing import cast
 
-from .errors import listen_error
-from .handler import Handler, Mux
-from .rr import Rcode
-from .wire import error_response, header_only_response, parse_header, parse_query
+from ..core.errors import listen_error
+from ..core.rr import Rcode
+from ..dns.wire import error_response, header_only_response, parse_header, parse_query
+from ..plugins.chain import Handler, Mux
 
-log = logging.getLogger("clusterdns.server")
+log = logging.getLogger("clusterdns.server.transport")
 
 TCP_IDLE_TIMEOUT = 10.0  # seconds (RFC 7766 6.2.3: "on the order of seconds")
 MAX_TCP_CONNECTIONS = 1000  # open at once; more are closed at accept

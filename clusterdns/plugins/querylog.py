@@ -18,11 +18,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
-from .names import find_zone
-from .rr import QTYPE_NAMES, RCODE_NAMES
+from ..core.names import find_zone
+from ..core.rr import QTYPE_NAMES, RCODE_NAMES
 
 if TYPE_CHECKING:
-    from .config import Reader
+    from ..corefile.reader import Reader
 
 COMMON = (
     '{remote}:{port} - {>id} "{type} {class} {name} {proto} {size} {>do} {>bufsize}" '
@@ -50,7 +50,7 @@ class QueryLogConfig:
 
 def parse_log(r: Reader) -> QueryLogConfig:
     """Parse the ``log`` directive. Raises ConfigError naming the line."""
-    from .config import zones_args
+    from ..corefile.reader import zones_args
 
     args = list(r.d.args)
     fmt = COMMON

@@ -3,8 +3,11 @@
 :class:`ClusterDNS` serves Kubernetes objects the test gives it (dicts as ``kubectl``
 writes them, or manifest files) on 127.0.0.1 at an ephemeral port, UDP and TCP, from a
 background thread with its own asyncio loop. It is the real server: the project's
-:class:`~clusterdns.store.Store`, :func:`~clusterdns.convert.convert`, the manifest
-loader, :class:`~clusterdns.handler.Handler` and :class:`~clusterdns.server.DNSServer`.
+:class:`~clusterdns.core.store.Store`, :func:`~clusterdns.core.convert.convert`, the
+manifest loader, :class:`~clusterdns.plugins.chain.Handler` and
+:class:`~clusterdns.server.transport.DNSServer`.
+
+May import anything in the package; dnspython (the resolver it hands to tests).
 
 The pytest plugin (entry point ``pytest11``: ``clusterdns = "clusterdns.testing"``, so it
 loads in every pytest run once clusterdns is installed; from a checkout that is not
@@ -35,10 +38,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     import dns.resolver
 
-    from .records import Record
-    from .resolver import ZoneConfig
-    from .server import DNSServer
-    from .store import Key, Store
+    from ..core.records import Record
+    from ..core.resolver import ZoneConfig
+    from ..core.store import Key, Store
+    from ..server.transport import DNSServer
 
 __all__ = ["DEFAULT_OBJECTS", "ClusterDNS", "convert_objects", "load_manifests"]
 
@@ -133,7 +136,7 @@ def convert_objects(objects: Iterable[Mapping[str, Any]]) -> list[Record]:
     (``Service shop/web: spec.ports[1].port: not an integer``; also for a missing kind) and
     TypeError for something that is not a mapping.
     """
-    from .convert import CONVERTERS, convert_or_error
+    from ..core.convert import CONVERTERS, convert_or_error
 
     records: list[Record] = []
     for obj in _unwrap(objects):
@@ -155,7 +158,7 @@ def load_manifests(paths: Sequence[str | Path]) -> list[Record]:
     Raises FileNotFoundError for a missing path and ValueError listing every error line
     (``zones/shop.yaml: Service shop/web: ...``) when any file or object is invalid.
     """
-    from .sources.manifests import load_file, manifest_files
+    from ..sources.manifests import load_file, manifest_files
 
     records: list[Record] = []
     errors: list[str] = []
@@ -204,9 +207,9 @@ class ClusterDNS:
         gateway_zone: str | Sequence[str] = (),
         external_zone: str | Sequence[str] = (),
     ) -> None:
-        from .k8s_external import ExternalConfig
-        from .k8s_gateway import GatewayConfig
-        from .resolver import PodMode, ZoneConfig
+        from ..core.resolver import PodMode, ZoneConfig
+        from ..plugins.k8s_external import ExternalConfig
+        from ..plugins.k8s_gateway import GatewayConfig
 
         self.zone = zone.strip().strip(".").lower()
         if not self.zone:
@@ -283,9 +286,9 @@ class ClusterDNS:
             raise
 
     async def _serve(self) -> None:
-        from .handler import Handler
-        from .server import DNSServer
-        from .store import KINDS, Store, record_key
+        from ..core.store import KINDS, Store, record_key
+        from ..plugins.chain import Handler
+        from ..server.transport import DNSServer
 
         store = Store()
         store.add_source(SOURCE, synced=True)
@@ -366,7 +369,7 @@ class ClusterDNS:
         All objects are checked before any is applied: ValueError naming the first invalid
         one, and nothing changes. Kinds clusterdns does not serve are ignored.
         """
-        from .store import record_key
+        from ..core.store import record_key
 
         records = convert_objects(objects)
 
@@ -386,7 +389,7 @@ class ClusterDNS:
 
         Raises ValueError for another kind, KeyError when there is no such object.
         """
-        from .store import KINDS
+        from ..core.store import KINDS
 
         if kind not in KINDS:
             raise ValueError(f"kind: not one of {', '.join(KINDS)}: {kind!r}")
@@ -415,11 +418,11 @@ class ClusterDNS:
     def resolv_conf(self, namespace: str, **kw: Any) -> str:
         """The resolv.conf text the kubelet writes for a ClusterFirst pod in ``namespace``,
         with ``nameserver 127.0.0.1``. ``kw``: the other arguments of
-        :func:`clusterdns.search.pod_resolv_conf` (``searches``, ``options``, ``policy``,
+        :func:`clusterdns.core.search.pod_resolv_conf` (``searches``, ``options``, ``policy``,
         ``host``, ...). A real resolv.conf cannot carry a port: the server is on
         :attr:`port`, so point a resolver at it yourself (or use :meth:`resolver`).
         """
-        from .search import pod_resolv_conf
+        from ..core.search import pod_resolv_conf
 
         kw.setdefault("cluster_domain", self.zone)
         kw.setdefault("nameservers", (HOST,))
@@ -446,7 +449,7 @@ class ClusterDNS:
             raise ImportError(
                 "ClusterDNS.resolver() needs dnspython: pip install dnspython"
             ) from exc
-        from .search import pod_resolv_conf
+        from ..core.search import pod_resolv_conf
 
         if not self.running:
             raise RuntimeError(f"{self!r}: not running (call start() or use `with`)")
@@ -471,8 +474,8 @@ class ClusterDNS:
 
     def env(self, namespace: str = "default") -> dict[str, str]:
         """The service environment variables the kubelet gives a pod in ``namespace``
-        (``enableServiceLinks: true``): see :func:`clusterdns.servicelinks.service_env`."""
-        from .servicelinks import service_env
+        (``enableServiceLinks: true``): see :func:`clusterdns.tools.servicelinks.service_env`."""
+        from ..tools.servicelinks import service_env
 
         return self._call(lambda store: service_env(store, namespace))
 

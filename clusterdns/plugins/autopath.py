@@ -18,17 +18,17 @@ from typing import TYPE_CHECKING
 
 from dnslib import CNAME, QTYPE, RR, DNSLabel, DNSQuestion, DNSRecord
 
-from .names import find_zone
-from .resolver import Answer, resolve
-from .rr import RR as Rec
-from .rr import QType, Rcode
-from .wire import Query, encode_answer
+from ..core.names import find_zone
+from ..core.resolver import Answer, resolve
+from ..core.rr import RR as Rec
+from ..core.rr import QType, Rcode
+from ..dns.wire import Query, encode_answer
 
 if TYPE_CHECKING:
+    from .chain import Handler
     from .forward import Forwarder
-    from .handler import Handler
 
-log = logging.getLogger("clusterdns.autopath")
+log = logging.getLogger("clusterdns.plugins.autopath")
 
 
 # NXDOMAIN goes on to the next name. So do errors (CoreDNS would return an upstream's
