@@ -135,3 +135,22 @@ def zone_list(text: str) -> list[str]:
     :func:`cidr_zones`). Raises ValueError for a malformed CIDR."""
     zones = cidr_zones(text)
     return zones if zones is not None else [absolute(text)]
+
+
+def split_hostport(text: str, default_port: int | None = None) -> tuple[str, int]:
+    """``HOST:PORT``, ``[V6]:PORT`` or ``:PORT`` -> (host, port) with the brackets gone
+    (``""`` for no host); a bare ``HOST`` takes ``default_port`` when one is given.
+    Raises ValueError for a port that is not 0-65535 or a missing one."""
+    host, sep, port = text.rpartition(":")
+    if not sep or (host and ":" in host and not host.startswith("[")):
+        if default_port is None:
+            raise ValueError(f"want HOST:PORT, got {text!r}")
+        host, port = text, str(default_port)
+    try:
+        number = int(port)
+    except ValueError:
+        raise ValueError(f"want HOST:PORT, got {text!r}") from None
+    if not 0 <= number <= 65535:
+        raise ValueError(f"want a port from 0 to 65535, got {text!r}")
+    return host.strip("[]"), number
+
