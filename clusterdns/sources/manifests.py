@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core.convert import CONVERTERS, convert_or_error
+from ..core.convert import CONVERTERS, convert_or_error, unwrap_lists
 from ..core.records import Record
 from ..core.store import KINDS, Key, Store, record_key
 from .memory import release_memory
@@ -124,38 +124,33 @@ def _documents(path: Path, text: str) -> list[Any]:
 
 
 def _objects(doc: Any, where: str, result: FileResult) -> Iterator[Mapping[str, Any] | _Converted]:
-    """Yield the objects of one document, unwrapping ``List`` kinds; count skipped kinds.
+    """Yield the objects of one document, ``List`` kinds unwrapped
+    (:func:`~clusterdns.core.convert.unwrap_lists`); count skipped kinds.
 
-    Every item counts against :data:`MAX_OBJECTS`, the ones that are no object too (a List
-    of a million integers is refused, not reported a million times): ManifestError.
+    Every item counts against :data:`MAX_OBJECTS`, the Lists and the ones that are no
+    object too (a List of a million integers is refused, not reported a million times):
+    ManifestError.
     """
-    if doc is None:
-        return
-    result.items += 1
-    if result.items > MAX_OBJECTS:
-        raise ManifestError(f"more than {MAX_OBJECTS} objects, the limit a file")
-    if isinstance(doc, _Converted):
-        yield doc
-        return
-    if not isinstance(doc, Mapping):
-        result.error(f"{where}: not a Kubernetes object (a mapping with a kind)")
-        return
-    kind = doc.get("kind")
-    items = doc.get("items")
-    if isinstance(kind, str) and kind.endswith("List") and isinstance(items, list):
-        # The raw API writes ServiceList items without a kind; kubectl's List has them.
-        item_kind = kind[: -len("List")] or None
-        for item in items:
-            if isinstance(item, Mapping) and "kind" not in item and item_kind:
-                item = {**item, "kind": item_kind}
-            yield from _objects(item, where, result)
-        return
-    if kind in CONVERTERS:
-        yield doc
-    elif not isinstance(kind, str) or not kind:
-        result.error(f"{where}: an object without a kind (a cut or partial file?)")
-    else:
-        result.skipped[kind] += 1
+
+    def count(_: object = None) -> None:
+        result.items += 1
+        if result.items > MAX_OBJECTS:
+            raise ManifestError(f"more than {MAX_OBJECTS} objects, the limit a file")
+
+    for obj in unwrap_lists((doc,), on_list=count):
+        if obj is None:
+            continue
+        count()
+        if isinstance(obj, _Converted):
+            yield obj
+        elif not isinstance(obj, Mapping):
+            result.error(f"{where}: not a Kubernetes object (a mapping with a kind)")
+        elif (kind := obj.get("kind")) in CONVERTERS:
+            yield obj
+        elif not isinstance(kind, str) or not kind:
+            result.error(f"{where}: an object without a kind (a cut or partial file?)")
+        else:
+            result.skipped[kind] += 1
 
 
 def load_file(path: Path) -> FileResult:
