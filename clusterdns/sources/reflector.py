@@ -35,6 +35,7 @@ log = logging.getLogger("clusterdns.kube")
 PAGE_SIZE = 500
 WATCH_TIMEOUT = (300.0, 600.0)  # seconds: server-side timeoutSeconds, jittered in this range
 CONNECT_TIMEOUT = 10.0  # seconds
+LIST_READ_TIMEOUT = 60.0  # seconds of silence before a LIST page counts as lost
 READ_GRACE = 30.0  # seconds past timeoutSeconds before a silent stream counts as hung
 BACKOFF_BASE = 0.5  # seconds
 BACKOFF_CAP = 30.0  # seconds
@@ -331,7 +332,7 @@ class Reflector:
         token = ""
         while True:
             page_params = params + ([("continue", token)] if token else [])
-            response = self._get(page_params, 60.0)
+            response = self._get(page_params, LIST_READ_TIMEOUT)
             try:
                 page = json.loads(response.data)
             except ValueError as exc:
