@@ -35,7 +35,7 @@ MAY_IMPORT = {
 OWNERS = {
     "kubernetes": {"sources/kube.py"},
     "urllib3": {"sources/kube.py"},
-    "yaml": {"sources/manifests.py"},
+    "yaml": {"sources/yamlsafe.py"},
     "prometheus_client": {"server/metrics.py"},
     "cachetools": {"plugins/forward.py"},
     "uvloop": {"server/app.py"},

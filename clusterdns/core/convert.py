@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from .errors import ClusterDNSError, ConvertError
@@ -426,3 +426,36 @@ def convert(obj: Obj) -> Record | None:
     if converter is None:
         raise ConvertError(f"kind: not one of {', '.join(CONVERTERS)}: {kind!r}")
     return converter(obj)
+
+
+def unwrap_lists(
+    objects: Iterable[Any], on_list: Callable[[Obj], None] | None = None
+) -> Iterator[Any]:
+    """``objects`` in order, each ``kind: List`` / ``ServiceList`` ... wrapper (a mapping
+    whose kind ends in ``List`` and whose ``items`` is a list) replaced by its items,
+    recursively, as ``kubectl get -o yaml|json`` and the API's list calls write them.
+
+    An item without a kind takes it from its list (``ServiceList`` -> ``Service``: the raw
+    API omits it on items; kubectl's ``List`` items carry their own). Anything that is no
+    wrapper (None, a non-mapping, an unknown kind) is yielded as it is: the caller judges
+    it. ``on_list`` is called with each wrapper before its items (the manifest loader
+    counts them against its object limit); what it raises ends the iteration.
+    """
+    for obj in objects:
+        if isinstance(obj, Mapping):
+            kind, items = obj.get("kind"), obj.get("items")
+            if isinstance(kind, str) and kind.endswith("List") and isinstance(items, list):
+                if on_list is not None:
+                    on_list(obj)
+                item_kind = kind[: -len("List")]
+                yield from unwrap_lists(
+                    (
+                        {**item, "kind": item_kind}
+                        if item_kind and isinstance(item, Mapping) and "kind" not in item
+                        else item
+                        for item in items
+                    ),
+                    on_list,
+                )
+                continue
+        yield obj

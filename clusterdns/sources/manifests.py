@@ -9,8 +9,9 @@ the file and the object; everything else still loads.
 Hostile files are bounded (issue 14): at most :data:`MAX_FILE_BYTES` per file and
 :data:`MAX_OBJECTS` objects per file; YAML aliases may not refer to themselves nor expand
 the document beyond :data:`MAX_ALIAS_EXPANSION` times its size (the "billion laughs",
-Kubernetes CVE-2019-11253); nesting too deep for the parser is an error, not a crash; a
-file reports at most :data:`MAX_ERRORS_PER_FILE` errors, then how many more.
+Kubernetes CVE-2019-11253; checked by :mod:`clusterdns.sources.yamlsafe`); nesting too
+deep for the parser is an error, not a crash; a file reports at most
+:data:`MAX_ERRORS_PER_FILE` errors, then how many more.
 """
 
 from __future__ import annotations
@@ -23,12 +24,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ..core.convert import CONVERTERS, convert_or_error
+from ..core.convert import CONVERTERS, convert_or_error, unwrap_lists
 from ..core.records import Record
 from ..core.store import KINDS, Key, Store, record_key
 from .memory import release_memory
+from .yamlsafe import (  # noqa: F401 - the limits are re-exported: part of this module's doc
+    ALIAS_EXPANSION_FLOOR,
+    MAX_ALIAS_EXPANSION,
+    ManifestError,
+    YAMLError,
+    yaml_documents,
+)
 
 log = logging.getLogger("clusterdns.manifests")
 
@@ -38,14 +44,6 @@ SOURCE = "zones"
 MAX_FILE_BYTES = 64 * 1024 * 1024  # per file: a 100,000-pod JSON dump is ~45 MB
 MAX_OBJECTS = 250_000  # Kubernetes objects per file, List items included
 MAX_ERRORS_PER_FILE = 10  # error lines kept per file; the rest are counted
-MAX_ALIAS_EXPANSION = 10  # YAML: nodes after alias expansion / nodes written ...
-ALIAS_EXPANSION_FLOOR = 100_000  # ... unless the expanded document stays this small
-
-try:
-    _Loader: Any = yaml.CSafeLoader
-except AttributeError:  # PyYAML built without libyaml
-    _Loader = yaml.SafeLoader
-
 
 @dataclass
 class FileResult:
@@ -119,126 +117,40 @@ def _early(obj: dict[str, Any]) -> Any:
     return _Converted(*convert_or_error(obj))
 
 
-class ManifestError(ValueError):
-    """A file that cannot be loaded as a whole (too big, an alias bomb, too deep)."""
-
-
-def _expanded_size(root: yaml.Node, limit: int) -> int:
-    """The number of nodes of ``root`` once every alias is expanded, counted without
-    expanding (each distinct node once, memoised), stopping early past ``limit``.
-
-    Raises ManifestError for an alias that refers to a node containing it (a recursive
-    structure, which no Kubernetes object is).
-    """
-    sizes: dict[int, int] = {}
-    on_path: set[int] = set()
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
-    while stack:
-        node, done = stack.pop()
-        key = id(node)
-        if done:
-            on_path.discard(key)
-            total = 1
-            for child in _children(node):
-                total += sizes[id(child)]
-                if total > limit:
-                    return total
-            sizes[key] = total
-            continue
-        if key in sizes:
-            continue
-        if key in on_path:
-            raise ManifestError("a YAML alias refers to a node containing it (recursive alias)")
-        on_path.add(key)
-        stack.append((node, True))
-        for child in _children(node):
-            if id(child) in on_path:
-                raise ManifestError("a YAML alias refers to a node containing it (recursive alias)")
-            if id(child) not in sizes:
-                stack.append((child, False))
-    return sizes[id(root)]
-
-
-def _children(node: yaml.Node) -> list[yaml.Node]:
-    if isinstance(node, yaml.SequenceNode):
-        return list(node.value)
-    if isinstance(node, yaml.MappingNode):
-        return [n for pair in node.value for n in pair]
-    return []
-
-
-def _distinct(root: yaml.Node) -> int:
-    """Distinct nodes below ``root`` (each aliased node once)."""
-    seen: set[int] = set()
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.extend(_children(node))
-    return len(seen)
-
-
-def _yaml_documents(text: str) -> list[Any]:
-    """``yaml.load_all`` with aliases bounded (see the module doc)."""
-    loader = _Loader(text)
-    docs = []
-    try:
-        while loader.check_node():
-            node = loader.get_node()
-            if "*" in text:  # cheap: a document without '*' has no alias to expand
-                written = _distinct(node)
-                limit = max(ALIAS_EXPANSION_FLOOR, MAX_ALIAS_EXPANSION * written)
-                if _expanded_size(node, limit) > limit:
-                    raise ManifestError(
-                        f"YAML aliases expand {written} nodes to more than {limit} (an alias bomb?)"
-                    )
-            docs.append(loader.construct_document(node))
-    finally:
-        loader.dispose()
-    return docs
-
-
 def _documents(path: Path, text: str) -> list[Any]:
     if path.suffix == ".json":
         return [json.loads(text, object_hook=_early)]
-    return _yaml_documents(text)
+    return yaml_documents(text)
 
 
 def _objects(doc: Any, where: str, result: FileResult) -> Iterator[Mapping[str, Any] | _Converted]:
-    """Yield the objects of one document, unwrapping ``List`` kinds; count skipped kinds.
+    """Yield the objects of one document, ``List`` kinds unwrapped
+    (:func:`~clusterdns.core.convert.unwrap_lists`); count skipped kinds.
 
-    Every item counts against :data:`MAX_OBJECTS`, the ones that are no object too (a List
-    of a million integers is refused, not reported a million times): ManifestError.
+    Every item counts against :data:`MAX_OBJECTS`, the Lists and the ones that are no
+    object too (a List of a million integers is refused, not reported a million times):
+    ManifestError.
     """
-    if doc is None:
-        return
-    result.items += 1
-    if result.items > MAX_OBJECTS:
-        raise ManifestError(f"more than {MAX_OBJECTS} objects, the limit a file")
-    if isinstance(doc, _Converted):
-        yield doc
-        return
-    if not isinstance(doc, Mapping):
-        result.error(f"{where}: not a Kubernetes object (a mapping with a kind)")
-        return
-    kind = doc.get("kind")
-    items = doc.get("items")
-    if isinstance(kind, str) and kind.endswith("List") and isinstance(items, list):
-        # The raw API writes ServiceList items without a kind; kubectl's List has them.
-        item_kind = kind[: -len("List")] or None
-        for item in items:
-            if isinstance(item, Mapping) and "kind" not in item and item_kind:
-                item = {**item, "kind": item_kind}
-            yield from _objects(item, where, result)
-        return
-    if kind in CONVERTERS:
-        yield doc
-    elif not isinstance(kind, str) or not kind:
-        result.error(f"{where}: an object without a kind (a cut or partial file?)")
-    else:
-        result.skipped[kind] += 1
+
+    def count(_: object = None) -> None:
+        result.items += 1
+        if result.items > MAX_OBJECTS:
+            raise ManifestError(f"more than {MAX_OBJECTS} objects, the limit a file")
+
+    for obj in unwrap_lists((doc,), on_list=count):
+        if obj is None:
+            continue
+        count()
+        if isinstance(obj, _Converted):
+            yield obj
+        elif not isinstance(obj, Mapping):
+            result.error(f"{where}: not a Kubernetes object (a mapping with a kind)")
+        elif (kind := obj.get("kind")) in CONVERTERS:
+            yield obj
+        elif not isinstance(kind, str) or not kind:
+            result.error(f"{where}: an object without a kind (a cut or partial file?)")
+        else:
+            result.skipped[kind] += 1
 
 
 def load_file(path: Path) -> FileResult:
@@ -267,7 +179,7 @@ def _load_file(path: Path) -> FileResult:
     except RecursionError:
         result.fail(f"{path}: cannot be read: nested too deeply")
         return result
-    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, YAMLError) as exc:
         reason = " ".join(str(exc).split())
         result.fail(f"{path}: cannot be read: {reason}")
         return result

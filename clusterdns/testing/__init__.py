@@ -111,21 +111,12 @@ namespaces ``default``, ``kube-node-lease``, ``kube-public``, ``kube-system``, t
 def _unwrap(objects: Iterable[Any]) -> Iterator[Mapping[str, Any]]:
     """Objects with ``kind: List`` / ``ServiceList`` ... wrappers opened (items without a kind
     take it from the list, as the API writes them). TypeError for a non-mapping."""
-    for obj in objects:
+    from ..core.convert import unwrap_lists
+
+    for obj in unwrap_lists(objects):
         if not isinstance(obj, Mapping):
             raise TypeError(f"not a Kubernetes object (a mapping with a kind): {obj!r:.80}")
-        kind = obj.get("kind")
-        items = obj.get("items")
-        if isinstance(kind, str) and kind.endswith("List") and isinstance(items, list):
-            item_kind = kind[: -len("List")]
-            yield from _unwrap(
-                {**item, "kind": item_kind}
-                if isinstance(item, Mapping) and "kind" not in item and item_kind
-                else item
-                for item in items
-            )
-        else:
-            yield obj
+        yield obj
 
 
 def convert_objects(objects: Iterable[Mapping[str, Any]]) -> list[Record]:
