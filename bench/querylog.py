@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from clusterdns.core.store import Store  # noqa: E402
 from clusterdns.corefile.config import load  # noqa: E402
 from clusterdns.plugins.querylog import QueryLog  # noqa: E402
-from clusterdns.server.app import build_block  # noqa: E402
+from clusterdns.server.blocks import build_block  # noqa: E402
 from clusterdns.sources.manifests import ManifestSource  # noqa: E402
 
 ZONES = Path(__file__).resolve().parent.parent / "zones"

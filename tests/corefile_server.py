@@ -20,7 +20,7 @@ import dns.rdataclass
 from clusterdns.core.store import Store
 from clusterdns.corefile.config import load
 from clusterdns.plugins.chain import Mux
-from clusterdns.server.app import Block, build_block
+from clusterdns.server.blocks import Block, build_block
 from clusterdns.server.transport import DNSServer
 from clusterdns.sources.manifests import ManifestSource
 

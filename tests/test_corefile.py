@@ -177,7 +177,7 @@ def test_corefile_example_customisations_load_and_answer(tmp_path: Path) -> None
 
 
 def test_reload_digest_covers_imported_files(tmp_path: Path) -> None:
-    from clusterdns.server.app import corefile_digest
+    from clusterdns.server.reload import corefile_digest
 
     corefile = write(tmp_path, {"Corefile": ".:53 {\n  import custom/*.override\n}\nimport custom/*.server\n"})
     data = corefile.read_bytes()

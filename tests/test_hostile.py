@@ -41,7 +41,15 @@ from clusterdns.server.transport import DNSServer
 from clusterdns.sources import manifests
 from clusterdns.sources.manifests import ManifestSource, load, load_file, summary
 
-from .conftest import ROOT, ZONES, big_service_manifest, start_server, stop_server
+from .conftest import (
+    ROOT,
+    ZONES,
+    big_service_manifest,
+    free_port,
+    start_clusterdns,
+    start_server,
+    stop_server,
+)
 from .test_zones_reload import rewrite
 from .upstream import Upstream
 
@@ -502,6 +510,24 @@ def test_hup_usr1_reload_and_usr2_is_logged(tmp_path: Path) -> None:
     finally:
         assert stop_server(server) == 0
     assert "SIGHUP" in "".join(server.log_lines)
+
+
+def test_hup_notices_an_edited_import_every_time(tmp_path: Path) -> None:
+    """A reload signal compares the same digest as the reload loop (Corefile and imports):
+    each edit of an imported file is applied, not only the first."""
+    extra = tmp_path / "extra.conf"
+    extra.write_text("hosts {\n  10.0.0.1 h.example\n}\n")
+    corefile = tmp_path / "Corefile"
+    corefile.write_text(f".:{free_port()} {{\n  bind 127.0.0.1\n  import extra.conf\n}}\n")
+    server = start_clusterdns("-conf", str(corefile))
+    try:
+        assert answer(server.port, "h.example.") == (dns.rcode.NOERROR, ["10.0.0.1"])
+        for ip in ("10.0.0.2", "10.0.0.3"):
+            rewrite(extra, f"hosts {{\n  {ip} h.example\n}}\n")
+            server.process.send_signal(signal.SIGHUP)
+            eventually(server.port, "h.example.", (dns.rcode.NOERROR, [ip]))
+    finally:
+        assert stop_server(server) == 0
 
 
 def _children(pid: int) -> list[int]:

@@ -1,9 +1,11 @@
 """The running server: transports, wiring, lifecycle, health and metrics.
 
-``app`` (turns configuration into handlers and listeners; start-up, signals, reload,
-worker processes, the loop probe), ``transport`` (asyncio UDP and TCP, the optional UDP
-thread), ``health`` (/health, /ready), ``metrics`` (CoreDNS's metric families, folded at
-scrape time).
+``app`` (wiring and lifecycle: start-up, listeners, HTTP, the loop probe, stop),
+``blocks`` (a server block's configuration -> its handler), ``sourcing`` (zones/ and the
+Kubernetes API filling the store), ``reload`` (Corefile reload), ``signals``, ``workers``
+(several processes on one port through SO_REUSEPORT), ``transport`` (asyncio UDP and
+TCP, the optional UDP thread), ``health`` (/health, /ready), ``metrics`` (CoreDNS's metric
+families, folded at scrape time).
 
 May import: everything below it (core, dns, plugins, corefile, sources), the standard
 library, uvloop (the event loop) and prometheus_client (metrics).

@@ -1,91 +1,74 @@
-"""Wiring: typed configuration -> sources, store, handlers, listeners, HTTP endpoints.
+"""Wiring and lifecycle: typed configuration -> sources, store, handlers, listeners, HTTP
+endpoints, and their start and stop.
 
 One code path serves both ways of starting clusterdns: the ``serve`` flags are turned into
 a :class:`~clusterdns.corefile.config.ServerConfig`, and ``-conf Corefile`` gives a list of them.
 Lifecycle: sources sync (up to the kubernetes ``startup_timeout``), ports open, the loop
 probe runs, the Corefile is re-read on change; SIGTERM/SIGINT keep answering DNS for the
 ``lameduck`` period with ``/ready`` at 503, then stop and exit 0.
+
+The jobs around it have their own modules: :mod:`.blocks` (a server block's configuration
+-> its handler), :mod:`.sourcing` (the store's sources), :mod:`.reload` (Corefile reload),
+:mod:`.signals` (which signal does what) and :mod:`.workers` (several processes on a port).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-import os
-import random
-import signal
-import socket
-import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from .. import __version__
-from ..core.errors import ClusterDNSError, ConfigError, listen_error
-from ..core.names import canonical_ip
-from ..core.resolver import PodMode, ZoneConfig
-from ..core.search import parse_resolv_conf
+from ..core import defaults
+from ..core.errors import ClusterDNSError, listen_error
+from ..core.names import split_hostport
 from ..core.store import KINDS, Store
-from ..corefile.config import ServerConfig, imported_files
-from ..corefile.config import load as load_corefile
-from ..dns.wire import DEFAULT_UDP_SIZE
+from ..corefile.config import ServerConfig
 from ..plugins import loop as loop_plugin
-from ..plugins.autopath import AutoPath
-from ..plugins.chain import CACHE_SIZE, Handler, Mux
-from ..plugins.chaos import Chaos
-from ..plugins.forward import ForwardCache, Forwarder
-from ..plugins.hosts import Hosts
-from ..plugins.k8s_external import ExternalConfig
-from ..plugins.k8s_gateway import GatewayConfig
-from ..plugins.querylog import QueryLog
-from ..plugins.rewrite import Rewriter
-from ..plugins.template import Template
-from ..sources.manifests import SOURCE as ZONES_SOURCE
-from ..sources.manifests import LoadResult, ManifestSource, summary
+from ..plugins.chain import Handler, Mux
+from . import signals
+from .blocks import (
+    Block,
+    autopath,
+    build_block,
+    exposure_configs,
+    exposure_kinds,
+    own_addresses,
+    zone_config,
+)
 from .health import Readiness, health_route, serve_http
-from .metrics import Collector, Metrics, registry, serve_metrics
+from .metrics import Collector, registry, serve_metrics
+from .reload import Reloader, corefile_digest, load_conf
+from .signals import IGNORED_SIGNALS, RELOAD_SIGNALS
+from .sourcing import Sources, in_cluster, in_thread
 from .transport import DNSServer
+from .workers import run_workers
 
 log = logging.getLogger("clusterdns")
-T = TypeVar("T")
 
-RELOAD_SIGNALS = ("SIGHUP", "SIGUSR1")  # reload the Corefile and zones/ (CoreDNS: SIGUSR1)
-IGNORED_SIGNALS = ("SIGUSR2", "SIGALRM", "SIGVTALRM", "SIGPROF")  # logged, not fatal
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-async def in_thread(fn: Callable[[], T]) -> T:
-    """Run ``fn`` on a daemon thread and await its result (or exception).
-
-    Unlike ``run_in_executor``, an abandoned call (SIGTERM while a big zones/ loads) does
-    not hold the process at exit: asyncio.run waits for the default executor's threads.
-    """
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def settle(value: Any, failed: bool) -> None:
-        if future.done():
-            return
-        if failed:
-            future.set_exception(value)
-        else:
-            future.set_result(value)
-
-    def work() -> None:
-        try:
-            value: Any = fn()
-            failed = False
-        except BaseException as exc:  # handed to the awaiting task
-            value, failed = exc, True
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-            loop.call_soon_threadsafe(settle, value, failed)
-
-    threading.Thread(target=work, name="clusterdns-load", daemon=True).start()
-    return await future
+# Moved to .blocks, .reload, .signals, .sourcing and .workers; importable from here as before.
+__all__ = [
+    "IGNORED_SIGNALS",
+    "RELOAD_SIGNALS",
+    "App",
+    "Block",
+    "Options",
+    "autopath",
+    "build_block",
+    "corefile_digest",
+    "exposure_configs",
+    "exposure_kinds",
+    "in_cluster",
+    "in_thread",
+    "load_conf",
+    "loop_name",
+    "own_addresses",
+    "run",
+    "zone_config",
+]
 
 
 @dataclass
@@ -100,232 +83,20 @@ class Options:
     """
 
     zones: list[Path] | None = None
-    zones_interval: float = 2.0
+    zones_interval: float = defaults.ZONES_INTERVAL  # seconds
     kubeconfig: str = ""
     kube_api: str = ""
     corefile: Path | None = None
     corefile_digest: str = ""  # SHA-512 of the Corefile (and its imports) that was loaded
-    cache_size: int = CACHE_SIZE
+    cache_size: int = defaults.CACHE_SIZE
     workers: int = 1
     worker: int = 0  # this process's index among the workers
     udp_thread: bool = False  # UDP cache hits answered by a dedicated thread (server.UDPThread)
-    tcp_idle_timeout: float = 10.0  # seconds
-    max_tcp_connections: int = 1000
-    max_tcp_queries: int = 10000
-    udp_size: int = DEFAULT_UDP_SIZE  # bytes: our EDNS payload (serve --udp-size)
+    tcp_idle_timeout: float = defaults.TCP_IDLE_TIMEOUT  # seconds
+    max_tcp_connections: int = defaults.MAX_TCP_CONNECTIONS
+    max_tcp_queries: int = defaults.MAX_TCP_QUERIES
+    udp_size: int = defaults.UDP_SIZE  # bytes: our EDNS payload (serve --udp-size)
     watch_timeout: float = 0.0  # seconds; 0: the reflector's 5-10 minutes
-
-
-def in_cluster() -> bool:
-    """Running in a pod with a service account (``KUBERNETES_SERVICE_HOST`` is set)."""
-    return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
-
-
-def own_addresses(host: str) -> tuple[str, ...]:
-    """The addresses this server answers on, for NS glue (SPEC.md 8).
-
-    A specific listen address is itself; a wildcard one is the host's own addresses as its
-    name resolves (best effort: empty if it does not).
-    """
-    parsed = canonical_ip(host) if host else None
-    if parsed is not None and parsed[0] not in ("0.0.0.0", "::"):
-        return (parsed[0],)
-    with contextlib.suppress(OSError):
-        infos = socket.getaddrinfo(socket.gethostname(), None, type=socket.SOCK_DGRAM)
-        return tuple(dict.fromkeys(str(info[4][0]) for info in infos))
-    return ()
-
-
-def zone_config(server: ServerConfig) -> ZoneConfig | None:
-    """The resolver's configuration for a server block's kubernetes directive."""
-    k = server.kubernetes
-    if k is None:
-        return None
-    if k.fallthrough is None:
-        fallthrough: tuple[str, ...] = ()
-    else:
-        fallthrough = k.fallthrough or (".",)
-    hosts = server.bind or ("",)
-    addresses = tuple(a for host in hosts for a in own_addresses(host))
-    return ZoneConfig(
-        zones=k.zones,
-        ttl=k.ttl,
-        pods=PodMode(k.pods),
-        endpoint_pod_names=k.endpoint_pod_names,
-        fallthrough=fallthrough,
-        ns_addresses=addresses,
-        namespaces=frozenset(k.namespaces),
-    )
-
-
-def exposure_configs(
-    server: ServerConfig,
-) -> tuple[GatewayConfig | None, ExternalConfig | None]:
-    """The resolver configurations of a block's k8s_gateway and k8s_external directives.
-    Raises ConfigError for k8s_external without a kubernetes directive (as CoreDNS)."""
-    hosts = server.bind or ("",)
-    addresses = tuple(a for host in hosts for a in own_addresses(host))
-    gateway = external = None
-    g = server.k8s_gateway
-    if g is not None:
-        gateway = GatewayConfig(
-            zones=g.zones,
-            resources=g.resources,
-            ttl=g.ttl,
-            apex=g.apex,
-            secondary=g.secondary,
-            fallthrough=() if g.fallthrough is None else (g.fallthrough or (".",)),
-            ns_addresses=addresses,
-        )
-    e = server.k8s_external
-    if e is not None:
-        k = server.kubernetes
-        if k is None:
-            raise ConfigError("k8s_external: the kubernetes plugin is not loaded in this block")
-        external = ExternalConfig(
-            zones=e.zones,
-            ttl=e.ttl,
-            apex=e.apex,
-            headless=e.headless,
-            fallthrough=() if e.fallthrough is None else (e.fallthrough or (".",)),
-            ns_addresses=addresses,
-            namespaces=frozenset(k.namespaces),
-            endpoint_pod_names=k.endpoint_pod_names,
-        )
-    return gateway, external
-
-
-def exposure_kinds(servers: list[ServerConfig]) -> tuple[str, ...]:
-    """The exposure kinds the API source must list and watch: only what a k8s_gateway
-    directive reads (Gateways when it reads a route kind), so RBAC stays least-privilege."""
-    kinds: list[str] = []
-    for s in servers:
-        if s.k8s_gateway is not None:
-            wanted = [k for k in s.k8s_gateway.resources if k != "Service"]
-            if any(k.endswith("Route") for k in wanted):
-                wanted.append("Gateway")
-            kinds.extend(wanted)
-    return tuple(dict.fromkeys(kinds))
-
-
-@dataclass
-class Block:
-    """A server block brought to life: its handler, forwarders and metrics."""
-
-    config: ServerConfig
-    handler: Handler
-    forwarders: list[Forwarder] = field(default_factory=list)
-    metrics: Metrics | None = None
-    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-
-    def start(self) -> None:
-        """Start what runs beside the handler: forwarders' health checks, the query log
-        writer, the hosts file re-reader (call from the event loop)."""
-        for forwarder in self.forwarders:
-            forwarder.start()
-        handler = self.handler
-        if handler.querylog is not None:
-            handler.querylog.start()
-        hosts = handler.hosts
-        if hosts is not None and hosts.config.reload > 0 and not self.tasks:
-            self.tasks.append(asyncio.create_task(_follow_hosts(hosts)))
-
-    async def stop(self) -> None:
-        """Stop what :meth:`start` started; the query log writes what it holds."""
-        for task in self.tasks:
-            task.cancel()
-        self.tasks.clear()
-        for forwarder in self.forwarders:
-            await forwarder.stop()
-        if self.handler.querylog is not None:
-            self.handler.querylog.stop()
-
-
-async def _follow_hosts(hosts: Hosts) -> None:
-    """Re-read a hosts file every ``reload`` seconds when it changed (CoreDNS hosts)."""
-    while True:
-        await asyncio.sleep(hosts.config.reload)
-        try:
-            if hosts.reload_if_changed():
-                log.info("hosts: reloaded %s", hosts.path)
-        except Exception:  # a bad file must not end the re-reading
-            log.exception("hosts: reading %s", hosts.path)
-
-
-def autopath(server: ServerConfig) -> AutoPath | None:
-    """The block's autopath (``autopath @kubernetes``), which needs ``pods verified`` to
-    know the client pod by its IP; the server's own search domains come from
-    /etc/resolv.conf, as CoreDNS takes them. Raises ConfigError otherwise."""
-    if not server.autopath:
-        return None
-    if server.autopath != "@kubernetes":
-        raise ConfigError(f"autopath: only @kubernetes is supported, got {server.autopath!r}")
-    if server.kubernetes is None or server.kubernetes.pods != "verified":
-        raise ConfigError("autopath @kubernetes needs the kubernetes plugin with pods verified")
-    try:
-        domains = parse_resolv_conf(Path("/etc/resolv.conf").read_text()).search
-    except OSError:
-        domains = []
-    return AutoPath(domains)
-
-
-def build_block(
-    server: ServerConfig, store: Store, cache_size: int, udp_size: int = DEFAULT_UDP_SIZE
-) -> Block:
-    """Handler, forwarders (with cache) and metrics of one server block. ``udp_size``: our
-    EDNS payload in bytes, unless the block sets its own (Corefile ``bufsize``).
-
-    Raises ConfigError when an upstream list cannot be resolved.
-    """
-    address = f"{server.bind[0] if server.bind else ''}:{server.port}"
-    metrics = Metrics(f"dns://{address}", server.zones[0]) if server.prometheus else None
-    cache = ForwardCache(server.cache) if server.cache is not None else None
-    forwarders = [Forwarder(f, cache=cache, metrics=metrics) for f in server.forward]
-    if metrics is not None and cache is not None:
-        metrics.cache_entries = cache.entries
-        metrics.cache_zones = ",".join(server.cache.zones) if server.cache else ""
-    if metrics is not None:
-        metrics.plugins = tuple(
-            name
-            for name, on in (
-                ("prometheus", True),
-                ("errors", server.errors),
-                ("log", server.log is not None),
-                ("hosts", server.hosts is not None),
-                ("rewrite", bool(server.rewrite)),
-                ("template", bool(server.templates)),
-                ("chaos", server.chaos is not None),
-                ("bufsize", server.bufsize is not None),
-                ("loadbalance", server.loadbalance),
-                ("cache", server.cache is not None),
-                ("k8s_gateway", server.k8s_gateway is not None),
-                ("k8s_external", server.k8s_external is not None),
-                ("kubernetes", server.kubernetes is not None),
-                ("loop", server.loop),
-                ("forward", bool(server.forward)),
-            )
-            if on
-        )
-    gateway, external = exposure_configs(server)
-    handler = Handler(
-        store,
-        zone_config(server),
-        gateway=gateway,
-        external=external,
-        zones=server.zones,
-        forwarders=forwarders,
-        metrics=metrics,
-        loadbalance=server.loadbalance,
-        cache_size=cache_size,
-        autopath=autopath(server),
-        hosts=Hosts(server.hosts, server.root) if server.hosts is not None else None,
-        querylog=QueryLog(server.log) if server.log is not None else None,
-        rewriter=Rewriter(server.rewrite) if server.rewrite else None,
-        templates=[Template(t) for t in server.templates],
-        chaos=Chaos(server.chaos) if server.chaos is not None else None,
-        udp_size=server.bufsize or udp_size,
-    )
-    return Block(server, handler, forwarders, metrics)
 
 
 class App:
@@ -341,12 +112,10 @@ class App:
         self.listeners: dict[tuple[str, int], DNSServer] = {}
         self.http: list[Any] = []
         self.tasks: list[asyncio.Task[Any]] = []
-        self.kube: Any = None
-        self.manifests: ManifestSource | None = None
+        self.sources = Sources(self.store, servers, options, self.readiness)
         self.stop_event = asyncio.Event()
         self.exit_code = 0
-        self.corefile_digest = ""
-        self._zones_lock = asyncio.Lock()
+        self.reloader = Reloader(self)
 
     # ---- start ------------------------------------------------------------------------
 
@@ -356,8 +125,8 @@ class App:
             for warning in server.warnings:
                 log.warning("%s", warning)
         # Before anything can log "listening": a SIGTERM from then on must find them.
-        self._install_signals()
-        starting = asyncio.ensure_future(self._start_sources())
+        signals.install(asyncio.get_running_loop(), self._on_stop_signal, self._on_reload_signal)
+        starting = asyncio.ensure_future(self.sources.start())
         stopping = asyncio.ensure_future(self.stop_event.wait())
         await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
@@ -385,7 +154,7 @@ class App:
             self.tasks.append(asyncio.create_task(self._loop_probe()))
         reload = next((s.reload for s in self.servers if s.reload), None)
         if reload and self.options.corefile is not None:
-            self.tasks.append(asyncio.create_task(self._reload_loop(*reload)))
+            self.tasks.append(asyncio.create_task(self.reloader.follow(*reload)))
         await self.stop_event.wait()
         lameduck = max((s.lameduck for s in self.servers), default=0.0)
         if lameduck > 0 and self.exit_code == 0:
@@ -396,18 +165,7 @@ class App:
         await self._stop()
         return self.exit_code
 
-    def _install_signals(self) -> None:
-        """SIGTERM/SIGINT stop (after lameduck); SIGHUP/SIGUSR1 reload the Corefile and
-        zones/ (CoreDNS reload on SIGUSR1, Knot and most daemons on SIGHUP); SIGUSR2 and
-        the like are logged and otherwise ignored: none ends the server unannounced."""
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._on_stop_signal, sig.name)
-        for name in RELOAD_SIGNALS:
-            loop.add_signal_handler(getattr(signal, name), self._on_reload_signal, name)
-        for name in IGNORED_SIGNALS:
-            if hasattr(signal, name):
-                loop.add_signal_handler(getattr(signal, name), log.info, "%s: ignored", name)
+    # ---- signals (.signals says which does what) -----------------------------------------
 
     def _on_stop_signal(self, name: str) -> None:
         log.info("%s: stopping", name)
@@ -421,119 +179,18 @@ class App:
         """What a reload signal does: re-read the Corefile (if one was given) and apply it
         when it changed, then re-read the zones/ files that changed."""
         try:
-            if self.options.corefile is not None:
-                try:
-                    data = self.options.corefile.read_bytes()
-                except OSError as exc:
-                    log.error("reload: %s: %s", self.options.corefile, exc)
-                    self.collector.reload_failed += 1
-                else:
-                    digest = hashlib.sha512(data).hexdigest()
-                    if digest != (self.corefile_digest or self.options.corefile_digest):
-                        self.corefile_digest = digest
-                        await self.reload(data.decode("utf-8", "replace"))
-            if self.manifests is not None:
-                await self._rescan_zones()
+            await self.reloader.check()
+            if self.sources.manifests is not None:
+                await self.sources.rescan_zones()
         except Exception:  # a signal must never end the server
             log.exception("reload on signal failed; keeping the running state")
 
-    def _api_wanted(self) -> bool:
-        has_kubernetes = any(s.kubernetes or s.k8s_gateway for s in self.servers)
-        explicit = (
-            bool(self.options.kubeconfig or self.options.kube_api)
-            or any(
-                s.kubernetes and (s.kubernetes.kubeconfig or s.kubernetes.endpoint)
-                for s in self.servers
-            )
-            or any(s.k8s_gateway and s.k8s_gateway.kubeconfig for s in self.servers)
-        )
-        return has_kubernetes and (explicit or in_cluster())
+    async def reload(self, text: str) -> bool:
+        """Apply Corefile ``text`` now (:meth:`.reload.Reloader.apply`): True if applied,
+        False (logged, counted) when it is invalid and the running configuration stays."""
+        return await self.reloader.apply(text)
 
-    async def _start_sources(self) -> None:
-        use_api = self._api_wanted()
-        paths = self.options.zones
-        if (
-            paths is None
-            and any(s.kubernetes or s.k8s_gateway for s in self.servers)
-            and not use_api
-        ):
-            paths = [Path("zones")]
-        if paths:
-            self.manifests = ManifestSource(self.store, paths)
-            log.info("zones: reading %s", ", ".join(map(str, paths)))
-            try:  # parsed off the loop: SIGTERM is heard while a big zones/ loads
-                result = await in_thread(self.manifests.read)
-            except FileNotFoundError as exc:
-                raise ConfigError(f"{exc} (pass --zones DIR)") from None
-            self.manifests.apply(result, time.time())
-            self.store.mark_synced(ZONES_SOURCE)
-            self.readiness.checks["zones"] = lambda: True
-            if self.options.zones_interval > 0:
-                self.tasks.append(asyncio.create_task(self._follow_zones()))
-        if use_api:
-            await self._start_api()
-
-    async def _start_api(self) -> None:
-        from ..sources.kube import WATCH_TIMEOUT, KubeSource, api_client
-
-        k = next((s.kubernetes for s in self.servers if s.kubernetes), None)
-        g = next((s.k8s_gateway for s in self.servers if s.k8s_gateway), None)
-        kubeconfig = (
-            self.options.kubeconfig or (k.kubeconfig if k else "") or (g.kubeconfig if g else "")
-        )
-        endpoint = self.options.kube_api or (k.endpoint if k else "") or None
-        context = (k.context if k else "") or (g.context if g else "")
-        try:
-            api = api_client(kubeconfig or None, endpoint, context)
-        except Exception as exc:  # the client raises several kinds for a bad config
-            raise ConfigError(f"cannot load the Kubernetes configuration: {exc}") from None
-        pods = any(
-            s.kubernetes and (s.kubernetes.pods == "verified" or s.autopath) for s in self.servers
-        )
-        loop = asyncio.get_running_loop()
-        timeouts = (
-            (self.options.watch_timeout, self.options.watch_timeout * 2)
-            if self.options.watch_timeout > 0
-            else WATCH_TIMEOUT
-        )
-        self.kube = KubeSource(
-            self.store,
-            api,
-            loop,
-            pods=pods,
-            watch_timeout=timeouts,
-            exposure=exposure_kinds(self.servers),
-        )
-        self.readiness.checks["kubernetes"] = self.kube.synced.is_set
-        self.kube.start()
-        timeout = k.startup_timeout if k else 5.0
-        if not await loop.run_in_executor(None, self.kube.synced.wait, timeout):
-            log.warning(
-                "not synced with the API after %.1f s: opening the ports anyway; names not "
-                "found answer SERVFAIL until the first sync",
-                timeout,
-            )
-
-    async def _follow_zones(self) -> None:
-        """Poll the manifest files and apply what changed (``--zones-interval``)."""
-        while True:
-            await asyncio.sleep(self.options.zones_interval)
-            await self._rescan_zones()
-
-    async def _rescan_zones(self) -> None:
-        """Read the changed files off the loop and apply them; whatever goes wrong is
-        logged and the last good state stays: following zones/ never stops."""
-        assert self.manifests is not None
-        async with self._zones_lock:  # the poll and a reload signal take turns
-            try:
-                result: LoadResult | None = await in_thread(self.manifests.scan)
-                if result is not None:
-                    self.manifests.apply(result, time.time())
-                    log.info("zones reloaded: %s", summary(result))
-            except Exception:
-                log.exception("zones: reload failed; keeping the last good state")
-
-    def _routes(self) -> dict[tuple[str, int], Handler | Mux]:
+    def routes(self) -> dict[tuple[str, int], Handler | Mux]:
         by_port: dict[int, list[Handler]] = {}
         hosts: dict[int, tuple[str, ...]] = {}
         for block in self.blocks:
@@ -550,12 +207,12 @@ class App:
             block.start()
             if block.metrics is not None:
                 self.collector.add(block.metrics)
-        for (host, port), handler in self._routes().items():
-            server = self._listener(handler, host, port)
+        for (host, port), handler in self.routes().items():
+            server = self.listener(handler, host, port)
             await server.start()
             self.listeners[(host, port)] = server
 
-    def _listener(self, handler: Handler | Mux, host: str, port: int) -> DNSServer:
+    def listener(self, handler: Handler | Mux, host: str, port: int) -> DNSServer:
         options = self.options
         return DNSServer(
             handler,
@@ -583,8 +240,8 @@ class App:
                     try:
                         self.http.append(start(address))
                     except OSError as exc:
-                        host, _, port = address.rpartition(":")
-                        raise listen_error(exc, host.strip("[]"), int(port), "http") from None
+                        host, port = split_hostport(address)
+                        raise listen_error(exc, host, port, "http") from None
                     started.add(address)
 
     def _serve_health(self, address: str) -> Any:
@@ -610,13 +267,14 @@ class App:
             if kind in KINDS[:4] or self.store.count(kind)
         )
         sources = []
-        if self.manifests is not None:
+        manifests, kube = self.sources.manifests, self.sources.kube
+        if manifests is not None:
             sources.append(
                 "manifests in " + ", ".join(
-                    f"{p}/" if p.is_dir() else str(p) for p in self.manifests.paths
+                    f"{p}/" if p.is_dir() else str(p) for p in manifests.paths
                 )
             )
-        if self.kube is not None:
+        if kube is not None:
             sources.append("the Kubernetes API")
         worker = (
             f", worker {self.options.worker + 1} of {self.options.workers}"
@@ -624,7 +282,7 @@ class App:
             else ""
         )
         unsynced = ""
-        if self.kube is not None and not self.kube.synced.is_set():
+        if kube is not None and not kube.synced.is_set():
             unsynced = (
                 "; not synced with the API yet: cluster names answer SERVFAIL until the first "
                 "full list"
@@ -657,76 +315,10 @@ class App:
         self.exit_code = 1
         self.stop_event.set()
 
-    # ---- reload (CoreDNS reload plugin) -------------------------------------------------
-
-    async def _reload_loop(self, interval: float, jitter: float) -> None:
-        path = self.options.corefile
-        assert path is not None
-        # The baseline is the text that was loaded, not what the file holds by now.
-        self.corefile_digest = self.options.corefile_digest
-        while True:
-            await asyncio.sleep(interval + random.uniform(-jitter, jitter))
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                log.error("reload: %s: %s", path, exc)
-                self.collector.reload_failed += 1
-                continue
-            digest = corefile_digest(path, data)
-            if digest == self.corefile_digest:
-                continue
-            self.corefile_digest = digest
-            await self.reload(data.decode("utf-8", "replace"))
-
-    async def reload(self, text: str) -> bool:
-        """Apply a new Corefile without dropping a query; keep the old one (and count a
-        failure) when it is invalid. Returns whether it was applied."""
-        name = str(self.options.corefile or "Corefile")
-        try:
-            servers = load_corefile(text, name)
-            blocks = [
-                build_block(s, self.store, self.options.cache_size, self.options.udp_size)
-                for s in servers
-            ]
-        except ClusterDNSError as exc:
-            log.error("reload failed, keeping the running configuration: %s", exc)
-            self.collector.reload_failed += 1
-            return False
-        for config in servers:
-            for warning in config.warnings:
-                log.warning("%s", warning)
-        old_blocks, old_listeners = self.blocks, self.listeners
-        self.servers, self.blocks = servers, blocks
-        for block in blocks:
-            block.start()
-        self.collector.replace(b.metrics for b in blocks if b.metrics is not None)
-        routes = self._routes()
-        listeners: dict[tuple[str, int], DNSServer] = {}
-        try:
-            for key, handler in routes.items():
-                server = old_listeners.get(key)
-                if server is not None:
-                    server.handler = handler  # swapped between two queries: none is lost
-                else:
-                    server = self._listener(handler, *key)
-                    await server.start()
-                listeners[key] = server
-        except OSError as exc:
-            log.error("reload: cannot listen: %s", exc)
-            self.collector.reload_failed += 1
-        for key, server in old_listeners.items():
-            if key not in listeners:
-                await server.stop()
-        self.listeners = listeners
-        for block in old_blocks:
-            await block.stop()
-        log.info("reloaded %s", name)
-        return True
-
     # ---- stop ---------------------------------------------------------------------------
 
     async def _stop(self) -> None:
-        for task in self.tasks:
+        for task in [*self.tasks, *self.sources.tasks]:
             task.cancel()
         for server in self.listeners.values():
             await server.stop()
@@ -735,75 +327,21 @@ class App:
         for http in self.http:
             http.shutdown()
             http.server_close()
-        if self.kube is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self.kube.stop)
+        await self.sources.stop()
 
 
 def run(servers: list[ServerConfig], options: Options) -> int:
     """Run the server to completion; returns the process exit status.
 
     With ``options.workers`` > 1, that many processes serve the same port through
-    SO_REUSEPORT (the kernel spreads queries over them), each with its own sources and
-    store; this process waits for them, passes SIGINT/SIGTERM on, and returns the worst
-    exit status. Only the first worker serves /health, /ready and /metrics (so metrics
-    count its share of the queries) and runs the loop probe.
+    SO_REUSEPORT (:func:`.workers.run_workers`), each with its own sources and store; this
+    process waits for them, passes signals on, and returns the worst exit status. Only the
+    first worker serves /health, /ready and /metrics (so metrics count its share of the
+    queries) and runs the loop probe.
     """
     if options.workers <= 1:
         return _run_one(servers, options)
-    for server in servers:
-        if server.port == 0:  # every worker must bind the same port
-            server.port = _free_port(server.bind[0] if server.bind else "0.0.0.0")
-    children = []
-    parent = os.getpid()
-    for index in range(options.workers):
-        pid = os.fork()
-        if pid == 0:
-            options.worker = index
-            code = 1
-            try:
-                _die_with_parent(parent)
-                code = _run_one(servers, options)
-            finally:
-                os._exit(code)
-        children.append(pid)
-
-    def forward(signum: int, _frame: Any) -> None:
-        log.info("%s: passing it on to %d workers", signal.Signals(signum).name, len(children))
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signum)
-
-    for name in ("SIGTERM", "SIGINT", *RELOAD_SIGNALS, *IGNORED_SIGNALS):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), forward)
-    worst = 0
-    for child in children:
-        _, status = os.waitpid(child, 0)
-        worst = max(worst, os.waitstatus_to_exitcode(status) & 0xFF)
-    return worst
-
-
-def _die_with_parent(parent: int) -> None:
-    """Ask the kernel to send this worker SIGTERM when its parent dies (Linux
-    PR_SET_PDEATHSIG, prctl(2)), so that no orphan keeps serving old data on the shared
-    port after the parent is killed; exit at once if the parent is already gone."""
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
-            log.warning("workers: prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
-    if os.getppid() != parent:
-        os._exit(0)
-
-
-def _free_port(host: str) -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as udp, socket.socket(family) as tcp:
-        tcp.bind((host, 0))
-        port = int(tcp.getsockname()[1])
-        udp.bind((host, port))
-        return port
+    return run_workers(servers, options, _run_one)
 
 
 def loop_name() -> str:
@@ -820,27 +358,3 @@ def _run_one(servers: list[ServerConfig], options: Options) -> int:
     except ImportError:
         return asyncio.run(App(servers, options).run())
     return int(uvloop.run(App(servers, options).run()))
-
-
-def load_conf(path: Path) -> tuple[list[ServerConfig], str]:
-    """Read and parse a Corefile; return its server blocks and the SHA-512 of the text
-    read (the reload baseline). ConfigError naming file:line, or the unreadable file."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: {exc.strerror or exc}") from None
-    text = data.decode("utf-8", "replace")
-    return load_corefile(text, str(path)), corefile_digest(path, data)
-
-
-def corefile_digest(path: Path, data: bytes) -> str:
-    """SHA-512 over the Corefile ``data`` and every file its imports read (their names and
-    contents), so that ``reload`` notices an edited import (CoreDNS >= 1.7 does)."""
-    digest = hashlib.sha512(data)
-    for name in imported_files(data.decode("utf-8", "replace"), str(path)):
-        try:
-            content = Path(name).read_bytes()
-        except OSError:
-            content = b""
-        digest.update(b"\0" + name.encode() + b"\0" + content)
-    return digest.hexdigest()

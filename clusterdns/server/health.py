@@ -14,6 +14,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from ..core.names import split_hostport
+
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
@@ -24,7 +26,8 @@ def serve_http(address: str, routes: dict[str, Callable[[], tuple[int, str]]]) -
     """Serve GET ``routes`` (path -> function giving (status, body)) on ``host:port``.
 
     Returns the server (``shutdown()`` then ``server_close()`` stop it; ``server_address``
-    has the bound port). Raises OSError if it cannot bind.
+    has the bound port). Raises OSError if it cannot bind, ValueError for an ``address``
+    that is not ``HOST:PORT`` (:func:`~clusterdns.core.names.split_hostport`).
     """
 
     class Handler(BaseHTTPRequestHandler):
@@ -41,8 +44,8 @@ def serve_http(address: str, routes: dict[str, Callable[[], tuple[int, str]]]) -
         def log_message(self, format: str, *args: Any) -> None:  # probes are not news
             pass
 
-    host, _, port = address.rpartition(":")
-    server = _Server((host.strip("[]") or "0.0.0.0", int(port)), Handler)
+    host, port = split_hostport(address)
+    server = _Server((host or "0.0.0.0", port), Handler)
     threading.Thread(target=server.serve_forever, daemon=True, name=f"http{address}").start()
     return server
 

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Awaitable
 from typing import cast
 
+from ..core import defaults
 from ..core.errors import listen_error
 from ..core.rr import Rcode
 from ..dns.wire import error_response, header_only_response, parse_header, parse_query
@@ -27,9 +28,10 @@ from ..plugins.chain import Handler, Mux
 
 log = logging.getLogger("clusterdns.server.transport")
 
-TCP_IDLE_TIMEOUT = 10.0  # seconds (RFC 7766 6.2.3: "on the order of seconds")
-MAX_TCP_CONNECTIONS = 1000  # open at once; more are closed at accept
-MAX_TCP_QUERIES = 10000  # per connection, then it is closed (RFC 7766 6.2.2)
+# The defaults live in core.defaults; these names stay importable from here.
+TCP_IDLE_TIMEOUT = defaults.TCP_IDLE_TIMEOUT  # seconds (RFC 7766 6.2.3)
+MAX_TCP_CONNECTIONS = defaults.MAX_TCP_CONNECTIONS  # open at once; more are closed at accept
+MAX_TCP_QUERIES = defaults.MAX_TCP_QUERIES  # per connection (RFC 7766 6.2.2)
 MAX_TCP_PENDING = 100  # forwarded queries waiting at once per connection; then reading waits
 
 

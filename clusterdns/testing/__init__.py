@@ -21,8 +21,8 @@ installed, ``-p clusterdns.testing``, but not both: it would be registered twice
   with those options (same path rule); all are stopped after the test.
 
 Pytest loads this module in every run, so at import it takes only the standard library and
-pytest (loaded already); the server's modules load on first use, dnspython only in
-:meth:`ClusterDNS.resolver`.
+pytest (loaded already) and :mod:`clusterdns.core.defaults`; the server's modules load on
+first use, dnspython only in :meth:`ClusterDNS.resolver`.
 It has no assertions for pytest to rewrite: PYTEST_DONT_REWRITE.
 """
 
@@ -34,6 +34,8 @@ import time
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..core import defaults  # constants only: no imports of its own
 
 if TYPE_CHECKING:
     import dns.resolver
@@ -192,8 +194,8 @@ class ClusterDNS:
         *,
         manifests: Sequence[str | Path] = (),
         objects: Sequence[Mapping[str, Any]] = (),
-        zone: str = "cluster.local",
-        ttl: int = 30,
+        zone: str = defaults.CLUSTER_DOMAIN,
+        ttl: int = defaults.TTL,
         pods: str = "insecure",
         gateway_zone: str | Sequence[str] = (),
         external_zone: str | Sequence[str] = (),
@@ -500,9 +502,9 @@ def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
 # ---- the pytest plugin ---------------------------------------------------------------------
 
 MARKER = (
-    "clusterdns(manifests=(), objects=(), zone='cluster.local', ttl=30, pods='insecure', "
-    "gateway_zone=(), external_zone=()): what the clusterdns fixture serves (relative "
-    "manifest paths from the test file's directory)"
+    f"clusterdns(manifests=(), objects=(), zone={defaults.CLUSTER_DOMAIN!r}, "
+    f"ttl={defaults.TTL}, pods='insecure', gateway_zone=(), external_zone=()): what the "
+    "clusterdns fixture serves (relative manifest paths from the test file's directory)"
 )
 
 
