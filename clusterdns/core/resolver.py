@@ -28,8 +28,9 @@ _Item = tuple[str, tuple[str, ...], tuple[Port, ...]]
 """(target name, its addresses, its ports): what one service or endpoint name stands for."""
 
 
-class PodMode(enum.Enum):
-    """How ``a-b-c-d.<ns>.pod.<zone>`` is answered (SPEC.md 5, CoreDNS ``pods``)."""
+class PodMode(enum.StrEnum):
+    """How ``a-b-c-d.<ns>.pod.<zone>`` is answered (SPEC.md 5, CoreDNS ``pods``). A
+    StrEnum: each member equals the Corefile word (``PodMode.VERIFIED == "verified"``)."""
 
     DISABLED = "disabled"
     INSECURE = "insecure"

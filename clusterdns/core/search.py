@@ -220,47 +220,20 @@ def walk(name: str, conf: ResolvConf, query: Query, libc: Libc, qtypes: Sequence
     walk; an NXDOMAIN for either type makes the candidate missing.
     """
     result = Walk()
-    names = candidates(name, conf, libc)
     as_is = name if name.endswith(".") else name + "."
-    abandon = False
-    saw_nodata = saw_servfail = False
-    for candidate in names:
+    abandon = saw_nodata = saw_servfail = False
+    for candidate in candidates(name, conf, libc):
         if abandon and candidate != as_is:
             continue
-        replies = []
-        for qtype in qtypes:
-            tries = 1 if libc is Libc.MUSL else conf.attempts
-            for _ in range(tries):
-                try:
-                    reply = query(candidate, qtype)
-                except TimeoutError:
-                    reply = Reply(Rcode.SERVFAIL, ["(timed out)"])
-                result.steps.append(Step(candidate, qtype, reply))
-                if reply.rcode not in (Rcode.SERVFAIL, Rcode.REFUSED) or libc is Libc.MUSL:
-                    break
-            replies.append(reply)
-        found = [a for r in replies for a in r.addresses]
-        rcodes = [r.rcode for r in replies]
+        replies = _ask(candidate, conf, query, libc, qtypes, result.steps)
         if libc is Libc.MUSL:
-            for rcode in rcodes:  # musl reads the A reply first, then AAAA
-                if rcode == Rcode.SERVFAIL:
-                    result.reason = f"{candidate}: SERVFAIL: musl stops (EAI_AGAIN)"
-                    result.error = True
-                    return result
-                if rcode == Rcode.NXDOMAIN:
-                    break
-                if rcode != Rcode.NOERROR:
-                    result.reason = f"{candidate}: rcode {rcode}: musl stops (EAI_FAIL)"
-                    result.error = True
-                    return result
-            else:
-                if found:
-                    return _found(result, candidate, found)
-                result.reason = f"{candidate}: NODATA: musl stops here (EAI_NONAME)"
+            if _musl_ends(result, candidate, replies):
                 return result
             continue
+        found = [a for r in replies for a in r.addresses]
         if found:
             return _found(result, candidate, found)
+        rcodes = [r.rcode for r in replies]
         if all(r == Rcode.NXDOMAIN for r in rcodes):
             continue
         if any(r == Rcode.NOERROR for r in rcodes):
@@ -270,6 +243,61 @@ def walk(name: str, conf: ResolvConf, query: Query, libc: Libc, qtypes: Sequence
         elif not abandon:
             abandon = True  # REFUSED and the like: glibc gives up on the search list
             result.reason = f"{candidate}: refused: glibc abandons the search list"
+    return _glibc_gave_up(result, abandon, saw_nodata, saw_servfail)
+
+
+def _ask(
+    candidate: str,
+    conf: ResolvConf,
+    query: Query,
+    libc: Libc,
+    qtypes: Sequence[str],
+    steps: list[Step],
+) -> list[Reply]:
+    """One reply per type for ``candidate``, each query recorded in ``steps``; glibc
+    retries SERVFAIL and REFUSED ``attempts`` times, musl asks once. A timeout counts as
+    SERVFAIL."""
+    replies = []
+    for qtype in qtypes:
+        tries = 1 if libc is Libc.MUSL else conf.attempts
+        for _ in range(tries):
+            try:
+                reply = query(candidate, qtype)
+            except TimeoutError:
+                reply = Reply(Rcode.SERVFAIL, ["(timed out)"])
+            steps.append(Step(candidate, qtype, reply))
+            if reply.rcode not in (Rcode.SERVFAIL, Rcode.REFUSED) or libc is Libc.MUSL:
+                break
+        replies.append(reply)
+    return replies
+
+
+def _musl_ends(result: Walk, candidate: str, replies: list[Reply]) -> bool:
+    """Whether musl's walk ends at ``candidate`` (``result`` then says how): it goes on only
+    after an NXDOMAIN for either type, read in order (A first, then AAAA)."""
+    for reply in replies:
+        rcode = reply.rcode
+        if rcode == Rcode.SERVFAIL:
+            result.reason = f"{candidate}: SERVFAIL: musl stops (EAI_AGAIN)"
+            result.error = True
+            return True
+        if rcode == Rcode.NXDOMAIN:
+            return False
+        if rcode != Rcode.NOERROR:
+            result.reason = f"{candidate}: rcode {rcode}: musl stops (EAI_FAIL)"
+            result.error = True
+            return True
+    found = [a for r in replies for a in r.addresses]
+    if found:
+        _found(result, candidate, found)
+    else:
+        result.reason = f"{candidate}: NODATA: musl stops here (EAI_NONAME)"
+    return True
+
+
+def _glibc_gave_up(result: Walk, abandon: bool, saw_nodata: bool, saw_servfail: bool) -> Walk:
+    """``result`` after glibc tried every candidate without an address: why, and whether
+    it is an error (TRY_AGAIN, or the search list abandoned) rather than not found."""
     if not result.reason or not abandon:
         if saw_nodata:
             result.reason = "every candidate failed; one existed without addresses (NO_DATA)"

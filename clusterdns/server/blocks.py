@@ -18,7 +18,7 @@ from typing import Any
 from ..core.defaults import UDP_SIZE
 from ..core.errors import ConfigError
 from ..core.names import canonical_ip
-from ..core.resolver import PodMode, ZoneConfig
+from ..core.resolver import ZoneConfig
 from ..core.search import parse_resolv_conf
 from ..core.store import Store
 from ..corefile.config import ServerConfig
@@ -52,25 +52,13 @@ def own_addresses(host: str) -> tuple[str, ...]:
 
 
 def zone_config(server: ServerConfig) -> ZoneConfig | None:
-    """The resolver's configuration for a server block's kubernetes directive."""
-    k = server.kubernetes
-    if k is None:
+    """The resolver's configuration for a server block's kubernetes directive, with the
+    server's own addresses (NS glue) filled in."""
+    if server.kubernetes is None:
         return None
-    if k.fallthrough is None:
-        fallthrough: tuple[str, ...] = ()
-    else:
-        fallthrough = k.fallthrough or (".",)
     hosts = server.bind or ("",)
     addresses = tuple(a for host in hosts for a in own_addresses(host))
-    return ZoneConfig(
-        zones=k.zones,
-        ttl=k.ttl,
-        pods=PodMode(k.pods),
-        endpoint_pod_names=k.endpoint_pod_names,
-        fallthrough=fallthrough,
-        ns_addresses=addresses,
-        namespaces=frozenset(k.namespaces),
-    )
+    return server.kubernetes.answering(addresses)
 
 
 def exposure_configs(

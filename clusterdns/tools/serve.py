@@ -1,0 +1,248 @@
+"""``clusterdns serve``: its options and how they become a server (from a Corefile with
+``--conf``, else one server block the flags stand for). Defaults: clusterdns/core/defaults.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from ..core import defaults
+from ..core.errors import ConfigError
+from ..core.names import absolute
+from ..core.resolver import REVERSE_ZONES, PodMode, ZoneConfig
+from ..corefile.config import ExternalDirective, GatewayDirective, KubernetesConfig, ServerConfig
+from ..server.app import Options, load_conf, run
+from .arguments import parse_address, parse_listen, parse_ttl
+
+log = logging.getLogger("clusterdns")
+
+
+def add_serve(serve: argparse.ArgumentParser) -> None:
+    """``serve``: what is answered, where the state comes from, and the listeners."""
+    _add_serve_answers(serve)
+    _add_serve_sources(serve)
+    _add_serve_listeners(serve)
+
+
+def _add_serve_answers(serve: argparse.ArgumentParser) -> None:
+    serve.add_argument(
+        "--zone",
+        default=defaults.CLUSTER_DOMAIN,
+        help=f"cluster domain (default {defaults.CLUSTER_DOMAIN})",
+    )
+    serve.add_argument(
+        "--ttl", type=parse_ttl, default=defaults.TTL, help=f"record TTL, seconds ({defaults.TTL})"
+    )
+    serve.add_argument(
+        "--external-zone",
+        action="append",
+        default=[],
+        metavar="ZONE",
+        help="answer <service>.<namespace>.ZONE with Services' external IPs (k8s_external), "
+        "repeatable",
+    )
+    serve.add_argument(
+        "--gateway-zone",
+        action="append",
+        default=[],
+        metavar="ZONE",
+        help="answer Ingress hosts, Gateway route hostnames and <service>.<namespace>.ZONE "
+        "of LoadBalancer Services under ZONE (k8s_gateway), repeatable",
+    )
+    serve.add_argument(
+        "--pods",
+        choices=[m.value for m in PodMode],
+        default=PodMode.INSECURE.value,
+        help="pod records a-b-c-d.<ns>.pod.<zone> (default insecure, as kind runs)",
+    )
+    serve.add_argument(
+        "--endpoint-pod-names",
+        action="store_true",
+        help="name endpoints without a hostname by their pod, not their dashed IP",
+    )
+    serve.add_argument(
+        "--cache-size",
+        type=int,
+        default=defaults.CACHE_SIZE,
+        help=f"positive answers kept per server block ({defaults.CACHE_SIZE}), "
+        "and a tenth of it of negative ones",
+    )
+    serve.add_argument(
+        "--autopath",
+        action="store_true",
+        help="answer a pod's search list on the server (needs --pods verified)",
+    )
+
+
+def _add_serve_sources(serve: argparse.ArgumentParser) -> None:
+    serve.add_argument(
+        "--zones",
+        action="append",
+        type=Path,
+        metavar="DIR",
+        help=f"manifest directory or file, repeatable (default: ./{defaults.ZONES_DIR})",
+    )
+    serve.add_argument(
+        "--kubeconfig",
+        metavar="PATH",
+        help="follow a live cluster through this kubeconfig (in a pod with "
+        "KUBERNETES_SERVICE_HOST set, the service account is used without it)",
+    )
+    serve.add_argument("--kube-api", metavar="URL", help="override the API server URL")
+    serve.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=defaults.STARTUP_TIMEOUT,
+        metavar="SECONDS",
+        help="how long to wait for the first API sync before opening the ports "
+        f"({defaults.STARTUP_TIMEOUT:g})",
+    )
+    serve.add_argument(
+        "--zones-interval",
+        type=float,
+        default=defaults.ZONES_INTERVAL,
+        metavar="SECONDS",
+        help="how often to look for changed manifest files; 0 never "
+        f"({defaults.ZONES_INTERVAL:g})",
+    )
+    serve.add_argument(
+        "--conf",
+        type=Path,
+        metavar="COREFILE",
+        help="run as a Corefile says (CoreDNS's -conf); the flags above then only add "
+        "--zones, --kubeconfig, --kube-api and --cache-size",
+    )
+    serve.add_argument(
+        "--kube-watch-timeout",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="server-side watch timeout, drawn from [S, 2S]; a stream silent longer "
+        "(plus the same again, at most 30 s) is given up (default 300-600 s)",
+    )
+
+
+def _add_serve_listeners(serve: argparse.ArgumentParser) -> None:
+    host, port = defaults.LISTEN
+    serve.add_argument(
+        "--listen",
+        type=parse_listen,
+        default=defaults.LISTEN,
+        metavar="HOST:PORT",
+        help=f"UDP and TCP address (default {host}:{port}; port 0 picks a free one)",
+    )
+    serve.add_argument(
+        "--tcp-idle-timeout",
+        type=float,
+        default=defaults.TCP_IDLE_TIMEOUT,
+        metavar="SECONDS",
+        help="close a TCP connection idle this long, or slower than this per message "
+        f"({defaults.TCP_IDLE_TIMEOUT:g})",
+    )
+    serve.add_argument(
+        "--max-tcp-connections",
+        type=int,
+        default=defaults.MAX_TCP_CONNECTIONS,
+        metavar="N",
+        help=f"TCP connections open at once; more are closed at once "
+        f"({defaults.MAX_TCP_CONNECTIONS})",
+    )
+    serve.add_argument(
+        "--max-tcp-queries",
+        type=int,
+        default=defaults.MAX_TCP_QUERIES,
+        metavar="N",
+        help=f"queries per TCP connection before it is closed ({defaults.MAX_TCP_QUERIES})",
+    )
+    serve.add_argument(
+        "--udp-size",
+        "--bufsize",
+        dest="udp_size",
+        type=int,
+        default=defaults.UDP_SIZE,
+        metavar="BYTES",
+        help="our EDNS payload: UDP replies are at most this and the client's, 512-65535 "
+        f"(CoreDNS bufsize; {defaults.UDP_SIZE}, DNS Flag Day 2020)",
+    )
+    serve.add_argument(
+        "--udp-thread",
+        action="store_true",
+        help="answer UDP cache hits from a dedicated thread (blocking recvfrom/sendto), "
+        "everything else on the event loop: about 1.8x the queries per CPU second",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N processes on the same port (SO_REUSEPORT), each with its own store (1)",
+    )
+    for flag, what in (("--health", "/health"), ("--ready", "/ready"), ("--metrics", "/metrics")):
+        serve.add_argument(
+            flag, type=parse_address, metavar="HOST:PORT", help=f"serve {what} here (off)"
+        )
+
+
+def flags_config(args: argparse.Namespace) -> ServerConfig:
+    """The server block the ``serve`` flags stand for: the kubernetes zone on
+    ``--listen``, nothing forwarded (names outside the zones are REFUSED)."""
+    host, port = args.listen
+    zones = (absolute(args.zone), *REVERSE_ZONES)
+    external = tuple(absolute(z) for z in args.external_zone)
+    gateway = tuple(absolute(z) for z in args.gateway_zone)
+    return ServerConfig(
+        zones=zones + external + gateway,
+        k8s_external=ExternalDirective(external) if external else None,
+        k8s_gateway=GatewayDirective(gateway) if gateway else None,
+        port=port,
+        bind=(host,),
+        health=args.health or "",
+        ready=args.ready or "",
+        prometheus=args.metrics or "",
+        autopath="@kubernetes" if args.autopath else "",
+        kubernetes=KubernetesConfig(
+            ZoneConfig(
+                zones=zones,
+                pods=PodMode(args.pods),
+                ttl=args.ttl,
+                endpoint_pod_names=args.endpoint_pod_names,
+            ),
+            startup_timeout=args.startup_timeout,
+        ),
+    )
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Run the server from a Corefile (``--conf``) or from the flags; the exit status."""
+    if args.workers < 1:
+        log.error("--workers: want 1 or more, got %d", args.workers)
+        return 1
+    if not 512 <= args.udp_size <= 65535:
+        log.error("--udp-size: want 512 to 65535 bytes, got %d", args.udp_size)
+        return 1
+    options = Options(
+        watch_timeout=args.kube_watch_timeout,
+        tcp_idle_timeout=args.tcp_idle_timeout,
+        max_tcp_connections=args.max_tcp_connections,
+        max_tcp_queries=args.max_tcp_queries,
+        workers=args.workers,
+        udp_thread=args.udp_thread,
+        zones=args.zones,
+        zones_interval=args.zones_interval,
+        kubeconfig=args.kubeconfig or "",
+        kube_api=args.kube_api or "",
+        corefile=args.conf,
+        cache_size=args.cache_size,
+        udp_size=args.udp_size,
+    )
+    if args.conf is not None:
+        try:
+            servers, options.corefile_digest = load_conf(args.conf)
+        except ConfigError as exc:
+            log.error("%s", exc)
+            return 1
+    else:
+        servers = [flags_config(args)]
+    return run(servers, options)
