@@ -15,10 +15,10 @@ import argparse
 import asyncio
 import time
 
-from dnslib import QTYPE, RR, A, DNSRecord, EDNS0
+from dnslib import EDNS0, QTYPE, RR, A, DNSRecord
 
-from clusterdns.plugins.forward import CacheConfig, ForwardCache, ForwardConfig, Forwarder
 from clusterdns.dns.wire import parse_query
+from clusterdns.plugins.forward import CacheConfig, ForwardCache, ForwardConfig, Forwarder
 
 
 def packets(answers: int) -> tuple[bytes, bytes]:
