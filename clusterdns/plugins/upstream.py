@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ConfigError
-from ..core.names import canonical_ip
+from ..core.names import canonical_ip, split_hostport
 from .cache import question_end
+
+DNS_PORT = 53  # RFC 1035 4.2
 
 
 class UpstreamError(Exception):
@@ -36,13 +38,12 @@ def upstream_addresses(to: tuple[str, ...]) -> list[tuple[str, int]]:
     """
     out: list[tuple[str, int]] = []
     for item in to:
-        text = item.removeprefix("dns://")
-        if canonical_ip(text.strip("[]")) is not None:
-            out.append((text.strip("[]"), 53))
-            continue
-        host, sep, port = text.rpartition(":")
-        if sep and canonical_ip(host.strip("[]")) is not None and port.isdigit():
-            out.append((host.strip("[]"), int(port)))
+        try:
+            host, port = split_hostport(item.removeprefix("dns://"), DNS_PORT)
+        except ValueError:  # no address: a file, or nothing usable (said below)
+            host, port = "", DNS_PORT
+        if canonical_ip(host) is not None:
+            out.append((host, port))
             continue
         path = Path(item)
         try:

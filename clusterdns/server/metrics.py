@@ -32,6 +32,7 @@ from prometheus_client.core import (
 )
 
 from .. import __version__
+from ..core.names import split_hostport
 from ..core.rr import QTYPE_NAMES, RCODE_NAMES
 from ..plugins.chain import QueryMetrics
 
@@ -448,10 +449,9 @@ def registry(collector: Collector) -> CollectorRegistry:
 def serve_metrics(address: str, reg: CollectorRegistry | None = None) -> Any:
     """Serve ``/metrics`` on ``host:port`` in a daemon thread (prometheus_client's server).
 
-    Returns the HTTP server (``shutdown()`` stops it). Raises OSError if it cannot bind.
+    Returns the HTTP server (``shutdown()`` stops it). Raises OSError if it cannot bind,
+    ValueError for an address that is not ``host:port``.
     """
-    host, _, port = address.rpartition(":")
-    server, _thread = start_http_server(
-        int(port), addr=(host.strip("[]") or "0.0.0.0"), registry=reg or REGISTRY
-    )
+    host, port = split_hostport(address)
+    server, _thread = start_http_server(port, addr=host or "0.0.0.0", registry=reg or REGISTRY)
     return server
