@@ -37,7 +37,7 @@ OWNERS = {
     "urllib3": {"sources/kube.py"},
     "yaml": {"sources/yamlsafe.py"},
     "prometheus_client": {"server/metrics.py"},
-    "cachetools": {"plugins/forward.py"},
+    "cachetools": {"plugins/cache.py"},
     "uvloop": {"server/app.py"},
     "dnslib": {"plugins/"},
     "dns": {"tools/explain.py", "testing/__init__.py"},

@@ -13,19 +13,20 @@ back unchanged and the client walks its own list.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from dnslib import CNAME, QTYPE, RR, DNSLabel, DNSQuestion, DNSRecord
 
 from ..core.names import find_zone
-from ..core.resolver import Answer, resolve
+from ..core.resolver import Answer, ZoneConfig, resolve
 from ..core.rr import RR as Rec
 from ..core.rr import QType, Rcode
+from ..core.store import Store
 from ..dns.wire import Query, encode_answer
 
 if TYPE_CHECKING:
-    from .chain import Handler
     from .forward import Forwarder
 
 log = logging.getLogger("clusterdns.plugins.autopath")
@@ -34,6 +35,10 @@ log = logging.getLogger("clusterdns.plugins.autopath")
 # NXDOMAIN goes on to the next name. So do errors (CoreDNS would return an upstream's
 # REFUSED under a CNAME, which helps no client): only an answer or NODATA is "found".
 FOUND = (Rcode.NOERROR,)
+
+
+def _nothing() -> None:
+    """No counter to bump."""
 
 
 class AutoPath:
@@ -53,15 +58,25 @@ class AutoPath:
         return [f"{namespace}.svc.{zone}", f"svc.{zone}", zone, *self.domains, "."]
 
     def search(
-        self, handler: Handler, query: Query, limit: int, client: str
+        self,
+        query: Query,
+        limit: int,
+        client: str,
+        *,
+        store: Store,
+        config: ZoneConfig | None,
+        forwarder: Callable[[str], Forwarder | None],
+        counted: Callable[[], None] = _nothing,
     ) -> bytes | Awaitable[bytes | None] | None:
         """The reply found along the client's search path (an awaitable when upstream
         names must be tried; it gives None if none exists), or None to answer the asked
-        name's NXDOMAIN as usual. ``client``: the source IP of the query."""
-        config = handler.config
+        name's NXDOMAIN as usual. ``client``: the source IP of the query; ``store`` and
+        ``config``: the cluster records and zone of the server block; ``forwarder``: the
+        forwarder for an out-of-zone name (None: not forwarded); ``counted``: called once
+        per query autopath answered (coredns_autopath_success)."""
         if config is None:
             return None
-        namespace = handler.store.pod_namespace(client)
+        namespace = store.pod_namespace(client)
         if namespace is None:
             return None
         path = self.path(namespace, config.cluster_domain)
@@ -72,28 +87,37 @@ class AutoPath:
         candidates = [f"{base}.{domain}" if domain != "." else base + "." for domain in path[1:]]
         for i, name in enumerate(candidates):
             if find_zone(name, config.zones) is None:
-                forwarder = handler._forwarder(name)
-                if forwarder is None:
+                upstream = forwarder(name)
+                if upstream is None:
                     return None
-                return self._upstream(forwarder, query, limit, candidates[i:], handler)
-            answer = resolve(handler.store, name, query.qtype, config)
+                return self._upstream(upstream, query, limit, candidates[i:], config.ttl, counted)
+            answer = resolve(store, name, query.qtype, config)
             if answer is not None and answer.rcode in FOUND:
                 self.success += 1
-                if handler.metrics is not None:
-                    handler.metrics.autopath_success += 1
+                counted()
                 return self._cname(query, limit, name, answer, config.ttl)
         return None
 
     @staticmethod
     def _cname(query: Query, limit: int, target: str, answer: Answer, ttl: int) -> bytes:
-        answer.answer.insert(0, Rec(query.qname, QType.CNAME, ttl, target))
-        header, _, tail = encode_answer(query, answer, limit)
+        """The found answer under a CNAME from the asked name (a new Answer: the
+        resolver's stays as it returned it)."""
+        cname = Rec(query.qname, QType.CNAME, ttl, target)
+        found = replace(answer, answer=[cname, *answer.answer])
+        header, _, tail = encode_answer(query, found, limit)
         return header + query.question + tail
 
     async def _upstream(
-        self, forwarder: Forwarder, query: Query, limit: int, names: list[str], handler: Handler
+        self,
+        forwarder: Forwarder,
+        query: Query,
+        limit: int,
+        names: list[str],
+        ttl: int,
+        counted: Callable[[], None],
     ) -> bytes | None:
-        """Try the out-of-zone candidates upstream, in order; None keeps the NXDOMAIN."""
+        """Try the out-of-zone candidates upstream, in order; None keeps the NXDOMAIN.
+        ``ttl``: the CNAME's TTL when the found answer has no records."""
         for name in names:
             question = DNSRecord.question(name.rstrip(".") or ".", QTYPE.get(query.qtype))
             try:
@@ -104,11 +128,10 @@ class AutoPath:
             if reply.header.rcode not in FOUND:
                 continue
             self.success += 1
-            if handler.metrics is not None:
-                handler.metrics.autopath_success += 1
+            counted()
             reply.header.id = query.id
             reply.questions = [DNSQuestion(DNSLabel(query.labels), query.qtype, query.qclass)]
-            ttl = min((rr.ttl for rr in reply.rr), default=_ttl(handler))
+            ttl = min((rr.ttl for rr in reply.rr), default=ttl)
             cname = RR(DNSLabel(query.labels), QTYPE.CNAME, 1, ttl, CNAME(name))
             reply.rr = [cname, *reply.rr]
             data = bytes(reply.pack())
@@ -118,8 +141,3 @@ class AutoPath:
                 data = bytes(reply.pack())
             return data
         return None
-
-
-def _ttl(handler: Handler) -> int:
-    """The TTL for an autopath CNAME when the found answer has no records."""
-    return handler.config.ttl if handler.config is not None else 30

@@ -385,7 +385,10 @@ class Handler:
         if answer is None and passed is not None:
             answer = passed
         if answer is not None and answer.rcode == Rcode.NXDOMAIN and self.autopath and client:
-            found = self.autopath.search(self, query, limit, client)
+            found = self.autopath.search(
+                query, limit, client, store=self.store, config=self.config,
+                forwarder=self._forwarder, counted=self._autopath_counted,
+            )
             if isinstance(found, bytes):
                 return found, "autopath"
             if found is not None:
@@ -496,6 +499,10 @@ class Handler:
             limit = query.limit(False)
             if query.edns is None or query.edns[1] == 0:
                 self._quick_negative(query, limit)
+
+    def _autopath_counted(self) -> None:
+        if self.metrics is not None:
+            self.metrics.autopath_success += 1
 
     def _forwarder(self, qname: str) -> Forwarder | None:
         for forwarder in self.forwarders:

@@ -14,7 +14,8 @@ import platform
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from prometheus_client import (
     REGISTRY,
@@ -31,6 +32,7 @@ from prometheus_client.core import (
 )
 
 from .. import __version__
+from ..core.names import split_hostport
 from ..core.rr import QTYPE_NAMES, RCODE_NAMES
 from ..plugins.chain import QueryMetrics
 
@@ -40,26 +42,8 @@ TIME_BUCKETS = tuple(0.00025 * 2**i for i in range(16))
 SIZE_BUCKETS = (0, 100, 200, 300, 400, 511, 1023, 2047, 4095, 8291, 16e3, 32e3, 48e3, 64e3)
 # qtypes with a label value of their own (CoreDNS vars.monitorType); the rest are "other"
 MONITORED_TYPES = frozenset(
-    [
-        "A",
-        "AAAA",
-        "CNAME",
-        "DNSKEY",
-        "DS",
-        "MX",
-        "NSEC3",
-        "NSEC",
-        "NS",
-        "PTR",
-        "RRSIG",
-        "SOA",
-        "SRV",
-        "TXT",
-        "HTTPS",
-        "IXFR",
-        "AXFR",
-        "ANY",
-    ]
+    ["A", "AAAA", "CNAME", "DNSKEY", "DS", "MX", "NSEC3", "NSEC", "NS", "PTR", "RRSIG", "SOA"]
+    + ["SRV", "TXT", "HTTPS", "IXFR", "AXFR", "ANY"]
 )
 
 
@@ -105,16 +89,6 @@ class Histogram:
 
 def _le(bound: float) -> str:
     return repr(float(bound)) if bound != int(bound) else f"{float(bound)}"
-
-
-def _histograms(
-    name: str, doc: str, labels: list[str], data: dict[tuple[str, ...], Histogram]
-) -> Metric:
-    family = HistogramMetricFamily(name, doc, labels=labels)
-    for values, hist in data.items():
-        buckets, total = hist.export()
-        family.add_metric(list(values), buckets, total)
-    return family
 
 
 class Metrics(QueryMetrics):
@@ -240,9 +214,204 @@ def _hist(table: dict[Any, Histogram], key: Any, buckets: tuple[float, ...]) -> 
     return hist
 
 
+class Scrape(NamedTuple):
+    """What one scrape exports: the servers' counters (folded) and the process-wide ones."""
+
+    servers: list[Metrics]
+    reload_failed: int
+
+
+Sample = tuple[tuple[str, ...], Any]  # (label values, a number or a Histogram)
+
+
+@dataclass(frozen=True)
+class Family:
+    """One exported metric family: its name, type (``counter``, ``gauge``, ``histogram``),
+    help text and label names as CoreDNS exports them, and where its samples come from."""
+
+    name: str
+    kind: str
+    help: str
+    labels: tuple[str, ...]
+    samples: Callable[[Scrape], Iterable[Sample]]
+
+    def export(self, scrape: Scrape) -> Metric:
+        """The family with its samples. Histograms with the same label values are
+        exported once (the last one), counters and gauges as many times as found."""
+        if self.kind == "histogram":
+            family = HistogramMetricFamily(self.name, self.help, labels=list(self.labels))
+            for values, hist in dict(self.samples(scrape)).items():
+                buckets, total = hist.export()
+                family.add_metric(list(values), buckets, total)
+            return family
+        make = CounterMetricFamily if self.kind == "counter" else GaugeMetricFamily
+        out = make(self.name, self.help, labels=list(self.labels))
+        for values, value in self.samples(scrape):
+            out.add_metric(list(values), value)
+        return out
+
+
+def _each(scrape: Scrape, table: Callable[[Metrics], dict[Any, Any]]) -> Iterator[
+    tuple[Metrics, Any, Any]
+]:
+    """(server, key, value) of one table of every server."""
+    for m in scrape.servers:
+        for key, value in list(table(m).items()):
+            yield m, key, value
+
+
+def _cached(scrape: Scrape) -> Iterator[Metrics]:
+    """The servers with a forward cache."""
+    return (m for m in scrape.servers if m.cache_entries is not None)
+
+
+def _build(_: Scrape) -> Iterable[Sample]:
+    return [((__version__, "clusterdns", f"python{platform.python_version()}"), 1)]
+
+
+SERVER = ("server", "zone", "view")
+CACHE = ("server", "type", "zones", "view")
+CACHE_TOTALS = ("server", "zones", "view")
+TIME_HELP = "Histogram of the time each request took."
+HEALTH_HELP = "Counter of the number of failed healthchecks."
+
+# Every family exported, in export order (CoreDNS plugin/metrics/vars, plugin/cache,
+# plugin/forward, plugin/autopath). The coredns_forward_* counters and histogram are the
+# names CoreDNS exported before 1.11, which the coredns-mixin alerts and dashboard still
+# query (CoreDNSForwardLatencyHigh, ...ErrorsHigh, ...HealthcheckFailureCount): exported
+# too, so those alerts work here.
+FAMILIES: tuple[Family, ...] = (
+    Family(
+        "coredns_build_info", "gauge",
+        "A metric with a constant '1' value labeled by version, "
+        "revision, and goversion from which CoreDNS was built.",
+        ("version", "revision", "goversion"), _build,
+    ),
+    Family(
+        "coredns_reload_failed", "counter", "Counter of the number of failed reload attempts.",
+        (), lambda s: [((), s.reload_failed)],
+    ),
+    Family(
+        "coredns_panics", "counter", "A metrics that counts the number of panics.",
+        (), lambda s: [((), 0)],
+    ),
+    Family(
+        "coredns_plugin_enabled", "gauge",
+        "A metric that indicates whether a plugin is enabled on per server and zone basis.",
+        ("server", "zone", "view", "name"),
+        lambda s: [((m.server, m.zone, "", n), 1) for m in s.servers for n in m.plugins],
+    ),
+    Family(
+        "coredns_dns_requests", "counter",
+        "Counter of DNS requests made per zone, protocol and family.",
+        (*SERVER, "proto", "family", "type"),
+        lambda s: [((m.server, m.zone, "", *k), n) for m, k, n in _each(s, lambda m: m.requests)],
+    ),
+    Family(
+        "coredns_dns_responses", "counter", "Counter of response status codes.",
+        (*SERVER, "rcode", "plugin"),
+        lambda s: [((m.server, m.zone, "", *k), n) for m, k, n in _each(s, lambda m: m.responses)],
+    ),
+    Family(
+        "coredns_dns_do_requests", "counter", "Counter of DNS requests with DO bit set per zone.",
+        ("server", "view", "zone"),
+        lambda s: [((m.server, "", m.zone), m.do_requests) for m in s.servers],
+    ),
+    Family(
+        "coredns_dns_request_duration_seconds", "histogram",
+        "Histogram of the time (in seconds) each request took per zone.",
+        SERVER, lambda s: [((m.server, m.zone, ""), m.duration) for m in s.servers],
+    ),
+    Family(
+        "coredns_dns_request_size_bytes", "histogram", "Size of the request in bytes.",
+        (*SERVER, "proto"),
+        lambda s: [
+            ((m.server, m.zone, "", p), h) for m, p, h in _each(s, lambda m: m.request_size)
+        ],
+    ),
+    Family(
+        "coredns_dns_response_size_bytes", "histogram", "Size of the returned response in bytes.",
+        (*SERVER, "proto"),
+        lambda s: [
+            ((m.server, m.zone, "", p), h) for m, p, h in _each(s, lambda m: m.response_size)
+        ],
+    ),
+    Family(
+        "coredns_cache_entries", "gauge", "The number of elements in the cache.", CACHE,
+        lambda s: [
+            ((m.server, kind, m.cache_zones, ""), n)
+            for m in _cached(s)
+            for kind, n in (m.cache_entries() if m.cache_entries else {}).items()
+        ],
+    ),
+    Family(
+        "coredns_cache_hits", "counter", "The count of cache hits.", CACHE,
+        lambda s: [
+            ((m.server, kind, m.cache_zones, ""), m.cache_hits.get(kind, 0))
+            for m in _cached(s)
+            for kind in ("success", "denial")
+        ],
+    ),
+    Family(
+        "coredns_cache_misses", "counter",
+        "The count of cache misses. Deprecated, derive misses from cache hits/requests counters.",
+        CACHE_TOTALS,
+        lambda s: [((m.server, m.cache_zones, ""), m.cache_misses) for m in _cached(s)],
+    ),
+    Family(
+        "coredns_cache_requests", "counter", "The count of cache requests.", CACHE_TOTALS,
+        lambda s: [
+            ((m.server, m.cache_zones, ""), m.cache_misses + sum(m.cache_hits.values()))
+            for m in _cached(s)
+        ],
+    ),
+    Family(
+        "coredns_proxy_request_duration_seconds", "histogram", TIME_HELP,
+        ("proxy_name", "to", "rcode"),
+        lambda s: [(("forward", *k), h) for _, k, h in _each(s, lambda m: m.proxy_duration)],
+    ),
+    Family(
+        "coredns_forward_request_duration_seconds", "histogram", TIME_HELP, ("to", "rcode"),
+        lambda s: [(k, h) for _, k, h in _each(s, lambda m: m.proxy_duration)],
+    ),
+    Family(
+        "coredns_proxy_healthcheck_failures", "counter", HEALTH_HELP, ("proxy_name", "to"),
+        lambda s: [(("forward", to), n) for _, to, n in _each(s, lambda m: m.healthcheck_failures)],
+    ),
+    Family(
+        "coredns_forward_healthcheck_broken", "counter",
+        "Counter of the number of complete failures of the healthchecks.", (),
+        lambda s: [((), sum(m.healthcheck_broken_count for m in s.servers))],
+    ),
+    Family(
+        "coredns_forward_max_concurrent_rejects", "counter",
+        "Counter of the number of queries rejected because the concurrent queries were at "
+        "maximum.", (),
+        lambda s: [((), sum(m.max_concurrent_rejects for m in s.servers))],
+    ),
+    Family(
+        "coredns_autopath_success", "counter", "Counter of requests that did autopath.",
+        ("server",), lambda s: [((m.server,), m.autopath_success) for m in s.servers],
+    ),
+    Family(
+        "coredns_forward_requests", "counter", "Counter of requests made per upstream.", ("to",),
+        lambda s: [((to,), n) for _, to, n in _each(s, lambda m: m.forward_requests)],
+    ),
+    Family(
+        "coredns_forward_responses", "counter", "Counter of responses received per upstream.",
+        ("rcode", "to"),
+        lambda s: [((rc, to), n) for _, (to, rc), n in _each(s, lambda m: m.forward_responses)],
+    ),
+    Family(
+        "coredns_forward_healthcheck_failures", "counter", HEALTH_HELP, ("to",),
+        lambda s: [((to,), n) for _, to, n in _each(s, lambda m: m.healthcheck_failures)],
+    ),
+)
+
+
 class Collector:
     """Exports every registered :class:`Metrics` at scrape time, plus process-wide ones
-    (build info, reload failures)."""
+    (build info, reload failures): the families of :data:`FAMILIES`."""
 
     def __init__(self) -> None:
         self.servers: list[Metrics] = []
@@ -263,189 +432,9 @@ class Collector:
         """prometheus_client's collector protocol."""
         with self._lock:
             servers = [m.folded() for m in self.servers]
-        build = GaugeMetricFamily(
-            "coredns_build_info",
-            "A metric with a constant '1' value labeled by version, "
-            "revision, and goversion from which CoreDNS was built.",
-            labels=["version", "revision", "goversion"],
-        )
-        build.add_metric([__version__, "clusterdns", f"python{platform.python_version()}"], 1)
-        yield build
-        reload_failed = CounterMetricFamily(
-            "coredns_reload_failed", "Counter of the number of failed reload attempts."
-        )
-        reload_failed.add_metric([], self.reload_failed)
-        yield reload_failed
-        panics = CounterMetricFamily(
-            "coredns_panics", "A metrics that counts the number of panics."
-        )
-        panics.add_metric([], 0)
-        yield panics
-        enabled = GaugeMetricFamily(
-            "coredns_plugin_enabled",
-            "A metric that indicates whether a plugin is enabled on per server and zone basis.",
-            labels=["server", "zone", "view", "name"],
-        )
-        for m in servers:
-            for name in m.plugins:
-                enabled.add_metric([m.server, m.zone, "", name], 1)
-        yield enabled
-        yield from self._dns(servers)
-        yield from self._plugins(servers)
-
-    def _dns(self, servers: list[Metrics]) -> Iterator[Metric]:
-        requests = CounterMetricFamily(
-            "coredns_dns_requests",
-            "Counter of DNS requests made per zone, protocol and family.",
-            labels=["server", "zone", "view", "proto", "family", "type"],
-        )
-        responses = CounterMetricFamily(
-            "coredns_dns_responses",
-            "Counter of response status codes.",
-            labels=["server", "zone", "view", "rcode", "plugin"],
-        )
-        do = CounterMetricFamily(
-            "coredns_dns_do_requests",
-            "Counter of DNS requests with DO bit set per zone.",
-            labels=["server", "view", "zone"],
-        )
-        duration: dict[tuple[str, ...], Histogram] = {}
-        req_size: dict[tuple[str, ...], Histogram] = {}
-        resp_size: dict[tuple[str, ...], Histogram] = {}
-        for m in servers:
-            base = [m.server, m.zone, ""]
-            for (proto, family, qtype), n in list(m.requests.items()):
-                requests.add_metric([*base, proto, family, qtype], n)
-            for (rcode, plugin), n in list(m.responses.items()):
-                responses.add_metric([*base, rcode, plugin], n)
-            do.add_metric([m.server, "", m.zone], m.do_requests)
-            duration[tuple(base)] = m.duration
-            for proto, hist in list(m.request_size.items()):
-                req_size[(*base, proto)] = hist
-            for proto, hist in list(m.response_size.items()):
-                resp_size[(*base, proto)] = hist
-        yield requests
-        yield responses
-        yield do
-        yield _histograms(
-            "coredns_dns_request_duration_seconds",
-            "Histogram of the time (in seconds) each request took per zone.",
-            ["server", "zone", "view"],
-            duration,
-        )
-        yield _histograms(
-            "coredns_dns_request_size_bytes",
-            "Size of the request in bytes.",
-            ["server", "zone", "view", "proto"],
-            req_size,
-        )
-        yield _histograms(
-            "coredns_dns_response_size_bytes",
-            "Size of the returned response in bytes.",
-            ["server", "zone", "view", "proto"],
-            resp_size,
-        )
-
-    def _plugins(self, servers: list[Metrics]) -> Iterator[Metric]:
-        entries = GaugeMetricFamily(
-            "coredns_cache_entries",
-            "The number of elements in the cache.",
-            labels=["server", "type", "zones", "view"],
-        )
-        hits = CounterMetricFamily(
-            "coredns_cache_hits",
-            "The count of cache hits.",
-            labels=["server", "type", "zones", "view"],
-        )
-        misses = CounterMetricFamily(
-            "coredns_cache_misses",
-            "The count of cache misses. Deprecated, derive misses from "
-            "cache hits/requests counters.",
-            labels=["server", "zones", "view"],
-        )
-        cache_requests = CounterMetricFamily(
-            "coredns_cache_requests",
-            "The count of cache requests.",
-            labels=["server", "zones", "view"],
-        )
-        proxy: dict[tuple[str, ...], Histogram] = {}
-        failures = CounterMetricFamily(
-            "coredns_proxy_healthcheck_failures",
-            "Counter of the number of failed healthchecks.",
-            labels=["proxy_name", "to"],
-        )
-        # The names CoreDNS exported before 1.11, which the coredns-mixin alerts and
-        # dashboard still query (CoreDNSForwardLatencyHigh, ...ErrorsHigh,
-        # ...HealthcheckFailureCount): exported too, so those alerts work here.
-        legacy_requests = CounterMetricFamily(
-            "coredns_forward_requests", "Counter of requests made per upstream.", labels=["to"]
-        )
-        legacy_responses = CounterMetricFamily(
-            "coredns_forward_responses",
-            "Counter of responses received per upstream.",
-            labels=["rcode", "to"],
-        )
-        legacy_failures = CounterMetricFamily(
-            "coredns_forward_healthcheck_failures",
-            "Counter of the number of failed healthchecks.",
-            labels=["to"],
-        )
-        legacy_duration: dict[tuple[str, ...], Histogram] = {}
-        broken = CounterMetricFamily(
-            "coredns_forward_healthcheck_broken",
-            "Counter of the number of complete failures of the healthchecks.",
-        )
-        rejects = CounterMetricFamily(
-            "coredns_forward_max_concurrent_rejects",
-            "Counter of the number of queries rejected because the concurrent queries were at "
-            "maximum.",
-        )
-        autopath = CounterMetricFamily(
-            "coredns_autopath_success",
-            "Counter of requests that did autopath.",
-            labels=["server"],
-        )
-        broken_total = rejects_total = 0
-        for m in servers:
-            if m.cache_entries is not None:
-                for kind, n in m.cache_entries().items():
-                    entries.add_metric([m.server, kind, m.cache_zones, ""], n)
-                for kind in ("success", "denial"):
-                    hits.add_metric([m.server, kind, m.cache_zones, ""], m.cache_hits[kind])
-                misses.add_metric([m.server, m.cache_zones, ""], m.cache_misses)
-                cache_requests.add_metric(
-                    [m.server, m.cache_zones, ""], m.cache_misses + sum(m.cache_hits.values())
-                )
-            for (to, rcode), hist in list(m.proxy_duration.items()):
-                proxy[("forward", to, rcode)] = hist
-                legacy_duration[(to, rcode)] = hist
-            for to, n in list(m.healthcheck_failures.items()):
-                failures.add_metric(["forward", to], n)
-                legacy_failures.add_metric([to], n)
-            for to, n in list(m.forward_requests.items()):
-                legacy_requests.add_metric([to], n)
-            for (to, rcode), n in list(m.forward_responses.items()):
-                legacy_responses.add_metric([rcode, to], n)
-            broken_total += m.healthcheck_broken_count
-            rejects_total += m.max_concurrent_rejects
-            autopath.add_metric([m.server], m.autopath_success)
-        broken.add_metric([], broken_total)
-        rejects.add_metric([], rejects_total)
-        yield from (entries, hits, misses, cache_requests)
-        yield _histograms(
-            "coredns_proxy_request_duration_seconds",
-            "Histogram of the time each request took.",
-            ["proxy_name", "to", "rcode"],
-            proxy,
-        )
-        yield _histograms(
-            "coredns_forward_request_duration_seconds",
-            "Histogram of the time each request took.",
-            ["to", "rcode"],
-            legacy_duration,
-        )
-        yield from (failures, broken, rejects, autopath)
-        yield from (legacy_requests, legacy_responses, legacy_failures)
+        scrape = Scrape(servers, self.reload_failed)
+        for family in FAMILIES:
+            yield family.export(scrape)
 
 
 def registry(collector: Collector) -> CollectorRegistry:
@@ -460,10 +449,9 @@ def registry(collector: Collector) -> CollectorRegistry:
 def serve_metrics(address: str, reg: CollectorRegistry | None = None) -> Any:
     """Serve ``/metrics`` on ``host:port`` in a daemon thread (prometheus_client's server).
 
-    Returns the HTTP server (``shutdown()`` stops it). Raises OSError if it cannot bind.
+    Returns the HTTP server (``shutdown()`` stops it). Raises OSError if it cannot bind,
+    ValueError for an address that is not ``host:port``.
     """
-    host, _, port = address.rpartition(":")
-    server, _thread = start_http_server(
-        int(port), addr=(host.strip("[]") or "0.0.0.0"), registry=reg or REGISTRY
-    )
+    host, port = split_hostport(address)
+    server, _thread = start_http_server(port, addr=host or "0.0.0.0", registry=reg or REGISTRY)
     return server
