@@ -40,7 +40,7 @@ OWNERS = {
     "cachetools": {"plugins/cache.py"},
     "uvloop": {"server/app.py"},
     "dnslib": {"plugins/"},
-    "dns": {"tools/explain.py", "testing/__init__.py"},
+    "dns": {"tools/explain.py", "testing/server.py"},
     "pytest": {"testing/__init__.py"},
 }
 
