@@ -26,7 +26,8 @@ import pytest
 from clusterdns.core.records import Endpoint, EndpointSlice, Namespace, Pod, Service, ServiceKind
 from clusterdns.core.resolver import PodMode, ZoneConfig
 from clusterdns.core.store import Store
-from clusterdns.dns.wire import AnswerCache, parse_query
+from clusterdns.dns.cache import AnswerCache
+from clusterdns.dns.wire import parse_query
 from clusterdns.plugins.chain import Handler
 
 from .conftest import COREDNS, NOW, load_store

@@ -23,21 +23,11 @@ from ..core.names import find_zone
 from ..core.resolver import Answer, ZoneConfig, resolve
 from ..core.rr import QClass, QType, Rcode
 from ..core.store import Store, Tag
-from ..dns.wire import (
-    DEFAULT_UDP_SIZE,
-    MIN_UDP,
-    TCP_LIMIT,
-    AnswerCache,
-    Drop,
-    Query,
-    encode_answer,
-    error_response,
-    find_opt,
-    header_only_response,
-    negative_response,
-    parse_header,
-    parse_query,
-)
+from ..dns.cache import AnswerCache
+from ..dns.edns import DEFAULT_UDP_SIZE, MIN_UDP, TCP_LIMIT, find_opt
+from ..dns.encode import encode_answer, error_response, header_only_response, negative_response
+from ..dns.message import Drop, Query
+from ..dns.wire import parse_header, parse_query
 from .autopath import AutoPath
 from .chaos import Chaos
 from .forward import Forwarder, ForwardMetrics
