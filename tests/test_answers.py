@@ -274,7 +274,8 @@ def test_quick_negative_answers_equal_the_resolvers() -> None:
     store = load_store(COREDNS)
     quick = Handler(store, CONFIG)
     slow = Handler(store, CONFIG)
-    slow._quick = False
+    assert slow.kubernetes is not None
+    slow.kubernetes.quick = False
     names = [
         "NoSuch.TestNs.svc.Cluster.Local.",
         "svc1.testns.svc.cluster.local.testns.svc.cluster.local.",
