@@ -404,7 +404,8 @@ async def _guarded(pending: Awaitable[bytes | None], query: Query, plugin: str) 
 # Corefile does not switch the plugin on). Adding a plugin: a module with its step, a row
 # here. Built once per Handler (``Handler.steps``); a cache hit never enters it.
 CHAIN: tuple[tuple[str, Callable[[Handler], Step | None]], ...] = (
-    ("loop", lambda h: steps.loop),
+    ("loop", lambda h: steps.loop),  # first, not at its plugin.cfg place: it only counts
+    # its probes, and must see them before any plugin answers
     ("chaos", lambda h: steps.chaos if h.chaos is not None else None),
     ("rewrite", lambda h: steps.rewrite if h.rewriter is not None else None),
     ("template", lambda h: steps.template if h.templates else None),
