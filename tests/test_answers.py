@@ -26,7 +26,8 @@ import pytest
 from clusterdns.core.records import Endpoint, EndpointSlice, Namespace, Pod, Service, ServiceKind
 from clusterdns.core.resolver import PodMode, ZoneConfig
 from clusterdns.core.store import Store
-from clusterdns.dns.wire import AnswerCache, parse_query
+from clusterdns.dns.cache import AnswerCache
+from clusterdns.dns.wire import parse_query
 from clusterdns.plugins.chain import Handler
 
 from .conftest import COREDNS, NOW, load_store
@@ -273,7 +274,8 @@ def test_quick_negative_answers_equal_the_resolvers() -> None:
     store = load_store(COREDNS)
     quick = Handler(store, CONFIG)
     slow = Handler(store, CONFIG)
-    slow._quick = False
+    assert slow.kubernetes is not None
+    slow.kubernetes.quick = False
     names = [
         "NoSuch.TestNs.svc.Cluster.Local.",
         "svc1.testns.svc.cluster.local.testns.svc.cluster.local.",

@@ -279,7 +279,7 @@ def test_cache_is_bounded_and_a_flood_of_negatives_keeps_the_positives() -> None
 
 def test_cache_key_folds_the_name_only() -> None:
     # qtype 65 (0x0041) and 97 (0x0061) differ by the bit that folds ASCII case.
-    from clusterdns.dns.wire import AnswerCache
+    from clusterdns.dns.cache import AnswerCache
 
     def key(name: str, qtype: int) -> object:
         return AnswerCache.key(parse_query(dns.message.make_query(name, qtype).to_wire()), 512)
@@ -315,13 +315,13 @@ def test_loadbalance_rotates_addresses_and_keeps_cnames_first() -> None:
 @pytest.mark.parametrize("qtype", ["A", "TXT"])
 def test_negative_answer_template_equals_the_general_writer(name: str, qtype: str) -> None:
     from clusterdns.core.resolver import resolve
-    from clusterdns.dns import wire
+    from clusterdns.dns import encode, wire
 
     store = load_store(Path(__file__).resolve().parent.parent / "zones")
     query = wire.parse_query(dns.message.make_query(name, qtype).to_wire())
     answer = resolve(store, query.qname, query.qtype, ZoneConfig())
     assert answer is not None and not answer.answer
-    writer = wire._Writer(query, answer.zone)
+    writer = encode._Writer(query, answer.zone)
     for rec in answer.authority:
         writer.record(rec)
-    assert wire._negative(query, answer) == bytes(writer.data[12 + len(query.question):])
+    assert encode._negative(query, answer) == bytes(writer.data[12 + len(query.question):])

@@ -1,7 +1,7 @@
 """DNS constants and the record tuples the pure core speaks (RFC 1035 3.2, RFC 6895).
 
-Kept free of any wire library so that the resolver stays pure; ``wire`` turns these tuples
-into packets with dnslib.
+Kept free of any wire library so that the resolver stays pure; our own encoder
+(``clusterdns.dns.encode``, not dnslib) writes these tuples into packets.
 """
 
 from __future__ import annotations

@@ -4,9 +4,11 @@
 k8s_external, kubernetes with autopath, forward; loadbalance on the way out), ``forward``
 (upstreams over UDP, TCP and TLS, health checks, the forward cache), ``autopath``,
 ``hosts``, ``rewrite``, ``template``, ``chaos``, ``querylog`` (log), ``k8s_external`` and
-``k8s_gateway`` (names for what the cluster exposes). The kubernetes plugin is the core's
-resolver. A new plugin is a new module here, parsed in ``clusterdns.corefile`` and placed
-in ``chain``.
+``k8s_gateway`` (names for what the cluster exposes), ``kubernetes`` (the cluster zone's
+step around the core's resolver), ``loadbalance`` (rotations); ``steps`` (the chain's
+per-query state and the steps of the older plugins), ``report`` (metrics protocol, fault
+log). A new plugin is a new module here, parsed in ``clusterdns.corefile`` and placed as
+one row of ``chain.CHAIN``.
 
 May import: the standard library, ``clusterdns.core``, ``clusterdns.dns``, other plugins,
 dnslib (messages built or inspected off the hot path) and cachetools (the forward cache).

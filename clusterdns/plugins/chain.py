@@ -1,10 +1,11 @@
-"""The query handler: the fixed chain a Corefile switches on (DESIGN.md 1).
+"""The query handler and the chain a Corefile switches on (DESIGN.md 1).
 
-bytes in, bytes out: parse -> answer cache -> kubernetes zone (pure resolver) -> encode;
-names the zone does not answer (outside it, or NXDOMAIN under ``fallthrough``) go to
-``forward``. Order lives here, as CoreDNS keeps it in plugin.cfg. Nothing a client sends
-escapes as an exception: a bad packet gets FORMERR/NOTIMP or no reply, and an internal
-fault gets SERVFAIL.
+bytes in, bytes out: parse -> answer cache -> the chain -> encode. The chain is
+:data:`CHAIN`, one row per plugin in CoreDNS's plugin.cfg order (loop, chaos, rewrite,
+template, hosts, k8s_gateway, k8s_external, kubernetes with autopath, forward; loadbalance
+on the way out, in :meth:`Handler.encode`). A cache hit never enters it. Nothing a client
+sends escapes as an exception: a bad packet gets FORMERR/NOTIMP or no reply, and an
+internal fault gets SERVFAIL.
 
 :meth:`Handler.handle` returns the reply bytes at once for everything answered from
 memory; only a forwarded query returns an awaitable, which the transport awaits.
@@ -14,70 +15,41 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Union
+from collections.abc import Awaitable, Callable, Sequence
 
-from ..core.depends import dependencies, quick_negative
+from ..core import defaults
+from ..core.depends import dependencies
 from ..core.errors import ClusterDNSError
 from ..core.names import find_zone
-from ..core.resolver import Answer, ZoneConfig, resolve
-from ..core.rr import QClass, QType, Rcode
-from ..core.store import Store, Tag
-from ..dns.wire import (
-    DEFAULT_UDP_SIZE,
-    MIN_UDP,
-    TCP_LIMIT,
-    AnswerCache,
-    Drop,
-    Query,
-    encode_answer,
-    error_response,
-    find_opt,
-    header_only_response,
-    negative_response,
-    parse_header,
-    parse_query,
-)
+from ..core.resolver import Answer, ZoneConfig
+from ..core.rr import Rcode
+from ..core.store import Store
+from ..dns.cache import AnswerCache
+from ..dns.edns import DEFAULT_UDP_SIZE, MIN_UDP, TCP_LIMIT, find_opt
+from ..dns.encode import encode_answer, error_response, header_only_response
+from ..dns.message import Drop, Query
+from ..dns.wire import parse_header, parse_query
+from . import steps
 from .autopath import AutoPath
 from .chaos import Chaos
-from .forward import Forwarder, ForwardMetrics
+from .forward import Forwarder
 from .hosts import Hosts
-from .k8s_external import ExternalConfig, resolve_external
-from .k8s_gateway import GatewayConfig, resolve_gateway
+from .k8s_external import ExternalConfig
+from .k8s_gateway import GatewayConfig
+from .kubernetes import Kubernetes
+from .loadbalance import LOADBALANCE_VARIANTS, rotations
 from .querylog import QueryLog
-from .rewrite import InvalidName, Rewriter
+from .report import FAULT_LOG_INTERVAL, FAULTS, FaultLog, QueryMetrics
+from .rewrite import Rewriter
+from .steps import Ask, Outcome, Reply, Step
 from .template import Template
 
 log = logging.getLogger("clusterdns.plugins.chain")
 
-Reply = Union[bytes, None, Awaitable[Union[bytes, None]]]  # noqa: UP007 - a runtime alias
-LOADBALANCE_VARIANTS = 4  # rotations of an A/AAAA answer kept in the answer cache
-FAULT_LOG_INTERVAL = 10.0  # seconds: unexpected errors of one kind are logged this often
-CACHE_SIZE = 100_000  # positive answers kept: about 60 MB when full (docs/performance.md)
-
-
-class FaultLog:
-    """Logs unexpected exceptions with their trace, at most one per ``interval`` seconds
-    per message; the others are counted and reported with the next one logged (a failing
-    upstream must not turn every query into a traceback)."""
-
-    def __init__(self, interval: float = FAULT_LOG_INTERVAL) -> None:
-        self.interval = interval
-        self.last: dict[str, float] = {}
-        self.suppressed: dict[str, int] = {}
-
-    def exception(self, message: str) -> None:
-        """Log the exception being handled under ``message`` (or count it)."""
-        now = time.monotonic()
-        if now - self.last.get(message, -self.interval) < self.interval:
-            self.suppressed[message] = self.suppressed.get(message, 0) + 1
-            return
-        self.last[message] = now
-        more = self.suppressed.pop(message, 0)
-        log.exception("%s%s", message, f" (and {more} more since last logged)" if more else "")
-
-
-FAULTS = FaultLog()
+CACHE_SIZE = defaults.CACHE_SIZE  # positive answers kept (docs/performance.md)
+__all__ = ["CACHE_SIZE", "CHAIN", "FAULTS", "FAULT_LOG_INTERVAL", "LOADBALANCE_VARIANTS", "Ask"]
+__all__ += ["FaultLog", "Handler", "Mux", "Outcome", "QueryMetrics", "Reply", "Step"]
+__all__ += ["parse_or_reply"]
 
 
 def parse_or_reply(data: bytes, udp_size: int = DEFAULT_UDP_SIZE) -> Query | bytes | None:
@@ -93,29 +65,6 @@ def parse_or_reply(data: bytes, udp_size: int = DEFAULT_UDP_SIZE) -> Query | byt
         return header_only_response(ident, flags, exc.rcode, find_opt(data), udp_size)
     query.udp_size = udp_size
     return query
-
-
-class QueryMetrics(ForwardMetrics):
-    """What the chain reports per query (no-ops here; :class:`clusterdns.server.metrics.Metrics`
-    counts them), so the chain does not depend on the server layer."""
-
-    autopath_success = 0  # answers autopath found
-
-    def observe(
-        self,
-        proto: str,
-        family: str,
-        qtype: int,
-        request_size: int,
-        response: bytes | None,
-        plugin: str,
-        seconds: float,
-        do: bool,
-    ) -> None:
-        """One query answered by ``plugin`` in ``seconds``; sizes in bytes."""
-
-    def hit(self, tcp: bool, family: str, qtype: int, request: bytes, reply: bytes) -> None:
-        """One query answered from the answer cache."""
 
 
 class Handler:
@@ -171,13 +120,13 @@ class Handler:
         self.metrics = metrics
         self.loadbalance = loadbalance
         if negative_cache_size is None:
-            negative_cache_size = max(1, cache_size // 10)
+            negative_cache_size = max(1, cache_size // defaults.NEGATIVE_SHARE)
         self.cache = AnswerCache(cache_size, negative_cache_size)
         store.listen(self.cache)
-        # negative answers without the resolver: not with autopath (its NXDOMAIN may
-        # become another name's answer, per client)
-        self._quick = config is not None and autopath is None
         self.cache.udp_size = udp_size
+        self.kubernetes = (
+            Kubernetes(store, config, self.cache, quick=autopath is None) if config else None
+        )
         self.autopath = autopath
         self.hosts = hosts
         if hosts is not None:
@@ -190,6 +139,9 @@ class Handler:
         # own send; a forwarding loop brings the same name back again and again.
         self.loop_probes: dict[str, int] = {}
         self.on_loop: Callable[[str], None] | None = None
+        built = [(name, make(self)) for name, make in CHAIN]
+        self.step_names = [name for name, step in built if step is not None]
+        self.steps: list[Step] = [step for _, step in built if step is not None]
 
     def drop_cache(self) -> None:
         """Forget every cached answer (hosts data changed)."""
@@ -314,7 +266,7 @@ class Handler:
         began: float,
     ) -> None:
         assert self.metrics is not None
-        size = 65535 if tcp else (query.edns[0] if query.edns else 512)
+        size = TCP_LIMIT if tcp else (query.edns[0] if query.edns else MIN_UDP)
         do = bool(query.edns and query.edns[2])
         self.metrics.observe(
             "tcp" if tcp else "udp",
@@ -327,95 +279,44 @@ class Handler:
             do,
         )
 
-    def _miss(self, query: Query, data: bytes, limit: int, client: str) -> tuple[Reply, str]:
-        """The chain in CoreDNS's plugin.cfg order: chaos, rewrite, template, hosts,
-        kubernetes (autopath), forward."""
-        if query.qtype == QType.HINFO and query.qname in self.loop_probes:
-            self._loop_seen(query.qname)
-        if self.chaos is not None and query.qclass == QClass.CH:
-            found = self.chaos.answer(query, limit)
-            if found is not None:
-                return found, "chaos"
-        if self.rewriter is not None:
-            try:
-                rewritten = self.rewriter.rewrite(query, data)
-            except InvalidName:
-                return error_response(query, Rcode.SERVFAIL), "rewrite"
-            if rewritten is not None:
-                inner, inner_data, revert = rewritten
-                reply, plugin = self._chain(inner, inner_data, limit, client, rewritten=True)
-                return revert.reply(reply, query, limit), plugin
-        return self._chain(query, data, limit, client)
+    def _miss(self, query: Query, data: bytes, limit: int, client: str) -> Outcome:
+        """Run the chain (:data:`CHAIN`, this block's steps) for a query the answer cache
+        did not have: the first step that answers ends it; else the answer a step fell
+        through with, else SERVFAIL (no plugin handled it, SPEC.md 14). A rewritten
+        question's reply is turned back to the question asked."""
+        ask = Ask(query, data, limit, client)
+        for step in self.steps:
+            out = step(self, ask)
+            if out is not None:
+                break
+        else:
+            if ask.passed is not None:  # fallthrough with nothing after it
+                out = self.encode(ask.query, ask.passed, limit, not ask.rewritten), "kubernetes"
+            else:
+                out = error_response(ask.query, Rcode.SERVFAIL), ""
+        if ask.revert is not None:
+            return ask.revert.reply(out[0], query, limit), out[1]
+        return out
 
-    def _chain(
-        self, query: Query, data: bytes, limit: int, client: str, rewritten: bool = False
-    ) -> tuple[Reply, str]:
-        """The chain after rewrite. ``rewritten``: the question is a rewritten one: its
-        answers stay out of the answer cache (the client's key is another) and it need not
-        be under the block's zones (CoreDNS picks the block by the name as asked)."""
-        cache = not rewritten
-        for template in self.templates:
-            built = template.answer(query, limit)
-            if built is not None:
-                return built, "template"
-        if query.qclass != QClass.IN:
-            return error_response(query, Rcode.REFUSED), ""  # not a class we serve (SPEC.md 13)
-        if query.qtype in (QType.AXFR, QType.IXFR):
-            return error_response(query, Rcode.REFUSED), ""  # no transfer plugin
-        if not rewritten and not find_zone(query.qname, self.zones):
-            return error_response(query, Rcode.REFUSED), ""  # not this server's zones
-        if self.hosts is not None:
-            listed = self.hosts.answer(query.qname, query.qtype)
-            if listed is not None:
-                return self._encode(query, listed, limit, cache=cache), "hosts"
-        passed: Answer | None = None  # an NXDOMAIN an exposure plugin fell through with
-        for name, exposed in self._exposed(query.qname, query.qtype):
-            if exposed is None:
-                continue
-            if not exposed.fallthrough:
-                return self._answered(query, exposed, limit), name
-            passed = passed or exposed
-        answer = None
-        if self._quick:
-            quick = self._quick_negative(query, limit)
-            if quick is not None:
-                return quick, "kubernetes"
-        if self.config is not None:
-            answer = resolve(self.store, query.qname, query.qtype, self.config)
-        if answer is None and passed is not None:
-            answer = passed
-        if answer is not None and answer.rcode == Rcode.NXDOMAIN and self.autopath and client:
-            found = self.autopath.search(
-                query, limit, client, store=self.store, config=self.config,
-                forwarder=self._forwarder, counted=self._autopath_counted,
-            )
-            if isinstance(found, bytes):
-                return found, "autopath"
-            if found is not None:
-                return self._autopath_or(found, query, answer, limit), "autopath"
-        if answer is not None and not answer.fallthrough:
-            if answer.chase:
-                forwarder = self._forwarder(answer.chase)
-                if forwarder is not None:
-                    return self._chase(forwarder, query, answer, limit), "kubernetes"
-            cache = cache and not answer.chase and not (
-                self.autopath and answer.rcode == Rcode.NXDOMAIN  # may differ per client
-            )
-            return self._encode(query, answer, limit, cache=cache), "kubernetes"
-        forwarder = self._forwarder(query.qname)
-        if forwarder is not None:
-            return forwarder.forward(query, data, limit), "forward"
-        if answer is not None:  # fallthrough with nothing after it
-            return self._encode(query, answer, limit, cache=cache), "kubernetes"
-        return error_response(query, Rcode.SERVFAIL), ""  # no plugin handled it (SPEC.md 14)
-
-    def _exposed(self, qname: str, qtype: int) -> Iterator[tuple[str, Answer | None]]:
-        """The k8s_gateway and k8s_external answers, in chain order, each computed only
-        when the one before did not answer (None: not their zone)."""
-        if self.gateway is not None:
-            yield "k8s_gateway", resolve_gateway(self.store, qname, qtype, self.gateway)
-        if self.external is not None:
-            yield "k8s_external", resolve_external(self.store, qname, qtype, self.external)
+    def _autopath(self, query: Query, answer: Answer, limit: int, client: str) -> Outcome | None:
+        """autopath on an NXDOMAIN (SPEC.md 15.4): the reply found along the client's
+        search path, or None to answer the NXDOMAIN."""
+        if not self.autopath or not client:
+            return None
+        found = self.autopath.search(
+            query,
+            limit,
+            client,
+            store=self.store,
+            config=self.config,
+            forwarder=self._forwarder,
+            counted=self._autopath_counted,
+        )
+        if isinstance(found, bytes):
+            return found, "autopath"
+        if found is not None:
+            return self._autopath_or(found, query, answer, limit), "autopath"
+        return None
 
     def _answered(self, query: Query, answer: Answer, limit: int) -> Reply:
         """Encode an exposure plugin's answer; a CNAME to an outside host name (a cloud
@@ -424,104 +325,53 @@ class Handler:
             forwarder = self._forwarder(answer.chase)
             if forwarder is not None:
                 return self._chase(forwarder, query, answer, limit)
-        return self._encode(query, answer, limit, cache=not answer.chase)
-
-    def _quick_negative(self, query: Query, limit: int) -> bytes | None:
-        """NXDOMAIN from the SOA template after an existence check (depends.quick_negative),
-        cached as the resolver's answer would be; None when the resolver must decide."""
-        made = self._quick_made(query)
-        if made is None:
-            return None
-        header, tail, tags = made
-        self.cache.put(query, limit, header, tail, tags=tags)
-        return header + query.question + tail
-
-    def _quick_made(self, query: Query) -> tuple[bytes, bytes, tuple[Tag, ...]] | None:
-        """``(header, tail, tags)`` of the quick NXDOMAIN for ``query``, or None. Reads the
-        store only."""
-        config = self.config
-        assert config is not None
-        found = quick_negative(self.store, query.qname, config)
-        if found is None:
-            return None
-        zone, tags = found
-        ttl = config.ttl
-        times = (self.store.serial, 7200, 1800, 86400, ttl)  # as resolver._Question.soa
-        made = negative_response(query, Rcode.NXDOMAIN, zone, min(ttl, 300), times)
-        if made is None:
-            return None
-        return made[0], made[1], tags
+        return self.encode(query, answer, limit, cache=not answer.chase)
 
     def quick_reply(self, data: bytes) -> tuple[bytes, int] | None:
-        """``(reply, qtype)`` for a UDP query that is certainly NXDOMAIN, decided and built without
-        writing anything (no cache entry, no counter): for ``server.UDPThread``, which may
-        read but never write what the loop thread owns. None when the query needs anything
-        else (the loop then answers it): not a plain IN query of version 0 EDNS, a transfer
-        or loop probe, outside the zones, or not certainly NXDOMAIN.
-        """
-        if not self._quick or self._before_kubernetes():
+        """``(reply, qtype)`` for a UDP query that is certainly NXDOMAIN, made without
+        writing anything, for ``server.UDPThread`` (``Kubernetes.quick_reply``); None when
+        the query needs the chain: also whenever a step before kubernetes may answer a
+        cluster name or the log sees every query."""
+        if self.kubernetes is None or not self.kubernetes.quick or self._before_kubernetes():
             return None
-        try:
-            query = parse_query(data)
-        except (Drop, ClusterDNSError):
-            return None
-        if (
-            (query.edns is not None and query.edns[1] > 0)
-            or query.qclass != QClass.IN
-            or query.qtype in (QType.AXFR, QType.IXFR, QType.HINFO)
-            or not find_zone(query.qname, self.zones)
-        ):
-            return None
-        made = self._quick_made(query)
-        if made is None:
-            return None
-        return made[0] + query.question + made[1], query.qtype
+        return self.kubernetes.quick_reply(data, self.zones)
 
     def _before_kubernetes(self) -> bool:
-        """Whether a plugin that may answer a cluster name comes before kubernetes in the
-        chain (rewrite, template, hosts, k8s_gateway, k8s_external) or sees every query
-        (log): then no NXDOMAIN is decided outside the chain."""
-        return bool(
-            self.rewriter
-            or self.templates
-            or self.hosts
-            or self.gateway
-            or self.external
-            or self.querylog
-        )
+        """Whether a step that may answer a cluster name comes before kubernetes (any
+        but :data:`NEVER_IN_CLASS`), or the log sees every query."""
+        names = self.step_names
+        before = names[: names.index("kubernetes")] if "kubernetes" in names else names
+        return self.querylog is not None or any(n not in NEVER_IN_CLASS for n in before)
 
     def cache_quick(self, data: bytes) -> None:
-        """Put the quick NXDOMAIN of a query into the answer cache, decided afresh from the
-        store (the loop thread: after ``server.UDPThread`` answered it with
-        :meth:`quick_reply`, so the next asks are hits)."""
-        query = parse_or_reply(data)
-        if isinstance(query, Query) and self.cache.lookup(data, False) is None:
-            limit = query.limit(False)
-            if query.edns is None or query.edns[1] == 0:
-                self._quick_negative(query, limit)
+        """Cache the quick NXDOMAIN of a query :meth:`quick_reply` answered (on the loop
+        thread, which owns the cache: the next asks are hits)."""
+        if self.kubernetes is not None:
+            self.kubernetes.cache_quick(data)
 
     def _autopath_counted(self) -> None:
         if self.metrics is not None:
             self.metrics.autopath_success += 1
 
     def _forwarder(self, qname: str) -> Forwarder | None:
+        """The first forwarder whose zone holds ``qname`` (CoreDNS forward ``FROM``)."""
         for forwarder in self.forwarders:
             if forwarder.handles(qname):
                 return forwarder
         return None
 
-    def _encode(self, query: Query, answer: Answer, limit: int, cache: bool) -> bytes:
+    def encode(self, query: Query, answer: Answer, limit: int, cache: bool) -> bytes:
+        """The reply for ``answer`` within ``limit`` bytes; with ``cache`` kept in the answer
+        cache under the names it depends on, with its loadbalance rotations."""
         header, _, tail = encode_answer(query, answer, limit)
-        variants = [tail]
-        if self.loadbalance:
-            variants.extend(_rotations(query, answer, limit))
         if cache:
             tags = (
                 dependencies(self.store, query.qname, self.config, answer)
                 if self.config is not None
                 else ("any",)
             )
-            self.cache.put(query, limit, header, tail, variants[1:], tags=tags)
+            variants = rotations(query, answer, limit) if self.loadbalance else None
+            self.cache.put(query, limit, header, tail, variants, tags=tags)
         return header + query.question + tail
 
     async def _autopath_or(
@@ -529,7 +379,7 @@ class Handler:
     ) -> bytes | None:
         """The upstream part of autopath, or the asked name's own NXDOMAIN."""
         reply = await found
-        return reply if reply is not None else self._encode(query, answer, limit, cache=False)
+        return reply if reply is not None else self.encode(query, answer, limit, cache=False)
 
     async def _chase(
         self, forwarder: Forwarder, query: Query, answer: Answer, limit: int
@@ -540,12 +390,6 @@ class Handler:
         extra = [] if found is None else list(found.rr)
         header, _, tail = encode_answer(query, answer, limit, upstream=extra)
         return header + query.question + tail
-
-    def _loop_seen(self, qname: str) -> None:
-        """CoreDNS loop: the same probe arriving a third time means it goes round."""
-        self.loop_probes[qname] += 1
-        if self.loop_probes[qname] > 2 and self.on_loop is not None:
-            self.on_loop(qname)
 
 
 def _cap_payload(data: bytes, query: Query, size: int) -> bytes:
@@ -568,26 +412,25 @@ async def _guarded(pending: Awaitable[bytes | None], query: Query, plugin: str) 
         return error_response(query, Rcode.SERVFAIL)
 
 
-def _rotations(query: Query, answer: Answer, limit: int) -> list[bytes]:
-    """Up to :data:`LOADBALANCE_VARIANTS` - 1 further encodings of ``answer`` with its
-    A/AAAA records rotated (CNAMEs first, the rest in place: CoreDNS loadbalance)."""
-    records = answer.answer
-    first = next((i for i, rr in enumerate(records) if rr.rtype in (QType.A, QType.AAAA)), None)
-    if first is None or len(records) - first < 2:
-        return []
-    head, addresses = records[:first], records[first:]
-    out = []
-    step = max(1, len(addresses) // LOADBALANCE_VARIANTS)
-    for shift in range(step, len(addresses), step)[: LOADBALANCE_VARIANTS - 1]:
-        rotated = Answer(
-            answer.rcode,
-            answer.zone,
-            head + addresses[shift:] + addresses[:shift],
-            answer.authority,
-            answer.additional,
-        )
-        out.append(encode_answer(query, rotated, limit)[2])
-    return out
+# The chain, in CoreDNS's plugin.cfg order: (name, the step for a handler or None when the
+# Corefile does not switch the plugin on). Adding a plugin: a module with its step, a row
+# here. Built once per Handler (``Handler.steps``); a cache hit never enters it.
+CHAIN: tuple[tuple[str, Callable[[Handler], Step | None]], ...] = (
+    ("loop", lambda h: steps.loop),  # first, not at its plugin.cfg place: it only counts
+    # its probes, and must see them before any plugin answers
+    ("chaos", lambda h: steps.chaos if h.chaos is not None else None),
+    ("rewrite", lambda h: steps.rewrite if h.rewriter is not None else None),
+    ("template", lambda h: steps.template if h.templates else None),
+    ("zones", lambda h: steps.zones),
+    ("hosts", lambda h: steps.hosts if h.hosts is not None else None),
+    ("k8s_gateway", lambda h: steps.gateway if h.gateway is not None else None),
+    ("k8s_external", lambda h: steps.external if h.external is not None else None),
+    ("kubernetes", lambda h: h.kubernetes.step if h.kubernetes is not None else None),
+    ("forward", lambda h: steps.forward if h.forwarders else None),
+)
+# steps before kubernetes that never answer a plain IN query with a cluster name: with only
+# these before it, a certain NXDOMAIN may be decided outside the chain (Handler.quick_reply)
+NEVER_IN_CLASS = ("loop", "chaos", "zones")
 
 
 class Mux:
