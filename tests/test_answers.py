@@ -437,3 +437,18 @@ def test_udp_thread_answers_hits_while_the_loop_is_busy() -> None:
         loop.call_soon_threadsafe(loop.stop)
         runner.join(5)
         loop.close()
+
+
+@pytest.mark.parametrize("udp_size", [1232, 4096])
+def test_quick_nxdomain_off_the_loop_advertises_the_blocks_payload(udp_size: int) -> None:
+    """The UDP thread's NXDOMAIN (and the entry the loop caches for it afterwards) carry the
+    server block's EDNS payload (``bufsize``/``--udp-size``), as the loop's own replies do."""
+    handler = Handler(load_store(COREDNS), ZoneConfig(), udp_size=udp_size)
+    query = dns.message.make_query("nosuch.testns.svc.cluster.local.", "A", use_edns=0, payload=4096)
+    made = handler.quick_reply(query.to_wire())
+    assert made is not None
+    reply = dns.message.from_wire(made[0])
+    assert reply.rcode() == dns.rcode.NXDOMAIN and reply.payload == udp_size
+    handler.cache_quick(query.to_wire())
+    hit = handler.cache.lookup(query.to_wire(), False)
+    assert hit is not None and dns.message.from_wire(hit).payload == udp_size

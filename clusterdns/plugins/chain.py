@@ -318,14 +318,15 @@ class Handler:
             return self._autopath_or(found, query, answer, limit), "autopath"
         return None
 
-    def _answered(self, query: Query, answer: Answer, limit: int) -> Reply:
+    def _answered(self, query: Query, answer: Answer, limit: int, cache: bool = True) -> Reply:
         """Encode an exposure plugin's answer; a CNAME to an outside host name (a cloud
-        load balancer) has its target's records appended through the forwarder."""
+        load balancer) has its target's records appended through the forwarder.
+        ``cache``: False for the answer to a rewritten question (the client's key differs)."""
         if answer.chase:
             forwarder = self._forwarder(answer.chase)
             if forwarder is not None:
                 return self._chase(forwarder, query, answer, limit)
-        return self.encode(query, answer, limit, cache=not answer.chase)
+        return self.encode(query, answer, limit, cache=cache and not answer.chase)
 
     def quick_reply(self, data: bytes) -> tuple[bytes, int] | None:
         """``(reply, qtype)`` for a UDP query that is certainly NXDOMAIN, made without

@@ -112,6 +112,7 @@ class Kubernetes:
             query = parse_query(data)
         except (Drop, ClusterDNSError):
             return None
+        query.udp_size = self.cache.udp_size  # the block's payload (bufsize), not the default
         if (
             (query.edns is not None and query.edns[1] > 0)
             or query.qclass != QClass.IN
@@ -131,5 +132,6 @@ class Kubernetes:
             query = parse_query(data)
         except (Drop, ClusterDNSError):
             return
+        query.udp_size = self.cache.udp_size
         if self.cache.lookup(data, False) is None and (query.edns is None or query.edns[1] == 0):
             self.quick_negative(query, query.limit(False))

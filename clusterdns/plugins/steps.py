@@ -128,7 +128,7 @@ def exposed(handler: Handler, ask: Ask, answer: Answer | None, name: str) -> Out
     if answer is None:
         return None
     if not answer.fallthrough:
-        return handler._answered(ask.query, answer, ask.limit), name
+        return handler._answered(ask.query, answer, ask.limit, cache=not ask.rewritten), name
     ask.passed = ask.passed or answer
     return None
 
