@@ -1,4 +1,4 @@
-"""autopath (SPEC.md 15.4): a pod's search list walked on the server, found by source IP."""
+"""autopath (docs/behaviour.md 16): a pod's search list walked on the server, found by source IP."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Resolver tests: the pure resolver on stores built from real manifests, written like zone
-files. Each table names the SPEC.md section or the CoreDNS test case (D01, P-I03, R11 ...)
+files. Each table names the docs/behaviour.md section or the CoreDNS test case (D01, P-I03, R11 ...)
 it pins; CoreDNS's cases run with CoreDNS's own settings (TTL 5, pods disabled)."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ SERIAL = int(NOW)
 
 
 def soa(zone: str = "cluster.local.", ttl: int = 5) -> str:
-    """The zone SOA as text (SPEC.md 8): own TTL min(ttl, 300), minimum = ttl."""
+    """The zone SOA as text (docs/behaviour.md 8): own TTL min(ttl, 300), minimum = ttl."""
     return (
         f"{zone} {min(ttl, 300)} IN SOA ns.dns.{zone} hostmaster.{zone} "
         f"{SERIAL} 7200 1800 86400 {ttl}"
@@ -175,7 +175,7 @@ POD_CASES = {
         Case("blah." + P, "HINFO", "NXDOMAIN"),  # P-I05
         Case("blah.pod-nons.pod.cluster.local.", "A", "NXDOMAIN"),  # P-I06
         Case(P, "A", "NOERROR"),  # P-I07
-        # SPEC.md 5: IPv6 labels, family must match the qtype, too many labels.
+        # docs/behaviour.md 5: IPv6 labels, family must match the qtype, too many labels.
         Case("fd00-10-240--5." + P, "AAAA", "NOERROR", a("fd00-10-240--5." + P, "fd00:10:240::5")),
         Case("10-240-0-1." + P, "AAAA", "NOERROR"),
         Case("fd00-10-240--5." + P, "A", "NOERROR"),
@@ -194,7 +194,7 @@ POD_CASES = {
         Case("10-240-0-1.testns.pod.cluster.local.", "A", "NXDOMAIN"),
     ],
     PodMode.DISABLED: [
-        Case(P, "A", "NXDOMAIN"),  # SPEC.md 5 table
+        Case(P, "A", "NXDOMAIN"),  # docs/behaviour.md 5 table
         Case("blah." + P, "A", "NXDOMAIN"),
         Case("pod.cluster.local.", "A", "NOERROR"),
     ],
@@ -261,7 +261,7 @@ def _rdata_text(rr: RR) -> str:
     return str(data)
 
 
-# SPEC.md rules with the kubeadm configuration (TTL 30, pods insecure, reverse zones).
+# docs/behaviour.md rules with the kubeadm configuration (TTL 30, pods insecure, reverse zones).
 KUBEADM = ZoneConfig(ttl=30)
 SPEC_CASES = [
     # 2.2 unnamed ports have no SRV; wrong protocol or unknown port name is NXDOMAIN
@@ -504,7 +504,7 @@ def test_externalname_chain_loop_is_servfail_not_a_hang() -> None:
 
 
 def test_externalname_that_looks_like_an_ip_is_a_cname() -> None:
-    # SPEC.md 4 / 16: the specification's CNAME, not CoreDNS's NXDOMAIN.
+    # docs/behaviour.md 4 / 16: the specification's CNAME, not CoreDNS's NXDOMAIN.
     store = _store(Namespace("ns"),
                    Service("ns", "ip", ServiceKind.EXTERNAL_NAME, external_name="1.2.3.4."))
     check(store, Case("ip.ns.svc.cluster.local.", "A", "NOERROR",

@@ -1,5 +1,5 @@
 """Search-path semantics: the kubelet's resolv.conf, and the queries glibc and musl send
-(SPEC.md 15). The walk is pure: its answers come from the real resolver on zones/, or from
+(docs/behaviour.md 15). The walk is pure: its answers come from the real resolver on zones/, or from
 a table where a test needs an rcode the cluster data cannot produce (SERVFAIL, REFUSED)."""
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def test_resolvconf_command() -> None:
                    "options ndots:2\n")
 
 
-# ---- candidates (SPEC.md 15.2) --------------------------------------------------------------
+# ---- candidates (docs/behaviour.md 15.2) --------------------------------------------------------------
 
 
 def test_candidates_glibc_and_musl() -> None:
@@ -108,7 +108,7 @@ def test_candidates_glibc_and_musl() -> None:
 
 
 def test_glibc_kubernetes_default_as_observed() -> None:
-    # SPEC.md 15.2, getent ahostsv4 kubernetes.default
+    # docs/behaviour.md 15.2, getent ahostsv4 kubernetes.default
     result = walk("kubernetes.default", DEFAULT, ZONES_QUERY, Libc.GLIBC, ("A",))
     assert sent(result.steps) == ["kubernetes.default.default.svc.cluster.local.",
                                   "kubernetes.default.svc.cluster.local."]
@@ -116,7 +116,7 @@ def test_glibc_kubernetes_default_as_observed() -> None:
 
 
 def test_glibc_fully_qualified_without_dot_costs_three_queries_first() -> None:
-    # SPEC.md 15.2: 4 dots < ndots 5, so the search list comes first
+    # docs/behaviour.md 15.2: 4 dots < ndots 5, so the search list comes first
     result = walk("kubernetes.default.svc.cluster.local", DEFAULT, ZONES_QUERY, Libc.GLIBC, ("A",))
     assert len(result.steps) == 4 and result.steps[-1].name == "kubernetes.default.svc.cluster.local."
     assert [s.reply.rcode for s in result.steps] == [Rcode.NXDOMAIN] * 3 + [Rcode.NOERROR]
@@ -161,7 +161,7 @@ HIT = "kubernetes.default.svc.cluster.local."
 @pytest.mark.parametrize(
     ("rcode", "glibc_steps", "glibc_resolves"),
     [
-        # SPEC.md 15.3: the first candidate forced to each rcode
+        # docs/behaviour.md 15.3: the first candidate forced to each rcode
         (Rcode.NXDOMAIN, [FIRST, HIT], True),
         (Rcode.NOERROR, [FIRST, HIT], True),  # NODATA: next candidate
         (Rcode.SERVFAIL, [FIRST, FIRST, HIT], True),  # retried (attempts 2), then next
@@ -187,7 +187,7 @@ def test_musl_continues_only_on_nxdomain(rcode: int, reason: str) -> None:
 
 
 def test_musl_nxdomain_on_either_type_means_missing() -> None:
-    # an existing name must never answer NXDOMAIN for the family it lacks (SPEC.md 15.3)
+    # an existing name must never answer NXDOMAIN for the family it lacks (docs/behaviour.md 15.3)
     def query(name: str, qtype: str) -> Reply:
         if name == FIRST:
             return Reply(Rcode.NOERROR, ["10.0.0.9"], ["10.0.0.9"]) if qtype == "A" else Reply(Rcode.NXDOMAIN)

@@ -201,7 +201,7 @@ def _endpoint(obj: Any, path: str, family: int) -> Endpoint:
     if ready is not None and not isinstance(ready, bool):
         raise ConvertError(f"{path}.conditions.ready: not a boolean")
     # ready absent = unknown = ready (CoreDNS endpointsliceReady). ready: true with
-    # serving: false only happens with publishNotReadyAddresses: still served (SPEC.md 3.1).
+    # serving: false only happens with publishNotReadyAddresses: still served (behaviour.md 3.1).
     del serving
     target = _map(ep.get("targetRef"), f"{path}.targetRef")
     pod_name = ""

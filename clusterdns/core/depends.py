@@ -4,7 +4,7 @@ The answer cache keeps answers per name and drops only those a change touches
 (docs/design-answers.md). This module is the answer side of that contract: for a name of
 the kubernetes zone it says which store *tags* (``store.Tag``) its answer reads; the store
 says which tags a change touched. The two sides follow the resolver's reading of the store
-(SPEC.md 1-6): every rule in ``resolver.py`` that reads an index has its tag here.
+(docs/behaviour.md 1-6): every rule in ``resolver.py`` that reads an index has its tag here.
 
 Pure: no I/O, no clock, no third-party imports.
 """
@@ -26,7 +26,7 @@ def dependencies(
     """The tags the answer to ``qname`` (any qtype) reads, given the store as it is now.
 
     ``answer``: the answer given; the tags of in-zone CNAME targets in it (ExternalName,
-    SPEC.md 4) are added. A name outside ``config.zones`` gets ``("any",)``: dropped on
+    docs/behaviour.md 4) are added. A name outside ``config.zones`` gets ``("any",)``: dropped on
     every change. An empty tuple: the answer depends on the configuration only.
     """
     tags = list(_name_tags(store, qname, config))
@@ -84,11 +84,11 @@ def quick_negative(
     ``config``, decided with a few dict lookups (the bulk of search-path traffic and of
     random-name floods); None when the full resolver must decide.
 
-    The same answers as ``resolver.resolve`` (SPEC.md 1, 2, 5, 9): a name under
+    The same answers as ``resolver.resolve`` (docs/behaviour.md 1, 2, 5, 9): a name under
     ``svc.<zone>`` or ``pod.<zone>`` in a namespace that does not exist (or is not
     exposed), a name under ``<ns>.svc.<zone>`` whose service does not exist, a name whose
     top label is none the zone has. Not before the store is synced (SERVFAIL then,
-    SPEC.md 13), not in a ``fallthrough`` zone (the NXDOMAIN is handed on).
+    docs/behaviour.md 13), not in a ``fallthrough`` zone (the NXDOMAIN is handed on).
     """
     if not store.synced:
         return None

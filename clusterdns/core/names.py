@@ -1,4 +1,4 @@
-"""Name helpers: zones, reverse names <-> IPs, dashed-IP labels (SPEC.md 1, 3.3, 5, 6).
+"""Name helpers: zones, reverse names <-> IPs, dashed-IP labels (docs/behaviour.md 1, 3.3, 5, 6).
 
 Pure functions on lower-case, absolute names (``"svc1.testns.svc.cluster.local."``).
 """
@@ -79,7 +79,8 @@ def reverse_to_ip(qname: str) -> str | None:
 
 
 def dashed_ip(ip: str) -> str:
-    """Endpoint label for an address with no hostname (SPEC.md 3.3, CoreDNS ``endpointHostname``).
+    """Endpoint label for an address with no hostname (behaviour.md 3.3, CoreDNS
+    ``endpointHostname``).
 
     IPv4 dots become dashes (``172-0-0-2``); IPv6 colons become dashes and a trailing dash
     gets a ``0`` (``fd00::`` -> ``fd00--0``).
@@ -91,7 +92,7 @@ def dashed_ip(ip: str) -> str:
 
 
 def pod_label_to_ip(label: str) -> tuple[str, int] | None:
-    """Parse a pod record label into ``(canonical IP, family)`` (SPEC.md section 5).
+    """Parse a pod record label into ``(canonical IP, family)`` (docs/behaviour.md section 5).
 
     Exactly three dashes and no ``--``: IPv4 (``10-240-0-1``); otherwise dashes become colons
     (``fd00-10-240--5`` -> ``fd00:10:240::5``). Returns None when the result is no IP.

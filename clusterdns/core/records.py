@@ -37,7 +37,7 @@ class Port:
 
 @dataclass(frozen=True, slots=True)
 class Namespace:
-    """A Namespace: only its existence matters (SPEC.md section 9)."""
+    """A Namespace: only its existence matters (docs/behaviour.md section 9)."""
 
     name: str
 
@@ -80,7 +80,7 @@ class Endpoint:
 
     ``ready`` is True when ``conditions.ready`` is true or absent (CoreDNS
     ``endpointsliceReady``), or when ``ready`` is true while ``serving`` is false (a
-    publishNotReadyAddresses slice written by hand; SPEC.md section 3.1).
+    publishNotReadyAddresses slice written by hand; docs/behaviour.md section 3.1).
     ``hostname`` is ``""`` when unset; ``pod_name`` is the ``targetRef`` pod name, or ``""``.
     """
 

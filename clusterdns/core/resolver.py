@@ -1,11 +1,11 @@
 """The resolver: a pure function from (store, question, zone config) to an Answer.
 
-This is where the Kubernetes DNS specification lives (SPEC.md sections 1-12). No sockets,
+This is where the Kubernetes DNS specification lives (docs/behaviour.md sections 1-12). No sockets,
 no clock, no third-party imports: names in, record tuples out. Names are lower-case and
 absolute; the wire layer restores the client's case.
 
 Where CoreDNS, the specification and the DNS RFCs disagree, the choice is marked
-``DIFFERS`` below and listed in SPEC.md section 16.
+``DIFFERS`` below and listed in docs/behaviour.md section 17.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from .rr import RR, QType, Rcode, SOAData, SRVData
 from .store import Store
 
 SCHEMA_VERSION = "1.1.0"  # specification 2.2
-SCHEMA_VERSION_TTL = 28800  # CoreDNS hard-codes this TTL for dns-version (SPEC.md 7)
+SCHEMA_VERSION_TTL = 28800  # CoreDNS hard-codes this TTL for dns-version (docs/behaviour.md 7)
 MAX_CNAME_CHAIN = 8  # ExternalName -> in-zone ExternalName -> ... chases at most this deep
 REVERSE_ZONES = ("in-addr.arpa.", "ip6.arpa.")
 
@@ -29,7 +29,7 @@ _Item = tuple[str, tuple[str, ...], tuple[Port, ...]]
 
 
 class PodMode(enum.StrEnum):
-    """How ``a-b-c-d.<ns>.pod.<zone>`` is answered (SPEC.md 5, CoreDNS ``pods``). A
+    """How ``a-b-c-d.<ns>.pod.<zone>`` is answered (docs/behaviour.md 5, CoreDNS ``pods``). A
     StrEnum: each member equals the Corefile word (``PodMode.VERIFIED == "verified"``)."""
 
     DISABLED = "disabled"
@@ -42,7 +42,7 @@ class ZoneConfig:
     """What the kubernetes zone answers and how.
 
     ``zones``: lower-case absolute names; the first one that is not a reverse zone is the
-    cluster domain used in PTR targets. ``ttl``: seconds, 0..3600 (SPEC.md 11).
+    cluster domain used in PTR targets. ``ttl``: seconds, 0..3600 (docs/behaviour.md 11).
     ``fallthrough``: zones whose NXDOMAIN answers are handed on (``"."`` = every zone).
     ``ns_addresses``: the server's own addresses, for NS glue and ``ns.dns.<zone>``.
     ``namespaces``: when not empty, only these namespaces exist for DNS.
@@ -75,7 +75,7 @@ class Answer:
 
     ``zone``: the zone that answered. ``fallthrough``: an NXDOMAIN that the configuration
     hands on to the next handler. ``chase``: an out-of-zone CNAME target whose records the
-    handler may append (ExternalName, SPEC.md 4).
+    handler may append (ExternalName, docs/behaviour.md 4).
     """
 
     rcode: int
@@ -89,7 +89,7 @@ class Answer:
 
 def endpoint_label(ep: ReadyEndpoint, endpoint_pod_names: bool) -> str:
     """``hostname``; else the pod name with ``endpoint_pod_names``; else the dashed IP
-    (SPEC.md 3.3, CoreDNS ``endpointHostname``)."""
+    (docs/behaviour.md 3.3, CoreDNS ``endpointHostname``)."""
     if ep.hostname:
         return ep.hostname
     if endpoint_pod_names and ep.pod_name:
@@ -107,7 +107,7 @@ def resolve(store: Store, qname: str, qtype: int, config: ZoneConfig) -> Answer 
     ``config.zones`` (the handler forwards or refuses it).
 
     Every answer is authoritative. Negative answers carry the zone SOA in the authority
-    section (RFC 2308 3). Before the store has synced, NXDOMAIN becomes SERVFAIL (SPEC.md 13):
+    section (RFC 2308 3). Before the store has synced, NXDOMAIN becomes SERVFAIL (behaviour.md 13):
     clients must not cache the absence of names we have not seen yet.
     """
     answer = _resolve(store, qname, qtype, config, 0)
@@ -152,7 +152,8 @@ class _Question:
     # ---- building answers -----------------------------------------------------------
 
     def soa(self) -> RR:
-        """The zone SOA (SPEC.md 8, CoreDNS ``backend_lookup.go`` SOA); own TTL min(ttl, 300)."""
+        """The zone SOA (behaviour.md 8, CoreDNS ``backend_lookup.go`` SOA); own TTL
+        min(ttl, 300)."""
         data = SOAData(
             "ns.dns." + self.zone,
             "hostmaster." + self.zone,
@@ -198,10 +199,10 @@ class _Question:
         """A and AAAA records of ``owner`` for the additional section (both families)."""
         return [RR(owner, QType.AAAA if ":" in ip else QType.A, self.ttl, ip) for ip in ips]
 
-    # ---- the zone apex and structural names (SPEC.md 7, 8) ----------------------------
+    # ---- the zone apex and structural names (docs/behaviour.md 7, 8) ----------------------------
 
     def apex(self) -> Answer:
-        """SOA and NS at the zone apex; NODATA for every other type (SPEC.md 8)."""
+        """SOA and NS at the zone apex; NODATA for every other type (docs/behaviour.md 8)."""
         if self.qtype == QType.SOA:
             return Answer(Rcode.NOERROR, self.zone, [self.soa()])
         if self.qtype == QType.NS:
@@ -239,7 +240,7 @@ class _Question:
         return found
 
     def forward(self, labels: list[str]) -> Answer:
-        """Names below a forward zone, read right to left (SPEC.md 1)."""
+        """Names below a forward zone, read right to left (docs/behaviour.md 1)."""
         top = labels[-1]
         if top == "svc":
             return self.service_names(labels[:-1])
@@ -253,7 +254,7 @@ class _Question:
                     [RR(self.qname, QType.TXT, SCHEMA_VERSION_TTL, (SCHEMA_VERSION,))],
                 )
             # DIFFERS: CoreDNS answers NXDOMAIN for other types; the name exists, so
-            # RFC 2308 2.2 asks for NODATA (SPEC.md 7, 16).
+            # RFC 2308 2.2 asks for NODATA (docs/behaviour.md 7, 16).
             return self.nodata()
         if top == "dns" and len(labels) <= 2:
             if len(labels) == 2 and labels[0] != "ns":
@@ -265,7 +266,7 @@ class _Question:
             return self.positive(self.addresses(self.qname, self.config.ns_addresses))
         return self.nxdomain()
 
-    # ---- services (SPEC.md 2, 3, 4) ---------------------------------------------------
+    # ---- services (docs/behaviour.md 2, 3, 4) ---------------------------------------------------
 
     def service_names(self, rest: list[str]) -> Answer:
         """``[endpoint|_port._proto].<svc>.<ns>.svc.<zone>`` and the names above it."""
@@ -310,7 +311,7 @@ class _Question:
         name does not exist.
 
         A ClusterIP service stands for its ClusterIPs and spec ports; a headless service,
-        or an endpoint label below either kind (CoreDNS extension, SPEC.md 2.3), for its
+        or an endpoint label below either kind (CoreDNS extension, docs/behaviour.md 2.3), for its
         ready endpoints with their slice's ports. A headless service without ready
         endpoints does not exist (spec 2.4.1).
         """
@@ -351,7 +352,7 @@ class _Question:
         return self.positive(list(answer), list(glue))
 
     def external_name(self, svc: Service) -> Answer:
-        """CNAME to ``externalName`` (spec 2.5), with in-zone targets chased (SPEC.md 4).
+        """CNAME to ``externalName`` (spec 2.5), with in-zone targets chased (docs/behaviour.md 4).
 
         DIFFERS: CoreDNS gives the CNAME only for A/AAAA/CNAME questions and NODATA for the
         rest; a name that owns a CNAME owns nothing else (RFC 1034 3.6.2, RFC 2181 10.1),
@@ -372,10 +373,10 @@ class _Question:
         chased.zone = self.zone
         return chased
 
-    # ---- pods (SPEC.md 5) -------------------------------------------------------------
+    # ---- pods (docs/behaviour.md 5) -------------------------------------------------------------
 
     def pod_names(self, rest: list[str]) -> Answer:
-        """``<a-b-c-d>.<ns>.pod.<zone>`` in the configured pod mode (SPEC.md 5 table)."""
+        """``<a-b-c-d>.<ns>.pod.<zone>`` in the configured pod mode (docs/behaviour.md 5 table)."""
         if not rest:
             return self.nodata()  # pod.<zone>
         mode = self.config.pods
@@ -396,7 +397,7 @@ class _Question:
             return self.nxdomain()
         return self.positive(self.addresses(self.qname, (ip,)))
 
-    # ---- reverse zones (SPEC.md 6) ----------------------------------------------------
+    # ---- reverse zones (docs/behaviour.md 6) ----------------------------------------------------
 
     def reverse(self) -> Answer:
         """PTR for a ClusterIP (one record, spec 2.3.3) or else for every ready endpoint

@@ -1,4 +1,4 @@
-"""Search-path semantics: what a pod's resolver does to a name (SPEC.md 15).
+"""Search-path semantics: what a pod's resolver does to a name (docs/behaviour.md 15).
 
 Client side, pure: the resolv.conf the kubelet writes for a pod (:func:`pod_resolv_conf`),
 and the order of queries glibc and musl send for a name and which answers end the walk
@@ -213,7 +213,7 @@ def walk(name: str, conf: ResolvConf, query: Query, libc: Libc, qtypes: Sequence
     """Resolve ``name`` as the libc would, asking ``query`` for each candidate and type.
 
     ``qtypes``: ("A",), ("AAAA",) or ("A", "AAAA") (getaddrinfo AF_UNSPEC: both per
-    candidate). glibc (SPEC.md 15.2, 15.3): NXDOMAIN and NODATA go on to the next
+    candidate). glibc (docs/behaviour.md 15.2, 15.3): NXDOMAIN and NODATA go on to the next
     candidate; SERVFAIL is retried ``attempts`` times, then the walk goes on; REFUSED (and
     other errors) is retried, then the search list is abandoned and only the name as is
     is tried. musl: only NXDOMAIN goes on; NODATA, SERVFAIL and anything else end the

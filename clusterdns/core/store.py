@@ -76,7 +76,7 @@ def record_key(record: Record) -> Key:
 
 
 class Store:
-    """Cluster state and the indexes of SPEC.md: services by (namespace, name), ready
+    """Cluster state and the indexes of docs/behaviour.md: services by (namespace, name), ready
     endpoints by service, ClusterIPs and endpoint addresses by IP (PTR), pods by IP
     (verified pod records), namespaces.
 
@@ -99,7 +99,7 @@ class Store:
         self._cluster_ips: dict[str, Multi[SvcKey]] = {}
         self._endpoint_ips: dict[str, Multi[SvcKey]] = {}
         # pod IP -> the namespace of each live pod that has it: all that verified pod
-        # records need (SPEC.md 5). Usually one namespace, kept as the bare string.
+        # records need (docs/behaviour.md 5). Usually one namespace, kept as the bare string.
         self._pod_ips: dict[str, Multi[str]] = {}
         # Ingress and Gateway API host names (k8s_gateway): a separate index.
         self.exposure = ExposureIndex(self._merged)
@@ -120,7 +120,7 @@ class Store:
 
     def add_source(self, source: str, *, synced: bool = False) -> None:
         """Register a source by name. Until :meth:`mark_synced` is called for every
-        registered source, :attr:`synced` is False (SPEC.md 13: SERVFAIL, not NXDOMAIN)."""
+        registered source, :attr:`synced` is False (behaviour.md 13: SERVFAIL, not NXDOMAIN)."""
         if source not in self._sources:
             if not self._sources:
                 # One source: its dicts are the merged state (no second copy of the index).
@@ -362,7 +362,7 @@ class Store:
 
     def ready_endpoints(self, namespace: str, service: str) -> list[ReadyEndpoint]:
         """Ready addresses of a service over all its EndpointSlices (by slice name), one per
-        address: an address in two slices (controller skew) counts once (SPEC.md 3.1).
+        address: an address in two slices (controller skew) counts once (docs/behaviour.md 3.1).
 
         Built on demand, not stored: answers are cached, and 100,000 endpoints would
         otherwise be held twice.

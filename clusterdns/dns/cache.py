@@ -1,9 +1,9 @@
 """The answer cache: encoded answers by question, served straight from a query's bytes on
 the hot path, kept per name and dropped per name when the store changes what they depend on
-(DESIGN.md 3, docs/design-answers.md).
+(docs/design.md, docs/design-answers.md).
 
 Sources: RFC 1035 4.1 (the packet read in place), RFC 6891 6.1 (the OPT record checked in
-place), RFC 5452 9.1 and SPEC.md 12 (the question echoed byte for byte).
+place), RFC 5452 9.1 and docs/behaviour.md 12 (the question echoed byte for byte).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ SMALL = 8  # keys under one tag kept in a list up to this many, then in a set
 
 
 class AnswerCache:
-    """Encoded answers by question, kept per name and invalidated per name (DESIGN.md 3,
+    """Encoded answers by question, kept per name and invalidated per name (docs/design.md,
     docs/design-answers.md).
 
     Key: the lower-cased question bytes, the size limit (one of a few buckets: see

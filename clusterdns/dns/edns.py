@@ -19,7 +19,7 @@ OPTION_HEAD = struct.Struct("!HH")  # option code, option length
 
 MIN_UDP = 512  # RFC 1035 4.2.1; EDNS payloads below it count as 512 (RFC 6891 6.2.5)
 DEFAULT_UDP_SIZE = UDP_SIZE  # our own EDNS payload in bytes (core.defaults)
-PAYLOAD_BUCKETS = (4096, 1232)  # UDP limits between ours and 512 (DESIGN.md 3)
+PAYLOAD_BUCKETS = (4096, 1232)  # UDP limits between ours and 512 (docs/design.md)
 OPTION_COOKIE = 10  # RFC 7873
 TCP_LIMIT = 65535  # RFC 1035 4.2.2: two-octet length
 OPT_SIZE = 11  # an OPT RR without options

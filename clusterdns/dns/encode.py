@@ -1,9 +1,9 @@
 """Replies out: answers encoded from the core's record tuples, error replies, and negative
 answers from the zone SOA template. Our own encoder, not a library's: it writes
 :class:`~clusterdns.core.rr.RR` tuples straight into bytes (measured 3-4x faster than
-dnslib, DESIGN.md 1), and a miss is encoded once, then served from the answer cache.
+dnslib, docs/design.md), and a miss is encoded once, then served from the answer cache.
 
-Names are compressed against the question, so the client's case comes back for free (SPEC.md
+Names are compressed against the question, so the client's case comes back for free (behaviour.md
 12); records are kept whole and TC is set only when required data is missing.
 
 Sources: RFC 1035 3.2, 4.1 (format) and 4.1.4 (compression), RFC 2181 9 (TC), RFC 2308 3
@@ -83,7 +83,7 @@ class _Writer:
 
     Names are compressed against every name already written, matched case-insensitively,
     so a pointer into the question gives the client's own case for free: the owner that
-    equals the qname, and the zone part of synthesised names (SPEC.md 12). SRV targets are
+    equals the qname, and the zone part of synthesised names (docs/behaviour.md 12). SRV targets are
     written in full (RFC 2782) with the zone part in the query's case, and are not offered
     to later names. Only the pure core's record tuples are written: no dnslib.
     """
@@ -283,7 +283,7 @@ def encode_answer(
     authority, additional (RFC 1035 4.2.1). When an answer or authority record does not
     fit, TC is set and nothing more is added. Additional records that do not fit are
     dropped a whole RRset at a time without TC (RFC 2181 9: TC only when required data is
-    missing; CoreDNS sets TC here too, SPEC.md 16). The OPT record always fits: its room is
+    missing; CoreDNS sets TC here too, behaviour.md 17). The OPT record always fits: its room is
     kept back.
     """
     opt = _opt(query, answer.rcode) if query.edns is not None else b""

@@ -11,7 +11,7 @@ and its names are re-exported here so ``from clusterdns.dns.wire import ...`` ke
 - ``cache``: :class:`AnswerCache`, the hot path (a hit answered from the packet's bytes).
 
 Sources: RFC 1035 4.1 (format), RFC 6891 (EDNS0), RFC 2181 9 (TC), RFC 5452 9.1 and
-SPEC.md 12 (the question echoed byte for byte).
+docs/behaviour.md 12 (the question echoed byte for byte).
 """
 
 from __future__ import annotations

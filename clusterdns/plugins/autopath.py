@@ -1,4 +1,4 @@
-"""autopath: walk a pod's search list on the server (SPEC.md 15.4; CoreDNS autopath).
+"""autopath: walk a pod's search list on the server (docs/behaviour.md 16; CoreDNS autopath).
 
 A pod with ``ndots:5`` asks ``web.shop.<its-ns>.svc.cluster.local`` first. When that name
 does not exist and the asking pod is known (by source IP, which needs pod records:

@@ -1,4 +1,4 @@
-"""The query handler and the chain a Corefile switches on (DESIGN.md 1).
+"""The query handler and the chain a Corefile switches on (docs/design.md).
 
 bytes in, bytes out: parse -> answer cache -> the chain -> encode. The chain is
 :data:`CHAIN`, one row per plugin in CoreDNS's plugin.cfg order (loop, chaos, rewrite,
@@ -74,7 +74,7 @@ class Handler:
     ``config``: the kubernetes zone configuration, or None without a kubernetes plugin;
     ``forwarders``: tried in order for names the zone does not answer;
     ``loadbalance``: rotate A/AAAA answers (CoreDNS loadbalance, CNAMEs stay first);
-    ``metrics``: counted per query; ``autopath``: server-side search for pods (SPEC.md 15.4);
+    ``metrics``: counted per query; ``autopath``: server-side search for pods (behaviour.md 16);
     ``gateway``/``external``: the k8s_gateway and k8s_external zones (docs/exposed-names.md),
     asked before the kubernetes zone in that order (CoreDNS plugin.cfg puts k8s_external
     before kubernetes; k8s_gateway's README has it take their place).
@@ -150,7 +150,7 @@ class Handler:
     def handle(
         self, data: bytes, tcp: bool, family: str = "1", client: str = "", port: int = 0
     ) -> Reply:
-        """Answer one DNS message; None means send nothing (RFC 1035 4.1.1, SPEC.md 13).
+        """Answer one DNS message; None means send nothing (RFC 1035 4.1.1, docs/behaviour.md 13).
 
         ``tcp``: the reply may use the 65535-byte TCP limit; ``family``: "1" IPv4 or
         "2" IPv6 client (metrics); ``client``: the client's IP (autopath, log);
@@ -282,7 +282,7 @@ class Handler:
     def _miss(self, query: Query, data: bytes, limit: int, client: str) -> Outcome:
         """Run the chain (:data:`CHAIN`, this block's steps) for a query the answer cache
         did not have: the first step that answers ends it; else the answer a step fell
-        through with, else SERVFAIL (no plugin handled it, SPEC.md 14). A rewritten
+        through with, else SERVFAIL (no plugin handled it, docs/behaviour.md 14). A rewritten
         question's reply is turned back to the question asked."""
         ask = Ask(query, data, limit, client)
         for step in self.steps:
@@ -299,7 +299,7 @@ class Handler:
         return out
 
     def _autopath(self, query: Query, answer: Answer, limit: int, client: str) -> Outcome | None:
-        """autopath on an NXDOMAIN (SPEC.md 15.4): the reply found along the client's
+        """autopath on an NXDOMAIN (docs/behaviour.md 16): the reply found along the client's
         search path, or None to answer the NXDOMAIN."""
         if not self.autopath or not client:
             return None
@@ -386,7 +386,7 @@ class Handler:
         self, forwarder: Forwarder, query: Query, answer: Answer, limit: int
     ) -> bytes | None:
         """An ExternalName CNAME to an outside name: the target's records follow it
-        (SPEC.md 4); the CNAME alone when the upstream has nothing."""
+        (docs/behaviour.md 4); the CNAME alone when the upstream has nothing."""
         found = await forwarder.lookup(answer.chase, query.qtype)
         extra = [] if found is None else list(found.rr)
         header, _, tail = encode_answer(query, answer, limit, upstream=extra)

@@ -306,7 +306,7 @@ class Forwarder:
     # ---- ExternalName ---------------------------------------------------------------------
 
     async def lookup(self, qname: str, qtype: int) -> DNSRecord | None:
-        """Resolve ``qname``/``qtype`` upstream for an ExternalName target (SPEC.md 4);
+        """Resolve ``qname``/``qtype`` upstream for an ExternalName target (docs/behaviour.md 4);
         None when nothing usable came back."""
         question = DNSRecord.question(qname.rstrip(".") or ".", QTYPE.get(qtype, str(qtype)))
         try:

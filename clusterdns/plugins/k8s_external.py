@@ -93,7 +93,7 @@ def resolve_external(store: Store, qname: str, qtype: int, config: ExternalConfi
     """Answer ``qname``/``qtype`` in a k8s_external zone; None when it is in none of them.
 
     Negative answers carry the SOA (RFC 2308 3); before the store has synced NXDOMAIN is
-    SERVFAIL (SPEC.md 13); NXDOMAIN under ``fallthrough`` is marked for the next plugin.
+    SERVFAIL (docs/behaviour.md 13); NXDOMAIN under ``fallthrough`` is marked for the next plugin.
     """
     zone = find_zone(qname, config.zones)
     if zone is None:

@@ -1,8 +1,8 @@
-"""kubernetes: the cluster zone's step in the chain (CoreDNS kubernetes plugin; SPEC.md 2-12).
+"""kubernetes: the cluster zone's step in the chain (CoreDNS kubernetes plugin; behaviour.md 2-12).
 
 The answers themselves come from the pure resolver (``core.resolver.resolve``); this step
 decides what becomes of them: a quick NXDOMAIN from the SOA template after an existence
-check (``core.depends.quick_negative``, DESIGN.md 3), autopath on NXDOMAIN, an ExternalName
+check (``core.depends.quick_negative``, docs/design.md), autopath on NXDOMAIN, an ExternalName
 target chased upstream, ``fallthrough`` handed on to the next plugin, else the answer
 encoded and cached.
 """

@@ -1,7 +1,7 @@
 """loadbalance: A/AAAA answers in turn (CoreDNS loadbalance, ``round_robin`` policy).
 
 The chain encodes a few rotations of an answer's addresses once, on the miss, and the answer
-cache serves them in turn (``AnswerCache._rotated``): a hit stays a byte copy (DESIGN.md 3).
+cache serves them in turn (``AnswerCache._rotated``): a hit stays a byte copy (docs/design.md).
 CNAMEs stay first, as CoreDNS keeps them.
 """
 

@@ -103,7 +103,7 @@ def template(handler: Handler, ask: Ask) -> Outcome | None:
 
 
 def zones(handler: Handler, ask: Ask) -> Outcome | None:
-    """Not a plugin: REFUSED for other classes (SPEC.md 13), zone transfers (no transfer
+    """Not a plugin: REFUSED for other classes (docs/behaviour.md 13), zone transfers (no transfer
     plugin) and names outside the block's zones."""
     query = ask.query
     if query.qclass != QClass.IN or query.qtype in (QType.AXFR, QType.IXFR):

@@ -37,7 +37,7 @@ from .metrics import Metrics
 log = logging.getLogger("clusterdns")
 
 def own_addresses(host: str) -> tuple[str, ...]:
-    """The addresses this server answers on, for NS glue (SPEC.md 8).
+    """The addresses this server answers on, for NS glue (docs/behaviour.md 8).
 
     A specific listen address is itself; a wildcard one is the host's own addresses as its
     name resolves (best effort: empty if it does not).

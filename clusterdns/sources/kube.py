@@ -1,4 +1,4 @@
-"""The live source: list and watch the Kubernetes API into the store (DESIGN.md 4).
+"""The live source: list and watch the Kubernetes API into the store (docs/design.md).
 
 The official ``kubernetes`` client gives configuration (kubeconfig or the in-cluster
 service account), TLS and auth (:func:`api_client`). One reflector thread per kind
@@ -122,7 +122,7 @@ SOURCE = "api"
 class KubeSource:
     """Feeds a store from the API: one reflector thread per kind, changes applied on the
     event loop. Registers the store source ``"api"``, unsynced until every kind has
-    listed once (SPEC.md 13).
+    listed once (docs/behaviour.md 13).
 
     ``kinds``: Namespaces, Services and EndpointSlices always; Pods when ``pods`` is set
     (verified pod records, autopath); the ``exposure`` kinds (Ingress, Gateway, routes:

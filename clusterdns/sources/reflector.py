@@ -1,4 +1,4 @@
-"""Reflectors: list and watch one API resource, hand what they learn to a sink (DESIGN.md 4).
+"""Reflectors: list and watch one API resource, hand what they learn to a sink (docs/design.md).
 
 One :class:`Reflector` thread per kind: paginated LIST -> replace the kind in one swap ->
 WATCH from the list's resourceVersion with bookmarks -> apply events -> on 410 Expired
