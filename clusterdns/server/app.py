@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import logging
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +51,8 @@ from .transport import DNSServer
 from .workers import run_workers
 
 log = logging.getLogger("clusterdns")
+
+STOP_GRACE = 10.0  # seconds from "stopping" to a forced exit (after any lameduck)
 
 # Moved to .blocks, .reload, .signals, .sourcing and .workers; importable from here as before.
 __all__ = [
@@ -115,6 +120,7 @@ class App:
         self.sources = Sources(self.store, servers, options, self.readiness)
         self.stop_event = asyncio.Event()
         self.exit_code = 0
+        self.watchdog: threading.Timer | None = None  # set once stopping begins
         self.reloader = Reloader(self)
 
     # ---- start ------------------------------------------------------------------------
@@ -162,8 +168,22 @@ class App:
             self.readiness.shutting_down = True
             await asyncio.sleep(lameduck)
         log.info("stopping")
+        # Until the loop itself is closed (_run_one cancels it): a hang in the loop's own
+        # shutdown counts too.
+        self.watchdog = threading.Timer(STOP_GRACE, self._stop_overdue)
+        self.watchdog.daemon = True
+        self.watchdog.start()
         await self._stop()
         return self.exit_code
+
+    def _stop_overdue(self) -> None:
+        """Stopping took longer than :data:`STOP_GRACE`: say where each thread is (for the
+        bug report) and exit with the status we meant to. A server told to stop must stop:
+        no socket or thread may keep it alive until the kubelet's SIGKILL."""
+        log.error("stopping takes longer than %.0f s: exiting now; the threads:", STOP_GRACE)
+        faulthandler.dump_traceback(all_threads=True)
+        logging.shutdown()
+        os._exit(self.exit_code)
 
     # ---- signals (.signals says which does what) -----------------------------------------
 
@@ -353,8 +373,13 @@ def loop_name() -> str:
 def _run_one(servers: list[ServerConfig], options: Options) -> int:
     """Serve in this process: on uvloop where it is installed (a dependency wherever it has
     wheels), on asyncio's own loop elsewhere."""
+    app = App(servers, options)
     try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(App(servers, options).run())
-    return int(uvloop.run(App(servers, options).run()))
+        try:
+            import uvloop
+        except ImportError:
+            return asyncio.run(app.run())
+        return int(uvloop.run(app.run()))
+    finally:
+        if app.watchdog is not None:
+            app.watchdog.cancel()
