@@ -132,6 +132,9 @@ class Handler:
         if hosts is not None:
             hosts.on_change = self.drop_cache
         self.querylog = querylog
+        # fixed at construction: _logged lends querylog out while it answers, and the UDP
+        # thread must not read that moment as "no log"
+        self.logs_queries = querylog is not None
         self.rewriter = rewriter
         self.templates = list(templates)
         self.chaos = chaos
@@ -187,10 +190,11 @@ class Handler:
         if isinstance(reply, bytes) or reply is None:
             querylog.record(client, port, tcp, data, reply, time.perf_counter() - began)
             return reply
-        return self._log_later(reply, data, tcp, client, port, began)
+        return self._log_later(querylog, reply, data, tcp, client, port, began)
 
     async def _log_later(
         self,
+        querylog: QueryLog,
         pending: Awaitable[bytes | None],
         data: bytes,
         tcp: bool,
@@ -199,8 +203,7 @@ class Handler:
         began: float,
     ) -> bytes | None:
         reply = await pending
-        if self.querylog is not None:
-            self.querylog.record(client, port, tcp, data, reply, time.perf_counter() - began)
+        querylog.record(client, port, tcp, data, reply, time.perf_counter() - began)
         return reply
 
     def handle_query(
@@ -342,7 +345,7 @@ class Handler:
         but :data:`NEVER_IN_CLASS`), or the log sees every query."""
         names = self.step_names
         before = names[: names.index("kubernetes")] if "kubernetes" in names else names
-        return self.querylog is not None or any(n not in NEVER_IN_CLASS for n in before)
+        return self.logs_queries or any(n not in NEVER_IN_CLASS for n in before)
 
     def cache_quick(self, data: bytes) -> None:
         """Cache the quick NXDOMAIN of a query :meth:`quick_reply` answered (on the loop

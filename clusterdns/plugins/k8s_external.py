@@ -99,10 +99,19 @@ def resolve_external(store: Store, qname: str, qtype: int, config: ExternalConfi
     if zone is None:
         return None
     answer = _External(store, qname, qtype, zone, config).answer()
+    return settle_negative(store, qname, zone, config.fallthrough, answer)
+
+
+def settle_negative(
+    store: Store, qname: str, zone: str, fallthrough: tuple[str, ...], answer: Answer
+) -> Answer:
+    """An exposure zone's NXDOMAIN, finished: SERVFAIL before the store has synced (clients
+    cache NXDOMAIN; docs/behaviour.md 13), marked for the next plugin under ``fallthrough``
+    (CoreDNS ``plugin.Fall``). Other answers pass unchanged."""
     if answer.rcode == Rcode.NXDOMAIN:
         if not store.synced:
             return Answer(Rcode.SERVFAIL, zone)
-        if any(find_zone(qname, (z,)) for z in config.fallthrough):
+        if any(find_zone(qname, (z,)) for z in fallthrough):
             answer.fallthrough = True
     return answer
 

@@ -32,7 +32,7 @@ from ..core.records import Ingress, Route
 from ..core.resolver import Answer
 from ..core.rr import RR, QType, Rcode, SOAData
 from ..core.store import Store
-from .k8s_external import address_records
+from .k8s_external import address_records, settle_negative
 
 RESOURCES = ("HTTPRoute", "TLSRoute", "GRPCRoute", "Ingress", "Service")
 """Every resource k8s_gateway reads, in its default lookup order (gateway.go)."""
@@ -151,12 +151,7 @@ def resolve_gateway(store: Store, qname: str, qtype: int, config: GatewayConfig)
     if zone is None:
         return None
     answer = _answer(store, qname, qtype, zone, config)
-    if answer.rcode == Rcode.NXDOMAIN:
-        if not store.synced:
-            return Answer(Rcode.SERVFAIL, zone)
-        if any(find_zone(qname, (z,)) for z in config.fallthrough):
-            answer.fallthrough = True
-    return answer
+    return settle_negative(store, qname, zone, config.fallthrough, answer)
 
 
 def soa(store: Store, zone: str, config: GatewayConfig) -> RR:

@@ -157,7 +157,7 @@ class UDPThread:
                     return
                 continue
             handler = self.server.handler
-            if type(handler) is Handler and handler.querylog is None:  # log sees every query
+            if type(handler) is Handler and not handler.logs_queries:  # log sees every query
                 cache = handler.cache
                 hit = cache.lookup(data, False)
                 qtype = cache.last_qtype
