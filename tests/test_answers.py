@@ -452,3 +452,40 @@ def test_quick_nxdomain_off_the_loop_advertises_the_blocks_payload(udp_size: int
     handler.cache_quick(query.to_wire())
     hit = handler.cache.lookup(query.to_wire(), False)
     assert hit is not None and dns.message.from_wire(hit).payload == udp_size
+
+
+def test_udp_thread_leaves_every_query_to_the_log() -> None:
+    """With ``log`` on, the thread answers nothing itself: every query, repeated hits too,
+    is a log line (the log plugin sees every query; CoreDNS plugin/log)."""
+    import asyncio
+    import io
+    import threading
+
+    import dns.query
+
+    from clusterdns.plugins.querylog import QueryLog, QueryLogConfig
+    from clusterdns.server.transport import DNSServer
+
+    out = io.StringIO()
+    querylog = QueryLog(QueryLogConfig(), out)
+    handler = Handler(load_store(COREDNS), CONFIG, querylog=querylog)
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()
+    server = DNSServer(handler, "127.0.0.1", 0, udp_thread=True)
+    asyncio.run_coroutine_threadsafe(server.start(), loop).result(5)
+    try:
+        for _ in range(5):
+            query = dns.message.make_query("svc1.testns.svc.cluster.local.", "A")
+            assert dns.query.udp(query, "127.0.0.1", port=server.port, timeout=5).answer
+        end = time.monotonic() + 10
+        while out.getvalue().count("svc1.testns") < 5 and time.monotonic() < end:
+            querylog.flush()
+            time.sleep(0.05)
+        assert out.getvalue().count("svc1.testns.svc.cluster.local.") == 5, out.getvalue()
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(5)
+        loop.close()
+        querylog.stop()
