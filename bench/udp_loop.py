@@ -38,13 +38,13 @@ def serve(mode: str, zones: Path, port: int) -> None:
     """Run one server until killed (the child process)."""
     from clusterdns.core.resolver import ZoneConfig
     from clusterdns.core.store import Store
-    from clusterdns.plugins.chain import Handler
+    from tests.handlers import make_handler
     from clusterdns.server.transport import DNSServer
     from clusterdns.sources.manifests import ManifestSource
 
     store = Store()
     ManifestSource(store, [zones]).load(time.time())
-    handler = Handler(store, ZoneConfig())
+    handler = make_handler(store, ZoneConfig())
     if mode in ("asyncio", "thread"):
         async def run() -> None:
             server = DNSServer(handler, "127.0.0.1", port, udp_thread=mode == "thread")

@@ -29,6 +29,7 @@ from clusterdns.core.store import Store
 from clusterdns.dns.cache import AnswerCache
 from clusterdns.dns.wire import parse_query
 from clusterdns.plugins.chain import Handler
+from tests.handlers import make_handler
 
 from .conftest import COREDNS, NOW, load_store
 
@@ -217,7 +218,7 @@ def _answer(handler: Handler, label: str) -> tuple[object, ...]:
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_a_change_drops_exactly_the_names_it_changes(case: Case) -> None:
     store = load_store(COREDNS)
-    handler = Handler(store, CONFIG)
+    handler = make_handler(store, CONFIG)
     before = {label: _answer(handler, label) for label in WATCHED}
     cached = {label: handler.cache.entries[_key(label)] for label in WATCHED}
     serial = store.serial
@@ -229,7 +230,7 @@ def test_a_change_drops_exactly_the_names_it_changes(case: Case) -> None:
     assert gone == case.dropped
     for label in set(WATCHED) - gone:
         assert entries[_key(label)] is cached[label], label  # the same entry: it survived
-    truth = Handler(store, CONFIG)  # an empty cache: what the store says now
+    truth = make_handler(store, CONFIG)  # an empty cache: what the store says now
     changed = set()
     for label in WATCHED:
         now = _answer(handler, label)
@@ -242,7 +243,7 @@ def test_a_change_drops_exactly_the_names_it_changes(case: Case) -> None:
 
 def test_dropped_names_are_cached_again_and_unrelated_ones_never_left() -> None:
     store = load_store(COREDNS)
-    handler = Handler(store, CONFIG)
+    handler = make_handler(store, CONFIG)
     for label in WATCHED:
         _answer(handler, label)
     kept = handler.cache.entries[_key("svc1")]
@@ -250,14 +251,14 @@ def test_dropped_names_are_cached_again_and_unrelated_ones_never_left() -> None:
         s = _slice(store, "testns", "hdls1-slice1")
         eps = (replace(s.endpoints[0], ready=i % 2 == 0), *s.endpoints[1:])
         store.upsert(SOURCE, replace(s, endpoints=eps), LATER + i)
-        assert _answer(handler, "hdls1") == _answer(Handler(store, CONFIG), "hdls1")
+        assert _answer(handler, "hdls1") == _answer(make_handler(store, CONFIG), "hdls1")
     assert handler.cache.entries[_key("svc1")] is kept
     assert _key("hdls1") in handler.cache.entries
 
 
 def test_namespace_recreated_turns_cached_nxdomain_into_answers() -> None:
     store = load_store(COREDNS)
-    handler = Handler(store, CONFIG)
+    handler = make_handler(store, CONFIG)
     assert _answer(handler, "web-newns")[0] == "NXDOMAIN"
     store.upsert(SOURCE, Namespace("newns"), LATER)
     assert _answer(handler, "web-newns")[0] == "NXDOMAIN"  # no such service yet
@@ -272,10 +273,10 @@ def test_quick_negative_answers_equal_the_resolvers() -> None:
     """The NXDOMAIN made from the template after a few dict lookups is byte for byte the
     one the resolver and the general encoder give (0x20 case, EDNS, search-path names)."""
     store = load_store(COREDNS)
-    quick = Handler(store, CONFIG)
-    slow = Handler(store, CONFIG)
-    assert slow.kubernetes is not None
-    slow.kubernetes.quick = False
+    quick = make_handler(store, CONFIG)
+    slow = make_handler(store, CONFIG)
+    slow.negative = None
+    next(s for s in slow.steps if s.name == "kubernetes").quick = False  # type: ignore[attr-defined]
     names = [
         "NoSuch.TestNs.svc.Cluster.Local.",
         "svc1.testns.svc.cluster.local.testns.svc.cluster.local.",
@@ -400,7 +401,7 @@ def test_udp_thread_answers_hits_while_the_loop_is_busy() -> None:
 
     from clusterdns.server.transport import DNSServer, UDPThread
 
-    handler = Handler(load_store(COREDNS), CONFIG)
+    handler = make_handler(load_store(COREDNS), CONFIG)
     loop = asyncio.new_event_loop()
     runner = threading.Thread(target=loop.run_forever, daemon=True)
     runner.start()
@@ -443,14 +444,16 @@ def test_udp_thread_answers_hits_while_the_loop_is_busy() -> None:
 def test_quick_nxdomain_off_the_loop_advertises_the_blocks_payload(udp_size: int) -> None:
     """The UDP thread's NXDOMAIN (and the entry the loop caches for it afterwards) carry the
     server block's EDNS payload (``bufsize``/``--udp-size``), as the loop's own replies do."""
-    handler = Handler(load_store(COREDNS), ZoneConfig(), udp_size=udp_size)
+    handler = make_handler(load_store(COREDNS), ZoneConfig(), udp_size=udp_size)
     query = dns.message.make_query("nosuch.testns.svc.cluster.local.", "A", use_edns=0, payload=4096)
-    made = handler.quick_reply(query.to_wire())
-    assert made is not None
-    reply = dns.message.from_wire(made[0])
+    thread = handler.tally("1")  # a serving thread's counters: it keeps nothing itself
+    made = handler.fast(query.to_wire(), False, thread)
+    assert isinstance(made, bytes)
+    reply = dns.message.from_wire(made)
     assert reply.rcode() == dns.rcode.NXDOMAIN and reply.payload == udp_size
-    handler.cache_quick(query.to_wire())
-    hit = handler.cache.lookup(query.to_wire(), False)
+    assert handler.cache.lookup(query.to_wire(), False, thread) is None
+    handler.keep_made(thread)  # the loop keeps it afterwards
+    hit = handler.cache.lookup(query.to_wire(), False, thread)
     assert hit is not None and dns.message.from_wire(hit).payload == udp_size
 
 
@@ -468,7 +471,7 @@ def test_udp_thread_leaves_every_query_to_the_log() -> None:
 
     out = io.StringIO()
     querylog = QueryLog(QueryLogConfig(), out)
-    handler = Handler(load_store(COREDNS), CONFIG, querylog=querylog)
+    handler = make_handler(load_store(COREDNS), CONFIG, querylog=querylog)
     loop = asyncio.new_event_loop()
     runner = threading.Thread(target=loop.run_forever, daemon=True)
     runner.start()

@@ -15,9 +15,10 @@ import pytest
 
 from clusterdns.core.resolver import PodMode, ZoneConfig
 from clusterdns.core.store import Store
-from clusterdns.corefile.config import ForwardConfig
+from clusterdns.plugins.forward import ForwardConfig
 from clusterdns.plugins.autopath import AutoPath
 from clusterdns.plugins.chain import Handler
+from tests.handlers import make_handler
 from clusterdns.plugins.forward import Forwarder
 
 from .conftest import ROOT, ZONES, free_port, load_store, start_clusterdns, stop_server
@@ -53,14 +54,14 @@ def chain(msg: dns.message.Message) -> list[str]:
 
 
 def test_first_search_domain_miss_is_answered_with_a_cname(store: Store) -> None:
-    handler = Handler(store, CONFIG, autopath=AutoPath())
+    handler = make_handler(store, CONFIG, autopath=AutoPath())
     msg = ask(handler, "kubernetes.default.shop.svc.cluster.local.")
     assert msg.rcode() == dns.rcode.NOERROR
     assert chain(msg) == [
         "kubernetes.default.shop.svc.cluster.local. CNAME kubernetes.default.svc.cluster.local.",
         "kubernetes.default.svc.cluster.local. A 10.96.0.1",
     ]
-    assert handler.autopath is not None and handler.autopath.success == 1
+    assert handler.autopath_search is not None and handler.autopath_search.success == 1
     # svc.ns from the pod's namespace: found at the second element
     msg = ask(handler, "kube-dns.kube-system.shop.svc.cluster.local.")
     assert chain(msg)[0].endswith("CNAME kube-dns.kube-system.svc.cluster.local.")
@@ -71,7 +72,7 @@ def test_first_search_domain_miss_is_answered_with_a_cname(store: Store) -> None
 
 
 def test_not_for_unknown_clients_other_domains_or_existing_names(store: Store) -> None:
-    handler = Handler(store, CONFIG, autopath=AutoPath())
+    handler = make_handler(store, CONFIG, autopath=AutoPath())
     name = "kubernetes.default.shop.svc.cluster.local."
     assert ask(handler, name, client="192.0.2.1").rcode() == dns.rcode.NXDOMAIN  # not a pod
     assert ask(handler, name, client="").rcode() == dns.rcode.NXDOMAIN
@@ -87,7 +88,7 @@ def test_not_for_unknown_clients_other_domains_or_existing_names(store: Store) -
 
 
 def test_every_candidate_missing_returns_the_first_reply(store: Store) -> None:
-    handler = Handler(store, CONFIG, autopath=AutoPath())
+    handler = make_handler(store, CONFIG, autopath=AutoPath())
     msg = ask(handler, "nosuch.shop.svc.cluster.local.")
     assert msg.rcode() == dns.rcode.NXDOMAIN and msg.answer == []
     assert msg.authority[0].name.to_text() == "cluster.local."
@@ -96,7 +97,7 @@ def test_every_candidate_missing_returns_the_first_reply(store: Store) -> None:
 def test_out_of_zone_candidates_go_upstream(store: Store) -> None:
     with Upstream() as up:
         forwarder = Forwarder(ForwardConfig(".", (up.address,)))
-        handler = Handler(store, CONFIG, zones=(".",), forwarders=[forwarder],
+        handler = make_handler(store, CONFIG, zones=(".",), forwarders=[forwarder],
                           autopath=AutoPath(["corp.example"]))
         msg = ask(handler, "www.example.com.shop.svc.cluster.local.")
         assert msg.rcode() == dns.rcode.NOERROR

@@ -38,18 +38,18 @@ KUBEADM = """\
 def test_kubeadm_corefile() -> None:
     (server,) = load(KUBEADM)
     assert server.zones == (".",) and server.port == 53
-    assert server.errors and server.loop and server.loadbalance
+    assert server.errors and server.plugins.get("loop") and server.plugins.get("loadbalance")
     assert (server.health, server.lameduck, server.ready) == (":8080", 5.0, ":8181")
     assert server.prometheus == ":9153"
     assert server.reload == (30.0, 15.0)
-    k = server.kubernetes
+    k = server.plugins.get("kubernetes")
     assert k is not None
     assert k.zones == ("cluster.local.", "in-addr.arpa.", "ip6.arpa.")
     assert (k.pods, k.ttl, k.fallthrough) == ("insecure", 30, ("in-addr.arpa.", "ip6.arpa."))
-    (f,) = server.forward
+    (f,) = server.plugins.get("forward")
     assert (f.zone, f.to, f.max_concurrent, f.max_fails, f.policy) == (
         ".", ("/etc/resolv.conf",), 1000, 2, "random")
-    c = server.cache
+    c = server.plugins.get("cache")
     assert c is not None
     assert (c.success_ttl, c.denial_ttl, c.success_capacity) == (30, 30, 9984)
     assert c.disable_success == c.disable_denial == ("cluster.local.",)
@@ -60,7 +60,7 @@ def test_kubeadm_corefile_plain_cache_form() -> None:
     (server,) = load(KUBEADM.replace(
         "cache 30 {\n       disable success cluster.local\n       disable denial cluster.local\n    }",
         "cache 30"))
-    assert server.cache is not None and server.cache.disable_success == ()
+    assert server.plugins.get("cache") is not None and server.plugins.get("cache").disable_success == ()
 
 
 def test_several_blocks_ports_and_options() -> None:
@@ -96,20 +96,20 @@ cluster.local:5353 {
 """)
     a, b = servers
     assert a.zones == ("example.org.", "corp.example.") and a.port == 5353
-    f = a.forward[0]
+    f = a.plugins.get("forward")[0]
     assert f.to == ("10.0.0.1:53", "[fd00::1]:5353", "dns://10.0.0.2")
     assert (f.policy, f.force_tcp, f.max_fails, f.expire) == ("sequential", True, 3, 30.0)
     assert (f.health_check, f.health_check_recursion, f.health_check_domain) == (
         90.0, False, "example.org.")
     assert f.except_zones == ("internal.example.org.",)
-    k = b.kubernetes
+    k = b.plugins.get("kubernetes")
     assert k is not None and k.zones == ("cluster.local.",)
     assert (k.pods, k.endpoint_pod_names, k.namespaces) == ("verified", True, ("default", "kube-system"))
     assert (k.startup_timeout, k.kubeconfig, k.context, k.endpoint, k.fallthrough) == (
         0.5, "/etc/kube.conf", "staging", "https://10.0.0.1:6443", ())
-    assert b.cache is not None
-    assert (b.cache.success_capacity, b.cache.success_ttl, b.cache.success_min_ttl) == (1000, 60, 10)
-    assert (b.cache.denial_capacity, b.cache.denial_ttl) == (500, 1800)
+    assert b.plugins.get("cache") is not None
+    assert (b.plugins.get("cache").success_capacity, b.plugins.get("cache").success_ttl, b.plugins.get("cache").success_min_ttl) == (1000, 60, 10)
+    assert (b.plugins.get("cache").denial_capacity, b.plugins.get("cache").denial_ttl) == (500, 1800)
     assert b.reload == (10.0, 5.0)
     assert b.warnings == ["Corefile:28: debug: only affects logging here, ignored"]
 
@@ -131,7 +131,7 @@ def test_logging_only_directives_are_a_warning(name: str) -> None:
 def test_environment_variables_and_quotes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DNS_TTL", "12")
     (server,) = load('.:53 {\n  kubernetes "cluster.local" {\n    ttl {$DNS_TTL}\n  }\n}\n')
-    assert server.kubernetes is not None and server.kubernetes.ttl == 12
+    assert server.plugins.get("kubernetes") is not None and server.plugins.get("kubernetes").ttl == 12
 
 
 @pytest.mark.parametrize(

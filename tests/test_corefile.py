@@ -31,14 +31,14 @@ def test_top_level_glob_import_of_server_blocks_relative_to_the_corefile(tmp_pat
     })
     servers = load(corefile.read_text(), str(corefile))
     assert [s.zones for s in servers] == [(".",), ("a.example.",), ("b.example.",)]
-    assert [s.forward[0].to for s in servers] == [("127.0.0.1",), ("127.0.0.2",), ("127.0.0.3",)]
+    assert [s.plugins.get("forward")[0].to for s in servers] == [("127.0.0.1",), ("127.0.0.2",), ("127.0.0.3",)]
 
 
 @pytest.mark.parametrize("pattern", ["custom/*.server", "/nonexistent-dir-xyz/*.server"])
 def test_a_glob_matching_nothing_imports_nothing(tmp_path: Path, pattern: str) -> None:
     corefile = write(tmp_path, {"Corefile": f".:53 {{\n  import {pattern}\n  errors\n}}\nimport {pattern}\n"})
     (server,) = load(corefile.read_text(), str(corefile))
-    assert server.errors and server.log is None
+    assert server.errors and server.plugins.get("log") is None
 
 
 def test_import_inside_a_block_adds_its_directives(tmp_path: Path) -> None:
@@ -48,8 +48,8 @@ def test_import_inside_a_block_adds_its_directives(tmp_path: Path) -> None:
         "custom/hosts.override": "hosts {\n  10.0.0.1 db.example\n  fallthrough\n}\n",
     })
     (server,) = load(corefile.read_text(), str(corefile))
-    assert server.log is not None and server.hosts is not None
-    assert server.hosts.inline == [("10.0.0.1", ("db.example.",))]
+    assert server.plugins.get("log") is not None and server.plugins.get("hosts") is not None
+    assert server.plugins.get("hosts").inline == [("10.0.0.1", ("db.example.",))]
 
 
 def test_snippets_with_arguments() -> None:
@@ -68,8 +68,8 @@ example.org:53 {
 """
     a, b = load(text)
     assert a.errors and b.errors
-    assert a.cache is not None and a.cache.success_ttl == 30
-    assert b.cache is not None and b.cache.success_ttl == 60
+    assert a.plugins.get("cache") is not None and a.plugins.get("cache").success_ttl == 30
+    assert b.plugins.get("cache") is not None and b.plugins.get("cache").success_ttl == 60
 
 
 @pytest.mark.parametrize(
@@ -111,8 +111,8 @@ def test_errors_name_the_imported_file_and_line(
 def test_cidr_zones_become_reverse_zones(key: str, zones: list[str]) -> None:
     (server,) = load(f"{key}:53 {{\n  kubernetes cluster.local {key}\n}}\n")
     assert list(server.zones) == zones
-    assert server.kubernetes is not None
-    assert list(server.kubernetes.zones) == ["cluster.local.", *zones]
+    assert server.plugins.get("kubernetes") is not None
+    assert list(server.plugins.get("kubernetes").zones) == ["cluster.local.", *zones]
 
 
 def test_same_zone_on_different_binds_is_not_a_duplicate() -> None:

@@ -320,17 +320,17 @@ def test_corefile_directives() -> None:
         "    apex exdns-1.kube-system\n    secondary exdns-2.kube-system\n"
         "    kubeconfig /k.yaml ctx\n    fallthrough example.net\n  }\n"
         "}\n")
-    e, g = server.k8s_external, server.k8s_gateway
+    e, g = server.plugins.get("k8s_external"), server.plugins.get("k8s_gateway")
     assert e is not None and (e.zones, e.apex, e.ttl, e.headless, e.fallthrough) == (
-        ("example.org.",), "k8s", 60, True, ())
+        ("example.org.",), "k8s", 60, True, (".",))  # fallthrough with no zones: every zone
     assert g is not None and (g.zones, g.resources, g.ttl, g.apex, g.secondary, g.kubeconfig, g.context,
                               g.fallthrough) == (
         ("mlopshub.com.", "example.net."), ("Ingress", "HTTPRoute"), 30, "exdns-1.kube-system",
         "exdns-2.kube-system", "/k.yaml", "ctx", ("example.net.",))
     assert not server.warnings
     (defaults,) = load("example.org {\n  k8s_external\n  k8s_gateway\n}\n")
-    assert defaults.k8s_external is not None and defaults.k8s_external.zones == ("example.org.",)
-    assert defaults.k8s_gateway is not None and defaults.k8s_gateway.ttl == 60
+    assert defaults.plugins.get("k8s_external") is not None and defaults.plugins.get("k8s_external").zones == ("example.org.",)
+    assert defaults.plugins.get("k8s_gateway") is not None and defaults.plugins.get("k8s_gateway").ttl == 60
 
 
 @pytest.mark.parametrize(("body", "error"), [
@@ -459,7 +459,7 @@ def test_chain_order_and_fallthrough(store: Store) -> None:
     """The plugins are asked in plugin.cfg order; an NXDOMAIN with fallthrough goes on to the
     next one, without it the first zone that holds the name answers."""
     from clusterdns.core.resolver import ZoneConfig
-    from clusterdns.plugins.chain import Handler
+    from tests.handlers import make_handler
 
     def rcode_and_answer(handler: Handler, name: str) -> tuple[str, list[str]]:
         wire = handler.handle(dns.message.make_query(name, "A").to_wire(), False)
@@ -469,13 +469,13 @@ def test_chain_order_and_fallthrough(store: Store) -> None:
 
     web = "web.shop.svc.cluster.local."
     overlap = GatewayConfig(zones=("cluster.local.",))
-    handler = Handler(store, ZoneConfig(), gateway=overlap)
+    handler = make_handler(store, ZoneConfig(), gateway=overlap)
     assert rcode_and_answer(handler, web) == ("NXDOMAIN", [])  # k8s_gateway holds the zone
     through = GatewayConfig(zones=("cluster.local.",), fallthrough=(".",))
     external = ExternalConfig(zones=("cluster.local.",), fallthrough=(".",))
-    handler = Handler(store, ZoneConfig(), gateway=through, external=external)
+    handler = make_handler(store, ZoneConfig(), gateway=through, external=external)
     assert rcode_and_answer(handler, web) == ("NOERROR", ["10.96.100.10"])  # kubernetes answers
-    handler = Handler(store, None, zones=("cluster.local.",), gateway=through)
+    handler = make_handler(store, None, zones=("cluster.local.",), gateway=through)
     assert rcode_and_answer(handler, web) == ("NXDOMAIN", [])  # nothing after it: its NXDOMAIN
 
 

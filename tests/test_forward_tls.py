@@ -188,7 +188,7 @@ def test_force_tcp_reuses_connections() -> None:
         with serve(corefile(up.address, "    force_tcp")) as s:
             for _ in range(3):
                 assert texts(s.ask("www.example.com.")) == ["www.example.com. 300 IN A 93.184.216.34"]
-            forwarder = s.blocks[0].forwarders[0]
+            forwarder = s.blocks[0].handler.forwarders[0]
             (pool,) = forwarder.pools.values()
             assert pool.opened == 1
         assert [q[0] for q in up.queries] == ["tcp", "tcp", "tcp"]

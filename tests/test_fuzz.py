@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clusterdns.core.resolver import ZoneConfig
-from clusterdns.plugins.chain import Handler
+from tests.handlers import make_handler
 
 from .conftest import ZONES, load_store
 
@@ -43,7 +43,7 @@ SEEDS = [
     dns.message.make_query(name, qtype, use_edns=edns).to_wire()
     for name in NAMES for qtype in TYPES for edns in (False, 0)
 ]
-HANDLER = Handler(load_store(ZONES), ZoneConfig(), cache_size=500)
+HANDLER = make_handler(load_store(ZONES), ZoneConfig(), cache_size=500)
 UDP_SIZE = 1232  # our own EDNS payload (the default)
 AMPLIFICATION = 10  # at most this many reply bytes per query byte without EDNS (UDP)
 # Derandomised (a fixed seed, no example database): a failure in CI reproduces with the same

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dns.edns
 import dns.flags
@@ -33,8 +34,9 @@ from clusterdns.__main__ import build_parser
 from clusterdns.core import convert
 from clusterdns.core.resolver import ZoneConfig
 from clusterdns.core.store import Store
-from clusterdns.corefile.config import ForwardConfig
+from clusterdns.plugins.forward import ForwardConfig
 from clusterdns.plugins.chain import Handler
+from tests.handlers import make_handler
 from clusterdns.plugins.forward import Forwarder
 from clusterdns.server.metrics import Metrics
 from clusterdns.server.transport import DNSServer
@@ -248,7 +250,7 @@ def read_reply(sock: socket.socket) -> dns.message.Message:
 
 
 def test_a_client_that_never_reads_is_closed_and_does_not_delay_shutdown(loop: Loop) -> None:
-    server = DNSServer(Handler(big_store(), ZoneConfig()), "127.0.0.1", 0, idle_timeout=0.5)
+    server = DNSServer(make_handler(big_store(), ZoneConfig()), "127.0.0.1", 0, idle_timeout=0.5)
     loop.run(server.start())
     clients = []
     for _ in range(2):
@@ -297,7 +299,7 @@ def test_tcp_answers_out_of_order(loop: Loop) -> None:
     with Upstream() as up:
         up.set_mode("delay", seconds=1.5)
         forwarder = Forwarder(ForwardConfig(".", (up.address,)))
-        handler = Handler(big_store(20), ZoneConfig(), zones=(".",), forwarders=[forwarder])
+        handler = make_handler(big_store(20), ZoneConfig(), zones=(".",), forwarders=[forwarder])
         server = DNSServer(handler, "127.0.0.1", 0)
         loop.run(server.start())
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
@@ -311,17 +313,22 @@ def test_tcp_answers_out_of_order(loop: Loop) -> None:
         loop.run(server.stop())
 
 
-class Faulty(Handler):
-    """A handler with a bug for one name (fault injection)."""
+def faulty(store: Store) -> Handler:
+    """A handler whose chain has a bug for one name (fault injection: a first step that
+    raises)."""
+    handler = make_handler(store, ZoneConfig())
 
-    def handle_query(self, query, data, tcp, family="1", client=""):  # type: ignore[no-untyped-def]
-        if query.qname.startswith("boom."):
+    def boom(chain: object, ask: Any) -> None:
+        if ask.query.qname.startswith("boom."):
             raise RuntimeError("injected fault")
-        return super().handle_query(query, data, tcp, family, client)
+
+    handler.runs.insert(0, boom)
+    handler.negative = None  # every name goes down the chain
+    return handler
 
 
 def test_any_exception_on_tcp_is_servfail_not_a_dropped_connection(loop: Loop) -> None:
-    server = DNSServer(Faulty(big_store(5), ZoneConfig()), "127.0.0.1", 0)
+    server = DNSServer(faulty(big_store(5)), "127.0.0.1", 0)
     loop.run(server.start())
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         sock.sendall(tcp_query("boom.cluster.local.", "A", 7))
@@ -341,7 +348,7 @@ def test_a_failing_forward_is_logged_and_answered_servfail(
         raise ValueError("injected fault")
 
     forwarder.forward = broken  # type: ignore[method-assign]
-    handler = Handler(big_store(5), ZoneConfig(), zones=(".",), forwarders=[forwarder])
+    handler = make_handler(big_store(5), ZoneConfig(), zones=(".",), forwarders=[forwarder])
     pending = handler.handle(dns.message.make_query("www.example.com.", "A").to_wire(), False)
     assert pending is not None and not isinstance(pending, bytes)
 
@@ -363,7 +370,7 @@ def test_autopath_upstream_failure_is_logged(caplog: pytest.LogCaptureFixture) -
     with Upstream() as up:
         up.set_mode("garbage")
         forwarder = Forwarder(ForwardConfig(".", (up.address,)))
-        handler = Handler(load_store(ZONES), ZoneConfig(pods=PodMode.VERIFIED), zones=(".",),
+        handler = make_handler(load_store(ZONES), ZoneConfig(pods=PodMode.VERIFIED), zones=(".",),
                           forwarders=[forwarder], autopath=AutoPath(["corp.example"]))
         query = dns.message.make_query("www.example.com.shop.svc.cluster.local.", "A")
         pending = handler.handle(query.to_wire(), False, "1", "10.244.1.10")
@@ -404,7 +411,7 @@ def query_wire(name: str, qtype: str, payload: int | None, options: bytes = b"")
 
 
 def test_edns_payload_does_not_multiply_cache_entries() -> None:
-    handler = Handler(big_store(), ZoneConfig())
+    handler = make_handler(big_store(), ZoneConfig())
     for payload in range(512, 65535, 97):
         assert isinstance(handler.handle(query_wire(BIG, "SRV", payload), False), bytes)
     assert len(handler.cache.entries) <= 4
@@ -417,7 +424,7 @@ def test_edns_payload_does_not_multiply_cache_entries() -> None:
 )
 def test_udp_replies_are_capped(ours: int | None, payload: int | None, cap: int) -> None:
     kw = {} if ours is None else {"udp_size": ours}
-    handler = Handler(big_store(), ZoneConfig(), **kw)  # type: ignore[arg-type]
+    handler = make_handler(big_store(), ZoneConfig(), **kw)  # type: ignore[arg-type]
     reply = handler.handle(query_wire(BIG, "SRV", payload), False)
     assert isinstance(reply, bytes) and len(reply) <= cap
     msg = dns.message.from_wire(reply)
@@ -478,7 +485,7 @@ EDNS_CASES += [
 
 @pytest.mark.parametrize(("what", "packet", "rcode", "has_opt"), EDNS_CASES, ids=[c[0] for c in EDNS_CASES])
 def test_edns_conformance(what: str, packet: bytes, rcode: int, has_opt: bool) -> None:
-    handler = Handler(big_store(3), ZoneConfig())
+    handler = make_handler(big_store(3), ZoneConfig())
     # the same question, well formed, first: a cached answer must not hide a bad option
     handler.handle(query_wire(NAME, "A", 1232), False)
     for _ in range(2):
@@ -620,7 +627,7 @@ def test_no_ptr_to_a_service_whose_namespace_does_not_exist(tmp_path: Path) -> N
                                      + svc("ghost", ns="nowhere", ip="10.96.5.8"))
     store = Store()
     ManifestSource(store, [tmp_path]).load(1.0)
-    handler = Handler(store, ZoneConfig())
+    handler = make_handler(store, ZoneConfig())
     for ip, rcode in (("7", dns.rcode.NOERROR), ("8", dns.rcode.NXDOMAIN)):
         query = dns.message.make_query(f"{ip}.5.96.10.in-addr.arpa.", "PTR")
         reply = handler.handle(query.to_wire(), False)

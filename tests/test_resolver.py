@@ -13,7 +13,7 @@ from clusterdns.core.records import Endpoint, EndpointSlice, Namespace, Port, Se
 from clusterdns.core.resolver import PodMode, ZoneConfig, resolve
 from clusterdns.core.rr import QTYPE_VALUES, RCODE_NAMES, RR, QType, Rcode, SOAData, SRVData
 from clusterdns.core.store import Store
-from clusterdns.plugins.chain import Handler
+from tests.handlers import make_handler
 
 from .conftest import MANIFESTS, NOW, ZONES, load_store
 
@@ -241,7 +241,7 @@ def test_mixed_case_names_answer_as_lower_case(
 ) -> None:
     config = ZoneConfig(zones=("cluster.local.", "in-addr.arpa."), ttl=5, pods=PodMode.INSECURE)
     want = resolve(coredns_store, qname.lower(), QTYPE_VALUES[qtype], config)
-    wire = Handler(coredns_store, config).handle(
+    wire = make_handler(coredns_store, config).handle(
         dns.message.make_query(qname, qtype).to_wire(), False
     )
     assert wire is not None

@@ -20,13 +20,14 @@ from clusterdns.core.resolver import ZoneConfig
 from clusterdns.core.store import Store
 from clusterdns.dns.wire import FormatError, parse_query
 from clusterdns.plugins.chain import Handler
+from tests.handlers import make_handler
 
 from .conftest import COREDNS, load_store
 
 
 @pytest.fixture(scope="module")
 def handler() -> Handler:
-    return Handler(load_store(COREDNS), ZoneConfig())
+    return make_handler(load_store(COREDNS), ZoneConfig())
 
 
 def ask(handler: Handler, query: dns.message.Message, tcp: bool = False) -> dns.message.Message:
@@ -204,7 +205,7 @@ def _big_store() -> Store:
 
 
 def test_truncation_keeps_whole_records_and_sets_tc() -> None:
-    handler = Handler(_big_store(), ZoneConfig())
+    handler = make_handler(_big_store(), ZoneConfig())
     query = dns.message.make_query("big.testns.svc.cluster.local.", "A")
     wire = handler.handle(query.to_wire(), False)
     assert wire is not None and len(wire) <= 512
@@ -220,7 +221,7 @@ def test_truncation_keeps_whole_records_and_sets_tc() -> None:
     # our own payload is 1232 by default (issue 14): 4096 fits only when we allow it
     capped = dns.message.from_wire(handler.handle(big.to_wire(), False) or b"")
     assert capped.flags & dns.flags.TC and capped.payload == 1232
-    wide = Handler(_big_store(), ZoneConfig(), udp_size=4096)
+    wide = make_handler(_big_store(), ZoneConfig(), udp_size=4096)
     msg = dns.message.from_wire(wide.handle(big.to_wire(), False) or b"")
     assert not msg.flags & dns.flags.TC and len(msg.answer[0]) == 100
     msg = dns.message.from_wire(handler.handle(query.to_wire(), True) or b"")
@@ -228,7 +229,7 @@ def test_truncation_keeps_whole_records_and_sets_tc() -> None:
 
 
 def test_edns_payload_below_512_counts_as_512() -> None:
-    handler = Handler(_big_store(), ZoneConfig())
+    handler = make_handler(_big_store(), ZoneConfig())
     query = dns.message.make_query("big.testns.svc.cluster.local.", "A", use_edns=0, payload=100)
     wire = handler.handle(query.to_wire(), False)
     assert wire is not None and 400 < len(wire) <= 512
@@ -236,13 +237,13 @@ def test_edns_payload_below_512_counts_as_512() -> None:
 
 def test_srv_glue_dropped_whole_without_tc() -> None:
     # 100 SRV records do not fit 4096 with their glue: the answer is cut and TC set.
-    handler = Handler(_big_store(), ZoneConfig())
+    handler = make_handler(_big_store(), ZoneConfig())
     query = dns.message.make_query("_http._tcp.big.testns.svc.cluster.local.", "SRV")
     msg = dns.message.from_wire(handler.handle(query.to_wire(), False) or b"")
     assert msg.flags & dns.flags.TC and len(msg.answer[0]) < 100
     # Over EDNS 8192 every SRV fits but not all glue: glue is dropped by whole RRsets and,
     # RFC 2181 9, no TC since no required data is missing.
-    handler = Handler(_big_store(), ZoneConfig(), udp_size=8192)
+    handler = make_handler(_big_store(), ZoneConfig(), udp_size=8192)
     query = dns.message.make_query(
         "_http._tcp.big.testns.svc.cluster.local.", "SRV", use_edns=0, payload=8192
     )
@@ -256,7 +257,7 @@ def test_cache_follows_store_generation() -> None:
     from clusterdns.core.records import Service, ServiceKind
 
     store = _big_store()
-    handler = Handler(store, ZoneConfig())
+    handler = make_handler(store, ZoneConfig())
     query = dns.message.make_query("web.testns.svc.cluster.local.", "A")
     assert ask(handler, query).rcode() == dns.rcode.NXDOMAIN
     assert ask(handler, query).rcode() == dns.rcode.NXDOMAIN  # cached
@@ -266,7 +267,7 @@ def test_cache_follows_store_generation() -> None:
 
 
 def test_cache_is_bounded_and_a_flood_of_negatives_keeps_the_positives() -> None:
-    handler = Handler(_big_store(), ZoneConfig(), cache_size=10, negative_cache_size=10)
+    handler = make_handler(_big_store(), ZoneConfig(), cache_size=10, negative_cache_size=10)
     positive = dns.message.make_query("big.testns.svc.cluster.local.", "A")
     assert ask(handler, positive).answer
     key = next(iter(handler.cache.entries))
@@ -294,7 +295,7 @@ def test_loadbalance_rotates_addresses_and_keeps_cnames_first() -> None:
     store = _big_store()
     store.upsert("t", Service("testns", "alias", ServiceKind.EXTERNAL_NAME,
                               external_name="big.testns.svc.cluster.local."), 1)
-    handler = Handler(store, ZoneConfig(), loadbalance=True, udp_size=4096)
+    handler = make_handler(store, ZoneConfig(), loadbalance=True, udp_size=4096)
     firsts = set()
     for _ in range(8):
         q = dns.message.make_query("alias.testns.svc.cluster.local.", "A", use_edns=0, payload=4096)
@@ -304,7 +305,7 @@ def test_loadbalance_rotates_addresses_and_keeps_cnames_first() -> None:
         assert len(addresses) == 100
         firsts.add(next(iter(addresses)).address)
     assert len(firsts) > 1  # answers from the cache come in turn in other orders
-    plain = Handler(store, ZoneConfig(), udp_size=4096)
+    plain = make_handler(store, ZoneConfig(), udp_size=4096)
     q = dns.message.make_query("big.testns.svc.cluster.local.", "A", use_edns=0, payload=4096)
     assert len({next(iter(ask(plain, q).answer[0])).address for _ in range(4)}) == 1
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from .names import dashed_ip, find_zone, pod_label_to_ip, reverse_to_ip
 from .records import Port, ReadyEndpoint, Service, ServiceKind
-from .rr import RR, QType, Rcode, SOAData, SRVData
+from .rr import RR, QType, Rcode, SRVData, soa
 from .store import Store
 
 SCHEMA_VERSION = "1.1.0"  # specification 2.2
@@ -154,16 +154,9 @@ class _Question:
     def soa(self) -> RR:
         """The zone SOA (behaviour.md 8, CoreDNS ``backend_lookup.go`` SOA); own TTL
         min(ttl, 300)."""
-        data = SOAData(
-            "ns.dns." + self.zone,
-            "hostmaster." + self.zone,
-            self.store.serial,
-            7200,
-            1800,
-            86400,
-            self.ttl,
-        )
-        return RR(self.zone, QType.SOA, min(self.ttl, 300), data)
+        zone = self.zone
+        return soa(zone, "ns.dns." + zone, "hostmaster." + zone, self.store.serial, self.ttl,
+                   min(self.ttl, 300))
 
     def nxdomain(self) -> Answer:
         """Name error (RFC 1035 4.1.1) with the SOA for negative caching (RFC 2308 3)."""

@@ -74,6 +74,16 @@ class SOAData(NamedTuple):
     minimum: int
 
 
+SOA_REFRESH, SOA_RETRY, SOA_EXPIRE = 7200, 1800, 86400
+"""The timers of every SOA clusterdns makes, in seconds (CoreDNS's kubernetes, k8s_external
+and k8s_gateway plugins all write these)."""
+
+
+def soa_timers(minimum: int) -> tuple[int, int, int, int]:
+    """(refresh, retry, expire, minimum) of our SOA records, in seconds."""
+    return SOA_REFRESH, SOA_RETRY, SOA_EXPIRE, minimum
+
+
 class SRVData(NamedTuple):
     """SRV RDATA (RFC 2782)."""
 
@@ -94,3 +104,10 @@ class RR(NamedTuple):
     rtype: int
     ttl: int
     rdata: RData
+
+
+def soa(zone: str, mname: str, rname: str, serial: int, minimum: int, ttl: int) -> RR:
+    """The one SOA builder (RFC 1035 3.3.13): ``zone``'s SOA with our timers
+    (:func:`soa_timers`), the negative-caching ``minimum`` and the record's own ``ttl``, both
+    in seconds (RFC 2308 3: a negative answer lives min(TTL, minimum))."""
+    return RR(zone, QType.SOA, ttl, SOAData(mname, rname, serial, *soa_timers(minimum)))

@@ -14,70 +14,46 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
 from ..core.defaults import UDP_SIZE
 from ..core.errors import ConfigError
 from ..core.names import canonical_ip, zone_list
-from ..plugins.forward import CacheConfig, ForwardConfig
+from ..plugins import order
 from .blocks import imported_files, parse_blocks, tokenize
-from .exposure import ExternalDirective, GatewayDirective, parse_external, parse_gateway
-from .forward import parse_cache, parse_forward
-from .kubernetes import KubernetesConfig, parse_kubernetes
-from .reader import Directive, Reader
+from .reader import Directive, Reader, Setup
 
-if TYPE_CHECKING:
-    from ..plugins.chaos import ChaosConfig
-    from ..plugins.hosts import HostsConfig
-    from ..plugins.querylog import QueryLogConfig
-    from ..plugins.rewrite import RewriteRule
-    from ..plugins.template import TemplateConfig
-
-__all__ = [
-    "CacheConfig",
-    "ExternalDirective",
-    "ForwardConfig",
-    "GatewayDirective",
-    "KubernetesConfig",
-    "ServerConfig",
-    "imported_files",
-    "load",
-    "not_supported",
-    "parse_blocks",
-    "tokenize",
-]
+__all__ = ["ServerConfig", "imported_files", "load", "not_supported", "parse_blocks", "tokenize"]
 
 
 @dataclass
 class ServerConfig:
-    """One server block, typed. Addresses are ``host:port`` strings (host may be empty)."""
+    """One server block, typed. Addresses are ``host:port`` strings (host may be empty).
+
+    The server's own settings are fields (CoreDNS's bind, health, ready, prometheus, errors,
+    reload, root, bufsize); ``plugins`` holds every chain plugin's config by directive name
+    (a list for a repeatable one), in the order read: what ``plugins.order`` builds.
+    """
 
     zones: tuple[str, ...]
     port: int
     bind: tuple[str, ...] = ()
     errors: bool = False
-    log: QueryLogConfig | None = None
     health: str = ""
     lameduck: float = 0.0
     ready: str = ""
     prometheus: str = ""
-    kubernetes: KubernetesConfig | None = None
-    forward: list[ForwardConfig] = field(default_factory=list)
-    cache: CacheConfig | None = None
-    loop: bool = False
     reload: tuple[float, float] | None = None
-    loadbalance: bool = False
-    autopath: str = ""
-    k8s_external: ExternalDirective | None = None
-    k8s_gateway: GatewayDirective | None = None
     root: str = ""  # the root plugin: the directory relative file names are taken from
     bufsize: int | None = None  # bufsize: cap on the EDNS UDP payload honoured/advertised
-    hosts: HostsConfig | None = None
-    rewrite: list[RewriteRule] = field(default_factory=list)
-    templates: list[TemplateConfig] = field(default_factory=list)
-    chaos: ChaosConfig | None = None
+    plugins: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
+    def enabled(self) -> tuple[str, ...]:
+        """Every plugin the block loads, server settings included (CoreDNS's
+        ``coredns_plugin_enabled``)."""
+        on = [name for name in ("prometheus", "errors", "bufsize") if getattr(self, name)]
+        return (*on, *self.plugins)
 
 
 def _zone_key(key: str, filename: str, line: int) -> tuple[list[str], int]:
@@ -130,8 +106,9 @@ def load(text: str, filename: str = "Corefile") -> list[ServerConfig]:
             raise ConfigError(f"{where}:{block.line}: one port per server block, got {ports}")
         zones = tuple(dict.fromkeys(z for zs, _ in keys for z in zs))
         server = ServerConfig(zones, ports.pop())
+        setup = Setup(zones, server.plugins, server.warnings)
         for directive in block.directives:
-            _apply(server, directive, filename)
+            _apply(server, setup, directive, filename)
         for zone in zones:
             other = seen.get((zone, server.port))
             if other is not None and (
@@ -153,27 +130,32 @@ def not_supported(r: Reader, line: int = 0, name: str = "") -> ConfigError:
     )
 
 
-# ---- the directives: name -> parser that fills the ServerConfig -----------------------------
+# ---- the directives: the server's own, then the plugin table's --------------------------
 
 Parser = Callable[[ServerConfig, Reader], None]
 
 
-def _apply(server: ServerConfig, d: Directive, filename: str) -> None:
+def _apply(server: ServerConfig, setup: Setup, d: Directive, filename: str) -> None:
     r = Reader(filename, d)
     if d.name in LOG_ONLY:
         server.warnings.append(f"{r.where()}: {d.name}: only affects logging here, ignored")
         return
     parser = DIRECTIVES.get(d.name)
-    if parser is None:
+    if parser is not None:
+        parser(server, r)
+        return
+    plugin = order.plugin(d.name)
+    if plugin is None or plugin.parse is None:
         raise not_supported(r)
-    parser(server, r)
+    config = plugin.parse(r, setup)
+    if plugin.repeatable:
+        server.plugins.setdefault(d.name, []).append(config)
+    else:
+        server.plugins[d.name] = config
 
 
-def _flag(server: ServerConfig, r: Reader) -> None:
-    """``errors``, ``loop``, ``loadbalance [round_robin]``: on."""
-    if r.d.name == "loadbalance" and r.d.args not in ([], ["round_robin"]):
-        raise r.error(f"want round_robin, got {' '.join(r.d.args)!r}")
-    setattr(server, r.d.name, True)
+def _errors(server: ServerConfig, r: Reader) -> None:
+    server.errors = True
 
 
 def _health(server: ServerConfig, r: Reader) -> None:
@@ -215,11 +197,6 @@ def _reload(server: ServerConfig, r: Reader) -> None:
     server.reload = (interval, jitter)
 
 
-def _autopath(server: ServerConfig, r: Reader) -> None:
-    r.count(r.d.args, 1, 16, "@kubernetes | RESOLV-CONF")
-    server.autopath = r.d.args[0]
-
-
 def _root(server: ServerConfig, r: Reader) -> None:
     r.count(r.d.args, 1, 1, "PATH")
     server.root = r.d.args[0]
@@ -230,84 +207,21 @@ def _bufsize(server: ServerConfig, r: Reader) -> None:
     server.bufsize = r.integer(r.d.args[0], 512, 4096) if r.d.args else UDP_SIZE
 
 
-def _kubernetes(server: ServerConfig, r: Reader) -> None:
-    server.kubernetes = parse_kubernetes(r, server.zones, server.warnings)
-
-
-def _forward(server: ServerConfig, r: Reader) -> None:
-    server.forward.append(parse_forward(r))
-
-
-def _cache(server: ServerConfig, r: Reader) -> None:
-    server.cache = parse_cache(r, server.zones)
-
-
-def _k8s_external(server: ServerConfig, r: Reader) -> None:
-    server.k8s_external = parse_external(r, server.zones)
-
-
-def _k8s_gateway(server: ServerConfig, r: Reader) -> None:
-    server.k8s_gateway = parse_gateway(r, server.zones)
-
-
-# The plugins' own parsers are imported when their directive is met: a Corefile pays only
-# for the plugins it uses.
-
-
-def _log(server: ServerConfig, r: Reader) -> None:
-    from ..plugins.querylog import parse_log
-
-    server.log = parse_log(r)
-
-
-def _hosts(server: ServerConfig, r: Reader) -> None:
-    from ..plugins.hosts import parse_hosts
-
-    if server.hosts is not None:
-        raise r.error("only one hosts per server block (CoreDNS)")
-    server.hosts = parse_hosts(r, server.zones)
-
-
-def _rewrite(server: ServerConfig, r: Reader) -> None:
-    from ..plugins.rewrite import parse_rewrite
-
-    server.rewrite.append(parse_rewrite(r))
-
-
-def _template(server: ServerConfig, r: Reader) -> None:
-    from ..plugins.template import parse_template
-
-    server.templates.append(parse_template(r, server.zones))
-
-
-def _chaos(server: ServerConfig, r: Reader) -> None:
-    from ..plugins.chaos import parse_chaos
-
-    server.chaos = parse_chaos(r)
-
-
 DIRECTIVES: dict[str, Parser] = {
-    "errors": _flag,
-    "loop": _flag,
-    "loadbalance": _flag,
-    "log": _log,
+    "errors": _errors,
     "health": _health,
     "ready": _ready,
     "prometheus": _prometheus,
     "bind": _bind,
     "reload": _reload,
-    "autopath": _autopath,
-    "kubernetes": _kubernetes,
-    "forward": _forward,
-    "cache": _cache,
-    "k8s_external": _k8s_external,
-    "k8s_gateway": _k8s_gateway,
     "root": _root,
     "bufsize": _bufsize,
-    "hosts": _hosts,
-    "rewrite": _rewrite,
-    "template": _template,
-    "chaos": _chaos,
 }
-"""Every directive clusterdns implements -> its parser; LOG_ONLY ones are warned about;
-anything else is ``not supported`` (docs/corefile.md)."""
+"""The server's own directives -> their parsers. The chain's plugins come from
+``plugins.order``; LOG_ONLY ones are warned about; anything else is ``not supported``
+(docs/corefile.md)."""
+
+
+def supported() -> tuple[str, ...]:
+    """Every directive clusterdns implements: the server's own and the plugin table's."""
+    return (*DIRECTIVES, *(name for name in order.NAMES if name not in order.ALWAYS))

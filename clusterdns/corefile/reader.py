@@ -125,3 +125,15 @@ def zones_args(
         if r is None:
             raise ConfigError(str(exc)) from None
         raise r.error(str(exc), line) from None
+
+
+@dataclass
+class Setup:
+    """What a plugin's parser may read of the server block it is in (CoreDNS's
+    ``dnsserver.Config`` during setup): the block's ``zones`` (absolute, lower-case), the
+    ``configs`` of the plugins read so far in it (plugin name -> its config; a list for a
+    repeatable plugin), and ``warnings`` to append one line each to (``file:line: ...``)."""
+
+    zones: tuple[str, ...]
+    configs: dict[str, object] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import struct
+from collections import defaultdict, deque
 from typing import Any
 
 from ..core.defaults import CACHE_SIZE, NEGATIVE_SHARE
@@ -32,6 +33,34 @@ Tags = tuple[Any, ...]
 """What a cached answer depends on (``store.Tag`` values: ``("svc", ns, name)``, ...)."""
 INTERN_MAX = 4096  # shared copies of small repeated values (tags, counts, qtype bytes)
 SMALL = 8  # keys under one tag kept in a list up to this many, then in a set
+KEEP_MAX = 100  # answers another thread made, waiting for the owner of the cache to keep
+
+
+Served = tuple[bool, int, int, int, int]
+"""One kind of reply served without the chain: (TCP, qtype, rcode, request bytes, reply bytes)."""
+
+
+class Tally:
+    """The counters of one serving thread for one server block, written by that thread only
+    and summed when read (a scrape, :attr:`AnswerCache.hits`): no attribute is written by two
+    threads (docs/design.md 4).
+
+    ``family``: "1" IPv4 or "2" IPv6 listener (metrics); ``hits``: replies served from kept
+    answers; ``served``: how many replies of each :data:`Served` kind the fast path sent
+    (folded into CoreDNS's metric families at scrape time); ``turn``: this thread's loadbalance
+    turn; ``keep``: for a thread other than the cache's owner, the answers it made that the
+    owner should keep (bounded by :data:`KEEP_MAX`, oldest dropped; None on the owner's thread,
+    which keeps them at once).
+    """
+
+    __slots__ = ("family", "hits", "served", "turn", "keep")
+
+    def __init__(self, family: str = "1", owner: bool = True) -> None:
+        self.family = family
+        self.hits = 0
+        self.served: defaultdict[Served, int] = defaultdict(int)
+        self.turn = 0
+        self.keep: deque[Any] | None = None if owner else deque(maxlen=KEEP_MAX)
 
 
 class AnswerCache:
@@ -65,10 +94,8 @@ class AnswerCache:
         "by_tag",
         "negatives",
         "shared",
-        "hits",
+        "tallies",
         "misses",
-        "turn",
-        "last_qtype",
         "udp_size",
         "__weakref__",
     )
@@ -88,26 +115,38 @@ class AnswerCache:
         # one copy of each repeated small value (counts, qtype+qclass bytes, tag tuples):
         # about 150 bytes less per entry; emptied when it grows past INTERN_MAX
         self.shared: dict[Any, Any] = {}
-        self.turn = 0
         self.max_entries = max_entries
         self.max_negative = max_negative
-        self.hits = 0
-        self.misses = 0
-        self.last_qtype = 0  # the qtype of the last :meth:`lookup` hit (for metrics)
+        self.tallies: list[Tally] = []  # every serving thread's counters (see :meth:`tally`)
+        self.misses = 0  # written by the owner's thread only (:meth:`get`)
         self.udp_size = DEFAULT_UDP_SIZE  # our EDNS payload (bytes): see udp_limit
+
+    def tally(self, family: str = "1", owner: bool = True) -> Tally:
+        """New counters for one serving thread (``owner``: the thread that writes this
+        cache, the event loop's), registered so that :attr:`hits` and the metrics sum them.
+        Call from the owner's thread, before the serving thread starts."""
+        tally = Tally(family, owner)
+        self.tallies.append(tally)
+        return tally
+
+    @property
+    def hits(self) -> int:
+        """Replies served from kept answers, summed over every serving thread."""
+        return sum(t.hits for t in self.tallies)
 
     # One function of about 70 lines on purpose: this is the hot path (every cache hit runs
     # it and nothing else), and a call costs about as much as a tenth of it. Helpers
     # (parse_header, udp_limit, key) are inlined; literals stand for TCP_LIMIT,
     # PAYLOAD_BUCKETS and MIN_UDP (a constant is cheaper than a global).
-    def lookup(self, data: bytes, tcp: bool) -> bytes | None:
+    def lookup(self, data: bytes, tcp: bool, tally: Tally) -> bytes | None:
         """The hot path: the whole reply for a query packet straight from its bytes.
 
         No parsing into objects, no dnslib: the header, the question's labels and an OPT
         record are checked in place and the key is cut from the packet. Returns None on a
         miss and for anything out of the ordinary (a response, another opcode, several
         questions, records other than one OPT, EDNS version > 0, a bad or compressed
-        name): the caller then takes the full, checking path.
+        name): the caller then takes the full, checking path. Writes nothing but
+        ``tally`` (the calling thread's own counters): safe from any thread.
         """
         if len(data) < 17:
             return None
@@ -159,25 +198,29 @@ class AnswerCache:
         hit = self.entries.get(key)
         if hit is None:
             return None
-        self.hits += 1
         cached_flags, counts, tail, _ = hit
         if self.rotations:
-            tail = self._rotated(key, tail)
-        self.last_qtype = (data[pos + 1] << 8) | data[pos + 2]
-        return (
+            tail = self._rotated(key, tail, tally)
+        reply = (
             REPLY_HEAD.pack(ident, cached_flags | FLAG_QR | (flags & 0x0110), 1)
             + counts
             + data[12:qend]
             + tail
         )
+        tally.hits += 1
+        tally.served[
+            (tcp, (data[pos + 1] << 8) | data[pos + 2], cached_flags & 0xF, end, len(reply))
+        ] += 1
+        return reply
 
-    def _rotated(self, key: CacheKey, tail: bytes) -> bytes:
-        """loadbalance: the next of the entry's encodings, in turn."""
+    def _rotated(self, key: CacheKey, tail: bytes, tally: Tally) -> bytes:
+        """loadbalance: the next of the entry's encodings, in the calling thread's turn
+        (each thread rotates on its own counter: nothing shared is written)."""
         variants = self.rotations.get(key)
         if not variants:
             return tail
-        self.turn += 1
-        pick = self.turn % (len(variants) + 1)
+        tally.turn += 1
+        pick = tally.turn % (len(variants) + 1)
         return variants[pick - 1] if pick else tail
 
     @staticmethod
@@ -196,17 +239,18 @@ class AnswerCache:
             bool(edns and edns[2]),
         )
 
-    def get(self, query: Query, limit: int) -> bytes | None:
-        """The full response for ``query`` if cached, else None."""
+    def get(self, query: Query, limit: int, tally: Tally) -> bytes | None:
+        """The full response for a parsed ``query`` if kept, else None (the owner's thread:
+        it counts misses). ``tally`` counts the hit; the caller reports it to metrics."""
         key = self.key(query, limit)
         hit = self.entries.get(key)
         if hit is None:
             self.misses += 1
             return None
-        self.hits += 1
+        tally.hits += 1
         flags, counts, tail, _ = hit
         if self.rotations:
-            tail = self._rotated(key, tail)
+            tail = self._rotated(key, tail, tally)
         flags |= FLAG_QR | (query.flags & (FLAG_RD | FLAG_CD))
         return REPLY_HEAD.pack(query.id, flags, 1) + counts + query.question + tail
 

@@ -19,14 +19,18 @@ from typing import TYPE_CHECKING
 
 from dnslib import CNAME, QTYPE, RR, DNSLabel, DNSQuestion, DNSRecord
 
+from ..core.errors import ConfigError
 from ..core.names import find_zone
-from ..core.resolver import Answer, ZoneConfig, resolve
+from ..core.resolver import Answer, PodMode, ZoneConfig, resolve
 from ..core.rr import RR as Rec
 from ..core.rr import QType, Rcode
+from ..core.search import parse_resolv_conf
 from ..core.store import Store
 from ..dns.wire import Query, encode_answer
+from .plugin import Build, Plugin
 
 if TYPE_CHECKING:
+    from ..corefile.reader import Reader, Setup
     from .forward import Forwarder
 
 log = logging.getLogger("clusterdns.plugins.autopath")
@@ -141,3 +145,33 @@ class AutoPath:
                 data = bytes(reply.pack())
             return data
         return None
+
+
+def _parse(r: Reader, setup: Setup) -> str:
+    r.count(r.d.args, 1, 16, "@kubernetes | RESOLV-CONF")
+    return r.d.args[0]
+
+
+def _build(config: str | AutoPath, build: Build) -> None:
+    """``autopath @kubernetes`` needs the kubernetes plugin with ``pods verified`` to know
+    the client pod by its IP; the server's own search domains come from /etc/resolv.conf,
+    as CoreDNS takes them. Raises ConfigError otherwise. (An AutoPath is taken as it is.)"""
+    if isinstance(config, AutoPath):
+        build.autopath = config
+        return
+    if config != "@kubernetes":
+        raise ConfigError(f"autopath: only @kubernetes is supported, got {config!r}")
+    kubernetes = build.configs.get("kubernetes")
+    zone = kubernetes if isinstance(kubernetes, ZoneConfig) else getattr(kubernetes, "zone", None)
+    if zone is None or zone.pods != PodMode.VERIFIED:
+        raise ConfigError("autopath @kubernetes needs the kubernetes plugin with pods verified")
+    try:
+        with open("/etc/resolv.conf") as f:
+            domains = parse_resolv_conf(f.read()).search
+    except OSError:
+        domains = []
+    build.autopath = AutoPath(domains)
+
+
+PLUGIN = Plugin("autopath", _parse, _build)
+"""CoreDNS plugin/autopath: the pod's search path walked on the server."""

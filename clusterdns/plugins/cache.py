@@ -15,13 +15,17 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cachetools import LRUCache
 
 from ..core.names import find_zone
 from ..core.rr import QType, Rcode
 from ..dns.wire import FLAG_AA, Query
+from .plugin import Plugin
+
+if TYPE_CHECKING:
+    from ..corefile.reader import Reader, Setup
 
 OPT = 41  # RFC 6891 6.1.1: its TTL field holds the extended rcode, version and DO: no TTL
 _RD_CD = 0x0110  # the header bits a cached reply takes from the query asking (RD, CD)
@@ -275,3 +279,14 @@ class ForwardCache:
     def entries(self) -> dict[str, int]:
         """How many entries each cache holds (coredns_cache_entries)."""
         return {"success": len(self.success), "denial": len(self.denial)}
+
+
+def _parse(r: Reader, setup: Setup) -> CacheConfig:
+    from .forward_setup import parse_cache
+
+    return parse_cache(r, setup.zones)
+
+
+PLUGIN = Plugin("cache", _parse)
+"""CoreDNS plugin/cache, for forwarded answers (cluster answers are kept by the chain and
+never served stale); forward builds the cache from this config."""

@@ -1,55 +1,55 @@
-"""The query handler and the chain a Corefile switches on (docs/design.md).
+"""One server block's query path: the fast path, then the chain of plugin steps.
 
-bytes in, bytes out: parse -> answer cache -> the chain -> encode. The chain is
-:data:`CHAIN`, one row per plugin in CoreDNS's plugin.cfg order (loop, chaos, rewrite,
-template, hosts, k8s_gateway, k8s_external, kubernetes with autopath, forward; loadbalance
-on the way out, in :meth:`Handler.encode`). A cache hit never enters it. Nothing a client
-sends escapes as an exception: a bad packet gets FORMERR/NOTIMP or no reply, and an
-internal fault gets SERVFAIL.
+The walk of one query, top-down (docs/design.md 4):
 
-:meth:`Handler.handle` returns the reply bytes at once for everything answered from
-memory; only a forwarded query returns an awaitable, which the transport awaits.
+1. :meth:`Handler.fast` (every transport, every thread): a kept answer straight from the
+   packet's bytes (``AnswerCache.lookup``), else the packet parsed once (FORMERR/NOTIMP or
+   nothing for a bad one), else a certain NXDOMAIN from the SOA template (the kubernetes
+   step's ``negative``), else the parsed :class:`~clusterdns.dns.message.Query` for the chain.
+2. :meth:`Handler.answer` (the event loop's thread): the steps of this block, built from the
+   plugin table (:mod:`.order`) in its order; the first that answers ends it. Steps use the
+   handler only through the public :class:`~.plugin.Chain` face (forwarder, reply, encode,
+   keep, autopath).
+3. The encoder (``dns.encode``) and, apart, keeping the answer (``AnswerCache.put``).
+
+Nothing a client sends escapes as an exception: a bad packet gets FORMERR/NOTIMP or no
+reply, and an internal fault gets SERVFAIL. Counters are per serving thread
+(``dns.cache.Tally``) and summed when read.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 from ..core import defaults
 from ..core.depends import dependencies
 from ..core.errors import ClusterDNSError
 from ..core.names import find_zone
 from ..core.resolver import Answer, ZoneConfig
-from ..core.rr import Rcode
+from ..core.rr import QClass, QType, Rcode
 from ..core.store import Store
-from ..dns.cache import AnswerCache
+from ..dns.cache import AnswerCache, Tags, Tally
 from ..dns.edns import DEFAULT_UDP_SIZE, MIN_UDP, TCP_LIMIT, find_opt
 from ..dns.encode import encode_answer, error_response, header_only_response
 from ..dns.message import Drop, Query
 from ..dns.wire import parse_header, parse_query
-from . import steps
-from .autopath import AutoPath
-from .chaos import Chaos
-from .forward import Forwarder
-from .hosts import Hosts
-from .k8s_external import ExternalConfig
-from .k8s_gateway import GatewayConfig
-from .kubernetes import Kubernetes
-from .loadbalance import LOADBALANCE_VARIANTS, rotations
-from .querylog import QueryLog
-from .report import FAULT_LOG_INTERVAL, FAULTS, FaultLog, QueryMetrics
-from .rewrite import Rewriter
-from .steps import Ask, Outcome, Reply, Step
-from .template import Template
+from . import order
+from .plugin import Ask, Build, Outcome, Reply, Step
+from .report import FAULTS, QueryMetrics
 
 log = logging.getLogger("clusterdns.plugins.chain")
 
-CACHE_SIZE = defaults.CACHE_SIZE  # positive answers kept (docs/performance.md)
-__all__ = ["CACHE_SIZE", "CHAIN", "FAULTS", "FAULT_LOG_INTERVAL", "LOADBALANCE_VARIANTS", "Ask"]
-__all__ += ["FaultLog", "Handler", "Mux", "Outcome", "QueryMetrics", "Reply", "Step"]
-__all__ += ["parse_or_reply"]
+Fast = bytes | Query | None
+"""What the fast path gives: reply bytes to send, None to send nothing, or the parsed query
+for the chain (:meth:`Handler.answer`, on the event loop's thread)."""
+
+Negative = Callable[[Query], tuple[bytes, bytes, Tags] | None]
+"""A certain negative decided from the question alone: (header, tail, tags) or None."""
+
+NOT_FAST = frozenset((QType.AXFR, QType.IXFR, QType.HINFO))  # transfers, loop probes
 
 
 def parse_or_reply(data: bytes, udp_size: int = DEFAULT_UDP_SIZE) -> Query | bytes | None:
@@ -67,146 +67,152 @@ def parse_or_reply(data: bytes, udp_size: int = DEFAULT_UDP_SIZE) -> Query | byt
     return query
 
 
-class Handler:
-    """Answers queries for one server block.
+def assemble(
+    store: Store,
+    zones: tuple[str, ...],
+    configs: Mapping[str, Any],
+    *,
+    addresses: tuple[str, ...] = (),
+    metrics: QueryMetrics | None = None,
+    root: str = "",
+    cache_size: int = defaults.CACHE_SIZE,
+    negative_cache_size: int | None = None,
+    udp_size: int = DEFAULT_UDP_SIZE,
+) -> Handler:
+    """One server block's handler: every plugin in ``configs`` (directive name -> its
+    config, as ``corefile.config`` reads them) built in the plugin table's order, with the
+    block's own zone check. The one place a block is wired (the server, the pytest plugin,
+    ``clusterdns resolve`` and the tests all come here).
 
-    ``zones``: the server block's zones (a name under none of them is REFUSED);
-    ``config``: the kubernetes zone configuration, or None without a kubernetes plugin;
-    ``forwarders``: tried in order for names the zone does not answer;
-    ``loadbalance``: rotate A/AAAA answers (CoreDNS loadbalance, CNAMEs stay first);
-    ``metrics``: counted per query; ``autopath``: server-side search for pods (behaviour.md 16);
-    ``gateway``/``external``: the k8s_gateway and k8s_external zones (docs/exposed-names.md),
-    asked before the kubernetes zone in that order (CoreDNS plugin.cfg puts k8s_external
-    before kubernetes; k8s_gateway's README has it take their place).
-    ``udp_size``: our EDNS payload in bytes, 512-65535 (default 1232, DNS Flag Day 2020;
-    CoreDNS ``bufsize``): UDP replies are capped at the smaller of it and the client's, and
-    our OPT advertises it (RFC 6891 6.2.5). ValueError outside that range.
-    ``cache_size``: positive answers kept; ``negative_cache_size``: negative answers kept
-    (default: a tenth of ``cache_size``; entries, each bound on its own, so a flood of
-    random names never evicts a positive answer; docs/design-answers.md).
-    Call from the thread that mutates ``store``: the answer cache listens to its changes.
+    ``addresses``: our own addresses (NS glue); ``cache_size``/``negative_cache_size``:
+    positive and negative answers kept (default a tenth of ``cache_size``); ``udp_size``:
+    our EDNS payload in bytes, 512-65535 (ValueError outside). Raises ConfigError when a
+    plugin's configuration cannot be built (e.g. k8s_external without kubernetes). Call on
+    the thread that mutates ``store``: the answer cache listens to its changes.
+    """
+    if not MIN_UDP <= udp_size <= TCP_LIMIT:
+        raise ValueError(f"udp_size: want {MIN_UDP} to {TCP_LIMIT} bytes, got {udp_size}")
+    if negative_cache_size is None:
+        negative_cache_size = max(1, cache_size // defaults.NEGATIVE_SHARE)
+    cache = AnswerCache(cache_size, negative_cache_size)
+    cache.udp_size = udp_size
+    build = Build(store, zones, configs, addresses, cache, metrics, root)
+    steps: list[Step] = []
+    for name in order.NAMES:
+        if name not in configs and name not in order.ALWAYS:
+            continue
+        plugin = order.plugin(name)
+        assert plugin is not None
+        step = plugin.build(configs.get(name), build) if plugin.build is not None else None
+        if step is not None:
+            step.name, step.in_class = name, plugin.in_class
+            steps.append(step)
+    store.listen(cache)
+    return Handler(build, steps, udp_size)
+
+
+class Handler:
+    """Answers the queries of one server block (:func:`assemble` builds it).
+
+    ``build``: what the plugins set up (store, zones, cluster zone configuration, answer
+    cache, forwarders, metrics, rotations, autopath, query log); ``steps``: the chain in
+    the plugin table's order; ``udp_size``: our EDNS payload in bytes (UDP replies are
+    capped at the smaller of it and the client's; our OPT advertises it, RFC 6891 6.2.5).
     """
 
-    def __init__(
-        self,
-        store: Store,
-        config: ZoneConfig | None,
-        *,
-        zones: tuple[str, ...] | None = None,
-        forwarders: Sequence[Forwarder] = (),
-        metrics: QueryMetrics | None = None,
-        loadbalance: bool = False,
-        cache_size: int = CACHE_SIZE,
-        autopath: AutoPath | None = None,
-        gateway: GatewayConfig | None = None,
-        external: ExternalConfig | None = None,
-        hosts: Hosts | None = None,
-        querylog: QueryLog | None = None,
-        rewriter: Rewriter | None = None,
-        templates: Sequence[Template] = (),
-        chaos: Chaos | None = None,
-        udp_size: int = DEFAULT_UDP_SIZE,
-        negative_cache_size: int | None = None,
-    ) -> None:
-        if not MIN_UDP <= udp_size <= TCP_LIMIT:
-            raise ValueError(f"udp_size: want {MIN_UDP} to {TCP_LIMIT} bytes, got {udp_size}")
+    def __init__(self, build: Build, steps: Sequence[Step], udp_size: int) -> None:
+        self.store = build.store
+        self.zones = build.zones
+        self.config: ZoneConfig | None = build.config
+        self.cache = build.cache
+        self.metrics = build.metrics
+        self.forwarders = build.forwarders
+        self.rotations = build.rotations
+        self.autopath_search = build.autopath
+        self.querylog = build.querylog
         self.udp_size = udp_size
-        self.store = store
-        self.config = config
-        self.gateway = gateway
-        self.external = external
-        self.zones = zones if zones is not None else (config.zones if config else (".",))
-        self.forwarders = list(forwarders)
-        self.metrics = metrics
-        self.loadbalance = loadbalance
-        if negative_cache_size is None:
-            negative_cache_size = max(1, cache_size // defaults.NEGATIVE_SHARE)
-        self.cache = AnswerCache(cache_size, negative_cache_size)
-        store.listen(self.cache)
-        self.cache.udp_size = udp_size
-        self.kubernetes = (
-            Kubernetes(store, config, self.cache, quick=autopath is None) if config else None
-        )
-        self.autopath = autopath
-        self.hosts = hosts
-        if hosts is not None:
-            hosts.on_change = self.drop_cache
-        self.querylog = querylog
-        # fixed at construction: _logged lends querylog out while it answers, and the UDP
-        # thread must not read that moment as "no log"
-        self.logs_queries = querylog is not None
-        self.rewriter = rewriter
-        self.templates = list(templates)
-        self.chaos = chaos
-        # qnames the loop detector sent, with how often each arrived: one arrival is our
-        # own send; a forwarding loop brings the same name back again and again.
-        self.loop_probes: dict[str, int] = {}
-        self.on_loop: Callable[[str], None] | None = None
-        built = [(name, make(self)) for name, make in CHAIN]
-        self.step_names = [name for name, step in built if step is not None]
-        self.steps: list[Step] = [step for _, step in built if step is not None]
+        self.steps = list(steps)
+        self.step_names = [step.name for step in self.steps]
+        self.runs = [step.run for step in self.steps if step.run is not None]
+        self.negative = _fast_negative(self.steps) if self.querylog is None else None
+        # the event loop's own counters, one per listener family (the cache's owner keeps
+        # what it makes at once); serving threads ask for theirs with :meth:`tally`
+        self.loop_tallies = {family: self.cache.tally(family) for family in ("1", "2")}
+        if self.metrics is not None:
+            self.metrics.tallies = self.cache.tallies
+
+    def tally(self, family: str) -> Tally:
+        """Counters for a serving thread other than the event loop's (call on the loop,
+        before the thread starts); what it answers from the template is kept by the loop
+        (:meth:`keep_made`)."""
+        return self.cache.tally(family, owner=False)
 
     def drop_cache(self) -> None:
-        """Forget every cached answer (hosts data changed)."""
+        """Forget every kept answer (hosts data changed)."""
         self.cache.clear()
+
+    # ---- 1. the fast path -------------------------------------------------------------
+
+    def fast(self, data: bytes, tcp: bool, tally: Tally) -> Fast:
+        """The one fast path, from any thread (docs/design.md 4): the reply when a kept
+        answer or a certain NXDOMAIN serves the datagram, None to send nothing, else the
+        parsed query for :meth:`answer`. Writes nothing but ``tally`` (the calling thread's):
+        an NXDOMAIN made off the loop is left in ``tally.keep`` for the loop to keep."""
+        if self.querylog is None:  # the log sees every query: the chain answers and logs
+            hit = self.cache.lookup(data, tcp, tally)
+            if hit is not None:
+                return hit
+        query = parse_or_reply(data, self.udp_size)
+        negative = self.negative
+        if negative is None or type(query) is not Query:
+            return query
+        edns = query.edns
+        if (
+            (edns is not None and edns[1] > 0)
+            or query.qclass != QClass.IN
+            or query.qtype in NOT_FAST
+            or not find_zone(query.qname, self.zones)
+        ):
+            return query
+        made = negative(query)
+        if made is None:
+            return query
+        header, tail, tags = made
+        reply = header + query.question + tail
+        tally.served[(tcp, query.qtype, Rcode.NXDOMAIN, len(data), len(reply))] += 1
+        if tally.keep is None:
+            self.cache.put(query, query.limit(tcp), header, tail, tags=tags)
+        else:
+            tally.keep.append((query, tcp))
+        return reply
+
+    def keep_made(self, tally: Tally) -> None:
+        """On the loop: keep the NXDOMAINs a serving thread made, each decided afresh from
+        the store (it may have changed since the thread answered)."""
+        keep, negative = tally.keep, self.negative
+        while keep:
+            query, tcp = keep.popleft()
+            made = negative(query) if negative is not None else None
+            if made is not None:
+                self.cache.put(query, query.limit(tcp), made[0], made[1], tags=made[2])
 
     def handle(
         self, data: bytes, tcp: bool, family: str = "1", client: str = "", port: int = 0
     ) -> Reply:
-        """Answer one DNS message; None means send nothing (RFC 1035 4.1.1, docs/behaviour.md 13).
+        """Answer one DNS message on the event loop's thread: :meth:`fast`, then
+        :meth:`answer`. None means send nothing (RFC 1035 4.1.1, docs/behaviour.md 13).
+        ``family``: "1" IPv4 or "2" IPv6 listener (metrics); ``client``/``port``: the
+        client's address (autopath, log)."""
+        if type(data) is not bytes:  # a bytearray or memoryview: keys must be bytes
+            data = bytes(data)
+        out = self.fast(data, tcp, self.loop_tallies[family])
+        if type(out) is Query:
+            return self.answer(out, data, tcp, family, client, port)
+        return out  # type: ignore[return-value]
 
-        ``tcp``: the reply may use the 65535-byte TCP limit; ``family``: "1" IPv4 or
-        "2" IPv6 client (metrics); ``client``: the client's IP (autopath, log);
-        ``port``: the client's port (log).
-        """
-        if type(data) is not bytes:  # a bytearray or memoryview from a caller other
-            data = bytes(data)  # than the transports: keys must be hashable bytes
-        if self.querylog is not None:
-            return self._logged(None, data, tcp, family, client, port)
-        hit = self.cache.lookup(data, tcp)
-        if hit is not None:
-            if self.metrics is not None:
-                self.metrics.hit(tcp, family, self.cache.last_qtype, data, hit)
-            return hit
-        query = parse_or_reply(data, self.udp_size)
-        if not isinstance(query, Query):
-            return query
-        return self.handle_query(query, data, tcp, family, client)
+    # ---- 2. the chain -----------------------------------------------------------------
 
-    def _logged(
-        self, query: Query | None, data: bytes, tcp: bool, family: str, client: str, port: int
-    ) -> Reply:
-        """:meth:`handle` (or :meth:`handle_query`) with the reply queued for the query log."""
-        assert self.querylog is not None
-        began = time.perf_counter()
-        querylog, self.querylog = self.querylog, None
-        try:
-            if query is None:
-                reply = self.handle(data, tcp, family, client)
-            else:
-                reply = self.handle_query(query, data, tcp, family, client)
-        finally:
-            self.querylog = querylog
-        if isinstance(reply, bytes) or reply is None:
-            querylog.record(client, port, tcp, data, reply, time.perf_counter() - began)
-            return reply
-        return self._log_later(querylog, reply, data, tcp, client, port, began)
-
-    async def _log_later(
-        self,
-        querylog: QueryLog,
-        pending: Awaitable[bytes | None],
-        data: bytes,
-        tcp: bool,
-        client: str,
-        port: int,
-        began: float,
-    ) -> bytes | None:
-        reply = await pending
-        querylog.record(client, port, tcp, data, reply, time.perf_counter() - began)
-        return reply
-
-    def handle_query(
+    def answer(
         self,
         query: Query,
         data: bytes,
@@ -215,104 +221,156 @@ class Handler:
         client: str = "",
         port: int = 0,
     ) -> Reply:
-        """Answer a parsed query (``data``: the packet as received)."""
-        if self.querylog is not None:
-            return self._logged(query, data, tcp, family, client, port)
+        """Answer a parsed query (``data``: the packet as received) on the event loop's
+        thread: a kept answer, else the chain; counted in the metrics and logged."""
         began = time.perf_counter()
         query.udp_size = self.udp_size
         if query.edns is not None and query.edns[0] > self.udp_size:
             data = _cap_payload(data, query, self.udp_size)  # forwarded: advertise our cap
+        plugin = ""
         if query.edns is not None and query.edns[1] > 0:
             reply: Reply = error_response(query, Rcode.BADVERS)  # RFC 6891 6.1.3
-            plugin = ""
         else:
             limit = query.limit(tcp)
-            reply = self.cache.get(query, limit)
+            reply = self.cache.get(query, limit, self.loop_tallies[family])
             plugin = "kubernetes"
             if reply is None:
                 try:
-                    reply, plugin = self._miss(query, data, limit, client)
+                    reply, plugin = self._chain(Ask(query, data, limit, client, port, tcp))
                 except Exception:  # a bug must cost one query, not the server
                     log.exception("internal error answering %s type %d", query.qname, query.qtype)
                     reply, plugin = error_response(query, Rcode.SERVFAIL), ""
                 if reply is not None and not isinstance(reply, bytes):
                     reply = _guarded(reply, query, plugin)
-        if self.metrics is None:
+        if self.metrics is None and self.querylog is None:
             return reply
         if isinstance(reply, bytes) or reply is None:
-            self._count(query, data, tcp, family, reply, plugin, began)
+            self._report(query, data, tcp, family, client, port, reply, plugin, began)
             return reply
-        return self._counted(reply, query, data, tcp, family, plugin, began)
+        return self._report_later(reply, query, data, tcp, family, client, port, plugin, began)
 
-    async def _counted(
+    def _chain(self, ask: Ask) -> Outcome:
+        """The steps in order: the first that answers ends it; else the answer a step fell
+        through with, else SERVFAIL (no plugin handled it, docs/behaviour.md 14). A
+        rewritten question's reply is turned back to the question asked."""
+        query = ask.query
+        for run in self.runs:
+            out = run(self, ask)
+            if out is not None:
+                break
+        else:
+            if ask.passed is not None:  # fallthrough with nothing after it
+                out = self.reply(ask.query, ask.passed, ask.limit, not ask.rewritten), "kubernetes"
+            else:
+                out = error_response(ask.query, Rcode.SERVFAIL), ""
+        if ask.revert is not None:
+            return ask.revert.reply(out[0], query, ask.limit), out[1]
+        return out
+
+    def _report(
+        self,
+        query: Query,
+        data: bytes,
+        tcp: bool,
+        family: str,
+        client: str,
+        port: int,
+        reply: bytes | None,
+        plugin: str,
+        began: float,
+    ) -> None:
+        """Count one answered query (the request's own length: RFC 1035 message size) and
+        hand it to the query log."""
+        seconds = time.perf_counter() - began
+        if self.metrics is not None:
+            do = bool(query.edns and query.edns[2])
+            proto = "tcp" if tcp else "udp"
+            self.metrics.observe(proto, family, query.qtype, len(data), reply, plugin, seconds, do)
+        if self.querylog is not None:
+            self.querylog.record(client, port, tcp, data, reply, seconds)
+
+    async def _report_later(
         self,
         pending: Awaitable[bytes | None],
         query: Query,
         data: bytes,
         tcp: bool,
         family: str,
+        client: str,
+        port: int,
         plugin: str,
         began: float,
     ) -> bytes | None:
         reply = await pending
-        self._count(query, data, tcp, family, reply, plugin, began)
+        self._report(query, data, tcp, family, client, port, reply, plugin, began)
         return reply
 
-    def _count(
+    # ---- the public face the steps use (plugin.Chain) ---------------------------------
+
+    def forwarder(self, qname: str) -> Any:
+        """The first forwarder whose zone holds ``qname`` (CoreDNS forward ``FROM``), or
+        None."""
+        for forwarder in self.forwarders:
+            if forwarder.handles(qname):
+                return forwarder
+        return None
+
+    def encode(self, query: Query, answer: Answer, limit: int) -> tuple[bytes, int, bytes]:
+        """``dns.encode.encode_answer``: (header, question length, tail) within ``limit``."""
+        return encode_answer(query, answer, limit)
+
+    def keep(
         self,
         query: Query,
-        data: bytes,
-        tcp: bool,
-        family: str,
-        reply: bytes | None,
-        plugin: str,
-        began: float,
+        limit: int,
+        header: bytes,
+        tail: bytes,
+        answer: Answer | None,
+        tags: Tags | None = None,
     ) -> None:
-        assert self.metrics is not None
-        size = TCP_LIMIT if tcp else (query.edns[0] if query.edns else MIN_UDP)
-        do = bool(query.edns and query.edns[2])
-        self.metrics.observe(
-            "tcp" if tcp else "udp",
-            family,
-            query.qtype,
-            size,
-            reply,
-            plugin,
-            time.perf_counter() - began,
-            do,
+        """Keep an encoded answer under the tags it read (computed from ``answer`` for the
+        cluster zone; ``("any",)`` otherwise), with its loadbalance rotations."""
+        if tags is None:
+            tags = (
+                dependencies(self.store, query.qname, self.config, answer)
+                if self.config is not None and answer is not None
+                else ("any",)
+            )
+        variants = (
+            self.rotations(query, answer, limit)
+            if self.rotations is not None and answer is not None
+            else None
         )
+        self.cache.put(query, limit, header, tail, variants, tags=tags)
 
-    def _miss(self, query: Query, data: bytes, limit: int, client: str) -> Outcome:
-        """Run the chain (:data:`CHAIN`, this block's steps) for a query the answer cache
-        did not have: the first step that answers ends it; else the answer a step fell
-        through with, else SERVFAIL (no plugin handled it, docs/behaviour.md 14). A rewritten
-        question's reply is turned back to the question asked."""
-        ask = Ask(query, data, limit, client)
-        for step in self.steps:
-            out = step(self, ask)
-            if out is not None:
-                break
-        else:
-            if ask.passed is not None:  # fallthrough with nothing after it
-                out = self.encode(ask.query, ask.passed, limit, not ask.rewritten), "kubernetes"
-            else:
-                out = error_response(ask.query, Rcode.SERVFAIL), ""
-        if ask.revert is not None:
-            return ask.revert.reply(out[0], query, limit), out[1]
-        return out
+    def reply(self, query: Query, answer: Answer, limit: int, keep: bool) -> Reply:
+        """The reply for ``answer`` within ``limit`` bytes, kept when ``keep``; a CNAME to
+        an outside name (ExternalName, a cloud load balancer) has its target's records
+        appended through the forwarder (docs/behaviour.md 4), and is not kept."""
+        if answer.chase:
+            forwarder = self.forwarder(answer.chase)
+            if forwarder is not None:
+                return self._chase(forwarder, query, answer, limit)
+            keep = False
+        header, _, tail = encode_answer(query, answer, limit)
+        if keep:
+            self.keep(query, limit, header, tail, answer)
+        return header + query.question + tail
 
-    def _autopath(self, query: Query, answer: Answer, limit: int, client: str) -> Outcome | None:
-        """autopath on an NXDOMAIN (docs/behaviour.md 16): the reply found along the client's
-        search path, or None to answer the NXDOMAIN."""
-        if not self.autopath or not client:
+    def autopath(self, ask: Ask, answer: Answer) -> Outcome | None:
+        """autopath on an NXDOMAIN (docs/behaviour.md 16): the reply found along the
+        client's search path, or None to answer the NXDOMAIN."""
+        search = self.autopath_search
+        if search is None or not ask.client:
             return None
-        found = self.autopath.search(
+        query, limit = ask.query, ask.limit
+        found = search.search(
             query,
             limit,
-            client,
+            ask.client,
             store=self.store,
             config=self.config,
-            forwarder=self._forwarder,
+            forwarder=self.forwarder,
             counted=self._autopath_counted,
         )
         if isinstance(found, bytes):
@@ -321,79 +379,37 @@ class Handler:
             return self._autopath_or(found, query, answer, limit), "autopath"
         return None
 
-    def _answered(self, query: Query, answer: Answer, limit: int, cache: bool = True) -> Reply:
-        """Encode an exposure plugin's answer; a CNAME to an outside host name (a cloud
-        load balancer) has its target's records appended through the forwarder.
-        ``cache``: False for the answer to a rewritten question (the client's key differs)."""
-        if answer.chase:
-            forwarder = self._forwarder(answer.chase)
-            if forwarder is not None:
-                return self._chase(forwarder, query, answer, limit)
-        return self.encode(query, answer, limit, cache=cache and not answer.chase)
-
-    def quick_reply(self, data: bytes) -> tuple[bytes, int] | None:
-        """``(reply, qtype)`` for a UDP query that is certainly NXDOMAIN, made without
-        writing anything, for ``server.UDPThread`` (``Kubernetes.quick_reply``); None when
-        the query needs the chain: also whenever a step before kubernetes may answer a
-        cluster name or the log sees every query."""
-        if self.kubernetes is None or not self.kubernetes.quick or self._before_kubernetes():
-            return None
-        return self.kubernetes.quick_reply(data, self.zones)
-
-    def _before_kubernetes(self) -> bool:
-        """Whether a step that may answer a cluster name comes before kubernetes (any
-        but :data:`NEVER_IN_CLASS`), or the log sees every query."""
-        names = self.step_names
-        before = names[: names.index("kubernetes")] if "kubernetes" in names else names
-        return self.logs_queries or any(n not in NEVER_IN_CLASS for n in before)
-
-    def cache_quick(self, data: bytes) -> None:
-        """Cache the quick NXDOMAIN of a query :meth:`quick_reply` answered (on the loop
-        thread, which owns the cache: the next asks are hits)."""
-        if self.kubernetes is not None:
-            self.kubernetes.cache_quick(data)
-
     def _autopath_counted(self) -> None:
         if self.metrics is not None:
             self.metrics.autopath_success += 1
-
-    def _forwarder(self, qname: str) -> Forwarder | None:
-        """The first forwarder whose zone holds ``qname`` (CoreDNS forward ``FROM``)."""
-        for forwarder in self.forwarders:
-            if forwarder.handles(qname):
-                return forwarder
-        return None
-
-    def encode(self, query: Query, answer: Answer, limit: int, cache: bool) -> bytes:
-        """The reply for ``answer`` within ``limit`` bytes; with ``cache`` kept in the answer
-        cache under the names it depends on, with its loadbalance rotations."""
-        header, _, tail = encode_answer(query, answer, limit)
-        if cache:
-            tags = (
-                dependencies(self.store, query.qname, self.config, answer)
-                if self.config is not None
-                else ("any",)
-            )
-            variants = rotations(query, answer, limit) if self.loadbalance else None
-            self.cache.put(query, limit, header, tail, variants, tags=tags)
-        return header + query.question + tail
 
     async def _autopath_or(
         self, found: Awaitable[bytes | None], query: Query, answer: Answer, limit: int
     ) -> bytes | None:
         """The upstream part of autopath, or the asked name's own NXDOMAIN."""
         reply = await found
-        return reply if reply is not None else self.encode(query, answer, limit, cache=False)
+        if reply is not None:
+            return reply
+        header, _, tail = encode_answer(query, answer, limit)
+        return header + query.question + tail
 
-    async def _chase(
-        self, forwarder: Forwarder, query: Query, answer: Answer, limit: int
-    ) -> bytes | None:
-        """An ExternalName CNAME to an outside name: the target's records follow it
-        (docs/behaviour.md 4); the CNAME alone when the upstream has nothing."""
+    async def _chase(self, forwarder: Any, query: Query, answer: Answer, limit: int) -> bytes:
+        """The CNAME and, when the upstream has them, its target's records."""
         found = await forwarder.lookup(answer.chase, query.qtype)
         extra = [] if found is None else list(found.rr)
         header, _, tail = encode_answer(query, answer, limit, upstream=extra)
         return header + query.question + tail
+
+
+def _fast_negative(steps: Sequence[Step]) -> Negative | None:
+    """The step whose certain negatives the fast path may serve: the first step that has
+    them, when no step before it may answer a plain IN cluster name (``in_class``)."""
+    for step in steps:
+        if step.negative is not None:
+            return step.negative
+        if step.in_class and step.run is not None:
+            return None
+    return None
 
 
 def _cap_payload(data: bytes, query: Query, size: int) -> bytes:
@@ -416,46 +432,71 @@ async def _guarded(pending: Awaitable[bytes | None], query: Query, plugin: str) 
         return error_response(query, Rcode.SERVFAIL)
 
 
-# The chain, in CoreDNS's plugin.cfg order: (name, the step for a handler or None when the
-# Corefile does not switch the plugin on). Adding a plugin: a module with its step, a row
-# here. Built once per Handler (``Handler.steps``); a cache hit never enters it.
-CHAIN: tuple[tuple[str, Callable[[Handler], Step | None]], ...] = (
-    ("loop", lambda h: steps.loop),  # first, not at its plugin.cfg place: it only counts
-    # its probes, and must see them before any plugin answers
-    ("chaos", lambda h: steps.chaos if h.chaos is not None else None),
-    ("rewrite", lambda h: steps.rewrite if h.rewriter is not None else None),
-    ("template", lambda h: steps.template if h.templates else None),
-    ("zones", lambda h: steps.zones),
-    ("hosts", lambda h: steps.hosts if h.hosts is not None else None),
-    ("k8s_gateway", lambda h: steps.gateway if h.gateway is not None else None),
-    ("k8s_external", lambda h: steps.external if h.external is not None else None),
-    ("kubernetes", lambda h: h.kubernetes.step if h.kubernetes is not None else None),
-    ("forward", lambda h: steps.forward if h.forwarders else None),
-)
-# steps before kubernetes that never answer a plain IN query with a cluster name: with only
-# these before it, a certain NXDOMAIN may be decided outside the chain (Handler.quick_reply)
-NEVER_IN_CLASS = ("loop", "chaos", "zones")
-
-
 class Mux:
     """Several server blocks on one port: each query goes to the block with the longest
-    matching zone (CoreDNS core/dnsserver); a name no block serves is REFUSED."""
+    matching zone (CoreDNS core/dnsserver); a name no block serves is REFUSED. The fast
+    path is each block's own: a kept answer is only ever in the cache of the block that
+    answered it."""
 
     def __init__(self, handlers: Sequence[Handler]) -> None:
         self.handlers = list(handlers)
         self._zones = tuple(z for h in self.handlers for z in h.zones)
 
+    def tally(self, family: str) -> list[Tally]:
+        """Counters for a serving thread: one per block."""
+        return [handler.tally(family) for handler in self.handlers]
+
+    def fast(self, data: bytes, tcp: bool, tally: list[Tally]) -> Fast:
+        """:meth:`Handler.fast` for the block the name belongs to."""
+        for handler, mine in zip(self.handlers, tally, strict=True):
+            hit = handler.cache.lookup(data, tcp, mine) if handler.querylog is None else None
+            if hit is not None:
+                return hit
+        query = parse_or_reply(data, self.handlers[0].udp_size)
+        if type(query) is not Query:
+            return query
+        index = self._block(query)
+        if index is None:
+            return error_response(query, Rcode.REFUSED)
+        return self.handlers[index].fast(data, tcp, tally[index])
+
+    def _block(self, query: Query) -> int | None:
+        zone = find_zone(query.qname, self._zones)
+        for i, handler in enumerate(self.handlers):
+            if zone in handler.zones:
+                return i
+        return None
+
+    def keep_made(self, tally: list[Tally]) -> None:
+        """:meth:`Handler.keep_made` for each block."""
+        for handler, mine in zip(self.handlers, tally, strict=True):
+            handler.keep_made(mine)
+
+    def answer(
+        self,
+        query: Query,
+        data: bytes,
+        tcp: bool,
+        family: str = "1",
+        client: str = "",
+        port: int = 0,
+    ) -> Reply:
+        """:meth:`Handler.answer` of the block the name belongs to."""
+        index = self._block(query)
+        if index is None:
+            return error_response(query, Rcode.REFUSED)
+        return self.handlers[index].answer(query, data, tcp, family, client, port)
+
     def handle(
         self, data: bytes, tcp: bool, family: str = "1", client: str = "", port: int = 0
     ) -> Reply:
         """As :meth:`Handler.handle`."""
+        if type(data) is not bytes:
+            data = bytes(data)
         if len(self.handlers) == 1:
             return self.handlers[0].handle(data, tcp, family, client, port)
-        query = parse_or_reply(data, self.handlers[0].udp_size)
-        if not isinstance(query, Query):
-            return query
-        zone = find_zone(query.qname, self._zones)
-        for handler in self.handlers:
-            if zone in handler.zones:
-                return handler.handle_query(query, data, tcp, family, client, port)
-        return error_response(query, Rcode.REFUSED)
+        tallies = [h.loop_tallies[family] for h in self.handlers]
+        out = self.fast(data, tcp, tallies)
+        if type(out) is Query:
+            return self.answer(out, data, tcp, family, client, port)
+        return out  # type: ignore[return-value]

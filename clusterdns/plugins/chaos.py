@@ -17,6 +17,7 @@ from dnslib import CLASS, EDNS0, QTYPE, RR, TXT, DNSHeader, DNSLabel, DNSQuestio
 
 from .. import __version__
 from ..dns.wire import Query
+from .plugin import Ask, Build, Chain, Outcome, Plugin, Step
 
 if TYPE_CHECKING:
     from ..corefile.reader import Reader
@@ -77,3 +78,20 @@ class Chaos:
         data = bytearray(record.pack())
         data[12 : 12 + len(query.question)] = query.question
         return bytes(data)
+
+
+def _build(config: ChaosConfig, build: Build) -> Step:
+    chaos = Chaos(config)
+
+    def run(chain: Chain, ask: Ask) -> Outcome | None:
+        """``version.bind`` and friends in class CH; anything else goes on."""
+        if ask.query.qclass != CLASS.CH:
+            return None
+        found = chaos.answer(ask.query, ask.limit)
+        return None if found is None else (found, "chaos")
+
+    return Step(run)
+
+
+PLUGIN = Plugin("chaos", lambda r, setup: parse_chaos(r), _build, in_class=False)
+"""CoreDNS plugin/chaos: answers only class CH, so never a cluster name."""

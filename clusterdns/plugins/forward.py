@@ -21,7 +21,7 @@ import logging
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dnslib import QTYPE, RCODE, DNSRecord
 
@@ -29,6 +29,7 @@ from ..core.names import find_zone
 from ..core.rr import Rcode
 from ..dns.wire import FLAG_TC, Query, error_response
 from .cache import CacheConfig, CacheEntry, CacheHit, ForwardCache
+from .plugin import Ask, Build, Chain, Outcome, Plugin, Started, Step
 from .policy import DEADLINE, Policy
 from .upstream import (
     StreamPool,
@@ -41,6 +42,9 @@ from .upstream import (
     tls_upstream,
     upstream_addresses,
 )
+
+if TYPE_CHECKING:
+    from ..corefile.reader import Reader, Setup
 
 __all__ = [
     "DEADLINE",
@@ -327,3 +331,53 @@ def _fit(reply: bytes, query: Query, limit: int) -> bytes:
     tc = error_response(query, reply[3] & 0xF)
     flags = struct.unpack_from("!H", tc, 2)[0] | FLAG_TC
     return tc[:2] + struct.pack("!H", flags) + tc[4:]
+
+
+class _ForwardStep(Step):
+    """forward in the chain (the first forwarder whose zone holds the name), and the
+    forwarders' health checks beside it."""
+
+    def __init__(self, forwarders: list[Forwarder]) -> None:
+        super().__init__(self.answer)
+        self.forwarders = forwarders
+
+    def answer(self, chain: Chain, ask: Ask) -> Outcome | None:
+        forwarder = chain.forwarder(ask.query.qname)
+        if forwarder is None:
+            return None
+        return forwarder.forward(ask.query, ask.data, ask.limit), "forward"
+
+    def start(self, started: Started) -> None:
+        for forwarder in self.forwarders:
+            forwarder.start()
+
+    async def stop(self) -> None:
+        for forwarder in self.forwarders:
+            await forwarder.stop()
+
+
+def _parse(r: Reader, setup: Setup) -> ForwardConfig:
+    from .forward_setup import parse_forward
+
+    return parse_forward(r)
+
+
+def _build(configs: list[ForwardConfig | Forwarder], build: Build) -> Step:
+    """The block's forwarders (one per directive), sharing the block's ``cache``. Raises
+    ConfigError when an upstream list cannot be resolved."""
+    cache_config: CacheConfig | None = build.configs.get("cache")
+    cache = ForwardCache(cache_config) if cache_config is not None else None
+    metrics = build.metrics
+    if cache is not None and metrics is not None:
+        metrics.cache_entries = cache.entries
+        metrics.cache_zones = ",".join(cache.config.zones)
+    forwarders = [
+        f if isinstance(f, Forwarder) else Forwarder(f, cache=cache, metrics=metrics)
+        for f in configs
+    ]
+    build.forwarders.extend(forwarders)
+    return _ForwardStep(forwarders)
+
+
+PLUGIN = Plugin("forward", _parse, _build, repeatable=True)
+"""CoreDNS plugin/forward: upstreams over UDP, TCP or TLS, with the forward cache."""

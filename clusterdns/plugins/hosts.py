@@ -12,6 +12,7 @@ entries. ``*.example.com`` matches exactly one label below example.com and makes
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Callable
@@ -21,9 +22,10 @@ from typing import TYPE_CHECKING
 from ..core.names import absolute, canonical_ip, find_zone, reverse_to_ip
 from ..core.resolver import Answer
 from ..core.rr import RR, QType, Rcode
+from .plugin import Ask, Build, Chain, Outcome, Plugin, Started, Step
 
 if TYPE_CHECKING:
-    from ..corefile.reader import Reader
+    from ..corefile.reader import Reader, Setup
 
 log = logging.getLogger("clusterdns.plugins.hosts")
 
@@ -193,3 +195,52 @@ class Hosts:
             return Answer(Rcode.SERVFAIL, zone)
         return Answer(Rcode.NOERROR, zone, records)
 
+
+
+class _HostsStep(Step):
+    """hosts in the chain, and the re-reading of its file beside it."""
+
+    def __init__(self, hosts: Hosts, build: Build) -> None:
+        super().__init__(self.answer)
+        self.hosts = hosts
+        hosts.on_change = build.cache.clear  # kept answers may come from the old table
+        self.task: asyncio.Task[None] | None = None
+
+    def answer(self, chain: Chain, ask: Ask) -> Outcome | None:
+        """Names from the hosts file (or inline), else on down the chain."""
+        listed = self.hosts.answer(ask.query.qname, ask.query.qtype)
+        if listed is None:
+            return None
+        return chain.reply(ask.query, listed, ask.limit, not ask.rewritten), "hosts"
+
+    def start(self, started: Started) -> None:
+        if self.hosts.config.reload > 0 and self.task is None:
+            self.task = asyncio.create_task(self._follow())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
+
+    async def _follow(self) -> None:
+        """Re-read the file every ``reload`` seconds when it changed (CoreDNS hosts)."""
+        hosts = self.hosts
+        while True:
+            await asyncio.sleep(hosts.config.reload)
+            try:
+                if hosts.reload_if_changed():
+                    log.info("hosts: reloaded %s", hosts.path)
+            except Exception:  # a bad file must not end the re-reading
+                log.exception("hosts: reading %s", hosts.path)
+
+
+def _parse(r: Reader, setup: Setup) -> HostsConfig:
+    if "hosts" in setup.configs:
+        raise r.error("only one hosts per server block (CoreDNS)")
+    return parse_hosts(r, setup.zones)
+
+
+PLUGIN = Plugin(
+    "hosts", _parse, lambda config, build: _HostsStep(Hosts(config, build.root), build)
+)
+"""CoreDNS plugin/hosts: names from a hosts file or inline lines."""

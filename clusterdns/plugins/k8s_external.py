@@ -22,13 +22,20 @@ Only Services with an external address (or, with ``headless``, ready endpoints) 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
+from ..core.errors import ConfigError
 from ..core.names import find_zone
 from ..core.records import ServiceKind
-from ..core.resolver import Answer, endpoint_label
-from ..core.rr import RR, QType, Rcode, SOAData, SRVData
+from ..core.resolver import Answer, ZoneConfig, endpoint_label
+from ..core.rr import RR, QType, Rcode, SRVData
+from ..core.rr import soa as make_soa
 from ..core.store import Store
+from .plugin import Ask, Build, Chain, Outcome, Plugin, Step
+
+if TYPE_CHECKING:
+    from ..corefile.reader import Reader, Setup
 
 DEFAULT_TTL = 5  # seconds (CoreDNS k8s_external New())
 DEFAULT_APEX = "dns"
@@ -60,10 +67,7 @@ def soa(store: Store, zone: str, apex: str, ttl: int) -> RR:
     """The zone's SOA: ``ns1.<apex>.ZONE`` / ``hostmaster.<apex>.ZONE``, refresh 7200,
     retry 1800, expire 86400, minimum ``ttl``; serial = the store's last change (Unix
     seconds; CoreDNS k8s_external apex.go ``soa``, ``ExternalSerial``)."""
-    data = SOAData(
-        f"ns1.{apex}.{zone}", f"hostmaster.{apex}.{zone}", store.serial, 7200, 1800, 86400, ttl
-    )
-    return RR(zone, QType.SOA, ttl, data)
+    return make_soa(zone, f"ns1.{apex}.{zone}", f"hostmaster.{apex}.{zone}", store.serial, ttl, ttl)
 
 
 def address_records(
@@ -306,3 +310,47 @@ def explain(store: Store, qname: str, config: ExternalConfig) -> list[str]:
         f"{pending}; only Services with spec.externalIPs or status.loadBalancer.ingress "
         "have names here"
     ]
+
+
+def exposed(chain: Chain, ask: Ask, answer: Answer | None, name: str) -> Outcome | None:
+    """An exposure plugin's answer (None: not its zone); its NXDOMAIN under
+    ``fallthrough`` is kept in ``ask.passed`` (the first one) and the chain goes on."""
+    if answer is None:
+        return None
+    if not answer.fallthrough:
+        return chain.reply(ask.query, answer, ask.limit, not ask.rewritten), name
+    ask.passed = ask.passed or answer
+    return None
+
+
+def _parse(r: Reader, setup: Setup) -> ExternalConfig:
+    from .exposure_setup import parse_external
+
+    return parse_external(r, setup.zones)
+
+
+def _build(config: ExternalConfig, build: Build) -> Step:
+    """k8s_external reads the kubernetes directive of its block (CoreDNS: the kubernetes
+    plugin is its source). Raises ConfigError without one."""
+    kubernetes = build.configs.get("kubernetes")
+    if kubernetes is None:
+        raise ConfigError("k8s_external: the kubernetes plugin is not loaded in this block")
+    zone = kubernetes if isinstance(kubernetes, ZoneConfig) else kubernetes.zone
+    config = replace(
+        config,
+        ns_addresses=config.ns_addresses or build.addresses,
+        namespaces=frozenset(zone.namespaces),
+        endpoint_pod_names=zone.endpoint_pod_names,
+    )
+
+    def run(chain: Chain, ask: Ask) -> Outcome | None:
+        """Names of services' external addresses."""
+        q = ask.query
+        found = resolve_external(chain.store, q.qname, q.qtype, config)
+        return exposed(chain, ask, found, "k8s_external")
+
+    return Step(run)
+
+
+PLUGIN = Plugin("k8s_external", _parse, _build)
+"""CoreDNS plugin/k8s_external: names for services' external and LoadBalancer IPs."""

@@ -24,15 +24,21 @@ The zone apex answers SOA and NS (``<apex>.ZONE`` and ``<secondary>.ZONE``);
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from ..core.exposure import HOST_KINDS
 from ..core.names import find_zone
 from ..core.records import Ingress, Route
 from ..core.resolver import Answer
-from ..core.rr import RR, QType, Rcode, SOAData
+from ..core.rr import RR, QType, Rcode
+from ..core.rr import soa as make_soa
 from ..core.store import Store
-from .k8s_external import address_records, settle_negative
+from .k8s_external import address_records, exposed, settle_negative
+from .plugin import Ask, Build, Chain, Outcome, Plugin, Step
+
+if TYPE_CHECKING:
+    from ..corefile.reader import Reader, Setup
 
 RESOURCES = ("HTTPRoute", "TLSRoute", "GRPCRoute", "Ingress", "Service")
 """Every resource k8s_gateway reads, in its default lookup order (gateway.go)."""
@@ -59,6 +65,8 @@ class GatewayConfig:
     secondary: str = ""
     fallthrough: tuple[str, ...] = ()
     ns_addresses: tuple[str, ...] = ()
+    kubeconfig: str = ""  # read, not used: the block's API connection serves it
+    context: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,16 +166,9 @@ def soa(store: Store, zone: str, config: GatewayConfig) -> RR:
     """``<apex>.ZONE hostmaster.<apex>.ZONE``, refresh 7200, retry 1800, expire 86400,
     minimum 60 (apex.go ``soa``). DIFFERS: the serial is the store's last change, not the
     fixed 12345, so secondaries notice changes."""
-    data = SOAData(
-        f"{config.apex}.{zone}",
-        f"hostmaster.{config.apex}.{zone}",
-        store.serial,
-        7200,
-        1800,
-        86400,
-        SOA_TTL,
-    )
-    return RR(zone, QType.SOA, SOA_TTL, data)
+    apex = config.apex
+    return make_soa(zone, f"{apex}.{zone}", f"hostmaster.{apex}.{zone}", store.serial, SOA_TTL,
+                    SOA_TTL)
 
 
 def self_addresses(store: Store, key: str, config: GatewayConfig) -> tuple[str, ...]:
@@ -262,3 +263,34 @@ def explain(store: Store, qname: str, config: GatewayConfig) -> list[str]:
     else:
         lines.append(f"{where}: NXDOMAIN: nothing that claims {qname} has an address")
     return lines
+
+
+def _parse(r: Reader, setup: Setup) -> GatewayConfig:
+    from .exposure_setup import parse_gateway
+
+    return parse_gateway(r, setup.zones)
+
+
+def _build(config: GatewayConfig, build: Build) -> Step:
+    config = replace(config, ns_addresses=config.ns_addresses or build.addresses)
+
+    def run(chain: Chain, ask: Ask) -> Outcome | None:
+        """Names of Gateway API routes, Ingresses and LoadBalancer services."""
+        q = ask.query
+        found = resolve_gateway(chain.store, q.qname, q.qtype, config)
+        return exposed(chain, ask, found, "k8s_gateway")
+
+    return Step(run)
+
+
+def _kinds(config: GatewayConfig) -> tuple[str, ...]:
+    """What the live source lists for it: the kinds it reads (Services are listed anyway),
+    and Gateways when it reads a route kind (least-privilege RBAC)."""
+    wanted = [k for k in config.resources if k != "Service"]
+    if any(k.endswith("Route") for k in wanted):
+        wanted.append("Gateway")
+    return tuple(wanted)
+
+
+PLUGIN = Plugin("k8s_gateway", _parse, _build, kinds=_kinds)
+"""The k8s_gateway plugin: names of what Gateway API routes and Ingresses expose."""

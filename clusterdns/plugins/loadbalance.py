@@ -1,16 +1,23 @@
 """loadbalance: A/AAAA answers in turn (CoreDNS loadbalance, ``round_robin`` policy).
 
-The chain encodes a few rotations of an answer's addresses once, on the miss, and the answer
-cache serves them in turn (``AnswerCache._rotated``): a hit stays a byte copy (docs/design.md).
+The chain encodes a few rotations of an answer's addresses once, on the miss, and keeps them
+with it; the fast path serves them in turn, each serving thread on its own turn counter
+(``AnswerCache._rotated``): a hit stays a byte copy (docs/design.md).
 CNAMEs stay first, as CoreDNS keeps them.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..core.resolver import Answer
 from ..core.rr import QType
 from ..dns.encode import encode_answer
 from ..dns.message import Query
+from .plugin import Build, Plugin
+
+if TYPE_CHECKING:
+    from ..corefile.reader import Reader, Setup
 
 LOADBALANCE_VARIANTS = 4  # rotations of an A/AAAA answer kept in the answer cache
 
@@ -36,3 +43,17 @@ def rotations(query: Query, answer: Answer, limit: int) -> list[bytes]:
         )
         out.append(encode_answer(query, rotated, limit)[2])
     return out
+
+
+def _parse(r: Reader, setup: Setup) -> bool:
+    if r.d.args not in ([], ["round_robin"]):
+        raise r.error(f"want round_robin, got {' '.join(r.d.args)!r}")
+    return True
+
+
+def _build(on: bool, build: Build) -> None:
+    build.rotations = rotations  # the chain keeps them with each A/AAAA answer
+
+
+PLUGIN = Plugin("loadbalance", _parse, _build)
+"""CoreDNS plugin/loadbalance (round_robin): rotations kept beside each answer."""

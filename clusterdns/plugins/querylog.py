@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from ..core.names import find_zone
 from ..core.rr import QTYPE_NAMES, RCODE_NAMES
+from .plugin import Build, Plugin, Started, Step
 
 if TYPE_CHECKING:
     from ..corefile.reader import Reader
@@ -302,3 +303,28 @@ class QueryLog:
 def now() -> float:
     """The clock query durations are measured with (seconds, monotonic)."""
     return time.perf_counter()
+
+
+class _LogStep(Step):
+    """The log beside the chain: the chain records every query and its reply into the
+    :class:`QueryLog`; this starts and stops its writer thread."""
+
+    def __init__(self, querylog: QueryLog) -> None:
+        super().__init__(None)
+        self.querylog = querylog
+
+    def start(self, started: Started) -> None:
+        self.querylog.start()
+
+    async def stop(self) -> None:
+        self.querylog.stop()
+
+
+def _build(config: QueryLogConfig | QueryLog, build: Build) -> Step:
+    querylog = config if isinstance(config, QueryLog) else QueryLog(config)
+    build.querylog = querylog
+    return _LogStep(querylog)
+
+
+PLUGIN = Plugin("log", lambda r, setup: parse_log(r), _build)
+"""CoreDNS plugin/log: a line per query, in CoreDNS's formats."""

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
 from .forward import ForwardMetrics
 
@@ -44,6 +46,9 @@ class QueryMetrics(ForwardMetrics):
     counts them), so the chain does not depend on the server layer."""
 
     autopath_success = 0  # answers autopath found
+    tallies: list[Any] = []  # noqa: RUF012 - set per instance: the serving threads' counters
+    cache_entries: Callable[[], dict[str, int]] | None = None  # the forward cache's sizes
+    cache_zones = ""  # the forward cache's zones
 
     def observe(
         self,
@@ -58,5 +63,3 @@ class QueryMetrics(ForwardMetrics):
     ) -> None:
         """One query answered by ``plugin`` in ``seconds``; sizes in bytes."""
 
-    def hit(self, tcp: bool, family: str, qtype: int, request: bytes, reply: bytes) -> None:
-        """One query answered from the answer cache."""

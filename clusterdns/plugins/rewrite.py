@@ -31,6 +31,7 @@ from dnslib import CLASS, QTYPE, DNSLabel, DNSQuestion, DNSRecord
 from ..core.names import absolute
 from ..core.rr import Rcode
 from ..dns.wire import FLAG_TC, Query, error_response
+from .plugin import Ask, Build, Chain, Outcome, Plugin, Step
 
 if TYPE_CHECKING:
     from ..corefile.reader import Reader
@@ -376,3 +377,25 @@ def _split(wire: bytes) -> list[bytes]:
         labels.append(wire[pos + 1 : pos + 1 + wire[pos]])
         pos += 1 + wire[pos]
     return labels
+
+
+def _build(rules: list[RewriteRule], build: Build) -> Step:
+    rewriter = Rewriter(rules)
+
+    def run(chain: Chain, ask: Ask) -> Outcome | None:
+        """The rest of the chain answers the rewritten question (SERVFAIL when the new
+        name is no domain name); the chain turns the reply back (``ask.revert``)."""
+        try:
+            rewritten = rewriter.rewrite(ask.query, ask.data)
+        except InvalidName:
+            return error_response(ask.query, Rcode.SERVFAIL), "rewrite"
+        if rewritten is not None:
+            ask.query, ask.data, ask.revert = rewritten
+            ask.rewritten = True
+        return None
+
+    return Step(run)
+
+
+PLUGIN = Plugin("rewrite", lambda r, setup: parse_rewrite(r), _build, repeatable=True)
+"""CoreDNS plugin/rewrite: name, type and class rules, answers turned back."""

@@ -29,6 +29,7 @@ from dnslib import CLASS, EDNS0, QTYPE, RCODE, RR, DNSHeader, DNSLabel, DNSQuest
 from ..core.names import find_zone
 from ..core.rr import Rcode
 from ..dns.wire import FLAG_TC, Query, error_response
+from .plugin import Ask, Build, Chain, Outcome, Plugin, Step
 
 if TYPE_CHECKING:
     from ..corefile.reader import Reader
@@ -220,3 +221,23 @@ class Template:
             flags = struct.unpack_from("!H", tc, 2)[0] | FLAG_TC | 0x0400
             return tc[:2] + struct.pack("!H", flags) + tc[4:]
         return bytes(data)
+
+
+def _build(configs: list[TemplateConfig], build: Build) -> Step:
+    templates = [Template(config) for config in configs]
+
+    def run(chain: Chain, ask: Ask) -> Outcome | None:
+        """The first template that matches answers."""
+        for template in templates:
+            built = template.answer(ask.query, ask.limit)
+            if built is not None:
+                return built, "template"
+        return None
+
+    return Step(run)
+
+
+PLUGIN = Plugin(
+    "template", lambda r, setup: parse_template(r, setup.zones), _build, repeatable=True
+)
+"""CoreDNS plugin/template: answers made from a regex match of the question."""

@@ -30,23 +30,13 @@ from ..core.errors import ClusterDNSError, listen_error
 from ..core.names import split_hostport
 from ..core.store import KINDS, Store
 from ..corefile.config import ServerConfig
-from ..plugins import loop as loop_plugin
 from ..plugins.chain import Handler, Mux
 from . import signals
-from .blocks import (
-    Block,
-    autopath,
-    build_block,
-    exposure_configs,
-    exposure_kinds,
-    own_addresses,
-    zone_config,
-)
+from .blocks import Block, build_block
 from .health import Readiness, health_route, serve_http
 from .metrics import Collector, registry, serve_metrics
-from .reload import Reloader, corefile_digest, load_conf
-from .signals import IGNORED_SIGNALS, RELOAD_SIGNALS
-from .sourcing import Sources, in_cluster, in_thread
+from .reload import Reloader
+from .sourcing import Sources
 from .transport import DNSServer
 from .workers import run_workers
 
@@ -54,26 +44,6 @@ log = logging.getLogger("clusterdns")
 
 STOP_GRACE = 10.0  # seconds from "stopping" to a forced exit (after any lameduck)
 
-# Moved to .blocks, .reload, .signals, .sourcing and .workers; importable from here as before.
-__all__ = [
-    "IGNORED_SIGNALS",
-    "RELOAD_SIGNALS",
-    "App",
-    "Block",
-    "Options",
-    "autopath",
-    "build_block",
-    "corefile_digest",
-    "exposure_configs",
-    "exposure_kinds",
-    "in_cluster",
-    "in_thread",
-    "load_conf",
-    "loop_name",
-    "own_addresses",
-    "run",
-    "zone_config",
-]
 
 
 @dataclass
@@ -156,8 +126,6 @@ class App:
             await self._stop()
             return 1
         self._log_started()
-        if any(s.loop for s in self.servers) and self.options.worker == 0:
-            self.tasks.append(asyncio.create_task(self._loop_probe()))
         reload = next((s.reload for s in self.servers if s.reload), None)
         if reload and self.options.corefile is not None:
             self.tasks.append(asyncio.create_task(self.reloader.follow(*reload)))
@@ -223,14 +191,20 @@ class App:
         }
 
     async def _start_listeners(self) -> None:
-        for block in self.blocks:
-            block.start()
-            if block.metrics is not None:
-                self.collector.add(block.metrics)
         for (host, port), handler in self.routes().items():
             server = self.listener(handler, host, port)
             await server.start()
             self.listeners[(host, port)] = server
+        for block in self.blocks:
+            self.start_block(block)
+            if block.metrics is not None:
+                self.collector.add(block.metrics)
+
+    def start_block(self, block: Block) -> None:
+        """Start what the block's plugins run beside the chain, once the ports are open
+        (the loop plugin probes the first listener; a loop it finds stops the server)."""
+        listeners = tuple((host, server.port) for (host, _), server in self.listeners.items())
+        block.start(listeners, self.options.worker == 0, self._fail)
 
     def listener(self, handler: Handler | Mux, host: str, port: int) -> DNSServer:
         options = self.options
@@ -319,19 +293,9 @@ class App:
             unsynced,
         )
 
-    # ---- loop detection (CoreDNS loop plugin) ------------------------------------------
-
-    async def _loop_probe(self) -> None:
-        """Run the loop plugin's probe for the first block that has ``loop``."""
-        block = next(b for b in self.blocks if b.config.loop)
-        block.handler.on_loop = self._loop_found
-        host, _ = next(iter(self.listeners))
-        port = next(iter(self.listeners.values())).port
-        await loop_plugin.probe(block.handler, block.config.zones[0], host, port)
-
-    def _loop_found(self, qname: str) -> None:
-        where = ", ".join(f"{h}:{p}" for h, p in self.listeners)
-        log.error("%s", loop_plugin.error_line(where, qname))
+    def _fail(self, message: str) -> None:
+        """A plugin found the server cannot go on (the loop plugin: a forwarding loop)."""
+        log.error("%s", message)
         self.exit_code = 1
         self.stop_event.set()
 

@@ -106,10 +106,10 @@ class Reloader:
                 log.warning("%s", warning)
         old_blocks = app.blocks
         app.servers, app.blocks = servers, blocks
-        for block in blocks:
-            block.start()
         app.collector.replace(b.metrics for b in blocks if b.metrics is not None)
         await self._swap_listeners()
+        for block in blocks:
+            app.start_block(block)
         for block in old_blocks:
             await block.stop()
         log.info("reloaded %s", name)

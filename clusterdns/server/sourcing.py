@@ -84,15 +84,22 @@ class Sources:
         self.tasks: list[asyncio.Task[Any]] = []
         self._zones_lock = asyncio.Lock()
 
+    def _each(self, name: str) -> list[Any]:
+        """The configs of plugin ``name`` in every block that has it."""
+        return [s.plugins[name] for s in self.servers if name in s.plugins]
+
+    def _cluster_plugins(self) -> tuple[Any, Any]:
+        """The first kubernetes and k8s_gateway configs (the API connection is theirs)."""
+        k, g = self._each("kubernetes"), self._each("k8s_gateway")
+        return (k[0] if k else None), (g[0] if g else None)
+
     def _api_wanted(self) -> bool:
-        has_kubernetes = any(s.kubernetes or s.k8s_gateway for s in self.servers)
+        k, g = self._cluster_plugins()
+        has_kubernetes = k is not None or g is not None
         explicit = (
             bool(self.options.kubeconfig or self.options.kube_api)
-            or any(
-                s.kubernetes and (s.kubernetes.kubeconfig or s.kubernetes.endpoint)
-                for s in self.servers
-            )
-            or any(s.k8s_gateway and s.k8s_gateway.kubeconfig for s in self.servers)
+            or any(k.kubeconfig or k.endpoint for k in self._each("kubernetes"))
+            or any(g.kubeconfig for g in self._each("k8s_gateway"))
         )
         return has_kubernetes and (explicit or in_cluster())
 
@@ -104,7 +111,7 @@ class Sources:
         paths = self.options.zones
         if (
             paths is None
-            and any(s.kubernetes or s.k8s_gateway for s in self.servers)
+            and any(self._cluster_plugins())
             and not use_api
         ):
             paths = [Path(defaults.ZONES_DIR)]
@@ -126,8 +133,7 @@ class Sources:
     async def _start_api(self) -> None:
         from ..sources.kube import WATCH_TIMEOUT, KubeSource, api_client
 
-        k = next((s.kubernetes for s in self.servers if s.kubernetes), None)
-        g = next((s.k8s_gateway for s in self.servers if s.k8s_gateway), None)
+        k, g = self._cluster_plugins()
         kubeconfig = (
             self.options.kubeconfig or (k.kubeconfig if k else "") or (g.kubeconfig if g else "")
         )
@@ -138,7 +144,9 @@ class Sources:
         except Exception as exc:  # the client raises several kinds for a bad config
             raise ConfigError(f"cannot load the Kubernetes configuration: {exc}") from None
         pods = any(
-            s.kubernetes and (s.kubernetes.pods == "verified" or s.autopath) for s in self.servers
+            "kubernetes" in s.plugins
+            and (s.plugins["kubernetes"].pods == "verified" or "autopath" in s.plugins)
+            for s in self.servers
         )
         loop = asyncio.get_running_loop()
         timeouts = (

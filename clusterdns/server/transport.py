@@ -16,15 +16,15 @@ import contextlib
 import logging
 import socket
 import threading
-from collections import deque
 from collections.abc import Awaitable
-from typing import cast
+from typing import Any, cast
 
 from ..core import defaults
 from ..core.errors import listen_error
 from ..core.rr import Rcode
 from ..dns.wire import error_response, header_only_response, parse_header, parse_query
 from ..plugins.chain import Handler, Mux
+from ..plugins.plugin import Reply
 
 log = logging.getLogger("clusterdns.server.transport")
 
@@ -64,6 +64,10 @@ class UDPProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         reply = self.server.handler.handle(data, False, self.family, str(addr[0]), int(addr[1]))
+        self.send(reply, addr)
+
+    def send(self, reply: Reply, addr: tuple[str | int, ...]) -> None:
+        """Send ``reply`` now, or when a forwarded query's awaitable gives it."""
         if reply is None or self.transport is None:
             return
         if isinstance(reply, bytes):
@@ -109,23 +113,19 @@ class _SocketTransport:
         self.closing = True
 
 
-QUICK_BATCH = 100  # NXDOMAINs made by the UDP thread that the loop caches per round ...
-QUICK_DELAY = 0.01  # ... one round at most this often (seconds)
+KEEP_INTERVAL = 0.01  # seconds: how often the loop keeps the NXDOMAINs the thread made
 
 
 class UDPThread:
-    """UDP served by a dedicated thread: blocking ``recvfrom``, the answer-cache lookup,
-    ``sendto`` (issue 11: 1.6x the queries per CPU second of the asyncio transport,
-    bench/udp_loop.py). The thread answers cache hits, and names that are certainly
-    NXDOMAIN (``Handler.quick_reply``: a few dict lookups, nothing written); every other
-    datagram goes to the event loop (``call_soon_threadsafe``) and is handled there as the
-    asyncio transport would, so the store, the resolver, forwarding and everything that
-    writes the answer cache stay on the loop thread. A hit read while the loop applies a
-    change is the answer from just before it: the store drops the entries a change touches
-    in the same loop turn, and the thread never writes the cache. The NXDOMAINs the thread
-    made are cached by the loop afterwards, at most :data:`QUICK_BATCH` per
-    :data:`QUICK_DELAY` (a random-name flood cannot keep the loop busy). Opt-in
-    (``--udp-thread``).
+    """UDP served by a dedicated thread: blocking ``recvfrom``, the one fast path
+    (``handler.fast``: a kept answer, or a certain NXDOMAIN from the SOA template), ``sendto``.
+    Every other datagram goes to the event loop (``call_soon_threadsafe``) already parsed,
+    and is answered there by the chain, so the store, the resolver, forwarding and
+    everything that writes the answer cache stay on the loop thread. The thread writes
+    nothing but its own counters (``Tally``); a hit read while the loop applies a change
+    is the answer from just before it. The NXDOMAINs it made are kept by the loop every
+    :data:`KEEP_INTERVAL` (at most ``dns.cache.KEEP_MAX`` each time, decided afresh from the
+    store), so a random-name flood cannot keep the loop busy. Opt-in (``--udp-thread``).
     """
 
     def __init__(self, server: DNSServer, sock: socket.socket, family: str) -> None:
@@ -138,17 +138,30 @@ class UDPThread:
         self.protocol.connection_made(self.transport)  # type: ignore[arg-type]
         self.stopping = False
         self.thread = threading.Thread(target=self.run, name="udp", daemon=True)
-        # queries the thread answered NXDOMAIN, for the loop to cache (bounded: a flood
-        # drops the oldest), and whether a round of caching them is scheduled
-        self.quick: deque[bytes] = deque(maxlen=QUICK_BATCH)
-        self.quick_pending = False
+        # this thread's counters, per handler (a reload swaps the handler): made on the loop
+        self.tallies: dict[int, tuple[Handler | Mux, Any]] = {}
+        self.keeper: asyncio.TimerHandle | None = None
+
+    def tally(self, handler: Handler | Mux) -> Any:
+        """This thread's counters for ``handler`` (made on the loop, where the cache is
+        owned; the thread only reads this dict)."""
+        found = self.tallies.get(id(handler))
+        if found is None or found[0] is not handler:
+            self.tallies = {id(handler): (handler, handler.tally(self.family))}
+            found = self.tallies[id(handler)]
+        return found[1]
+
+    def begin(self) -> None:
+        """On the loop: make this thread's counters, start it and the keeper."""
+        self.tally(self.server.handler)
+        self.thread.start()
+        self.keeper = self.loop.call_later(KEEP_INTERVAL, self._keep)
 
     def run(self) -> None:
         """The serving loop (the thread's body)."""
         recvfrom, sendto = self.sock.recvfrom, self.sock.sendto
         call = self.loop.call_soon_threadsafe
-        on_loop = self.protocol.datagram_received
-        family = self.family
+        on_loop = self._answer
         while not self.stopping:
             try:
                 data, addr = recvfrom(65535)
@@ -157,41 +170,41 @@ class UDPThread:
                     return
                 continue
             handler = self.server.handler
-            if type(handler) is Handler and not handler.logs_queries:  # log sees every query
-                cache = handler.cache
-                hit = cache.lookup(data, False)
-                qtype = cache.last_qtype
-                if hit is None:
-                    quick = handler.quick_reply(data)
-                    if quick is not None:
-                        hit, qtype = quick
-                        self.quick.append(data)
-                        if not self.quick_pending:
-                            self.quick_pending = True
-                            with contextlib.suppress(RuntimeError):  # loop closed
-                                call(self.loop.call_later, QUICK_DELAY, self._cache_quick)
-                if hit is not None:
-                    if handler.metrics is not None:
-                        handler.metrics.hit(False, family, qtype, data, hit)
+            mine = self.tallies.get(id(handler))
+            if mine is None or mine[0] is not handler:  # reloaded: the loop answers
+                out: Any = data  # until the keeper made this thread's counters
+            else:
+                out = handler.fast(data, False, mine[1])
+                if type(out) is bytes:
                     with contextlib.suppress(OSError):
-                        sendto(hit, addr)
+                        sendto(out, addr)
+                    continue
+                if out is None:
                     continue
             if self.stopping:
                 return
             try:
-                call(on_loop, data, addr)
+                call(on_loop, out, data, addr)
             except RuntimeError:  # the loop is closed: shutting down
                 return
 
-    def _cache_quick(self) -> None:
-        """On the loop: cache the NXDOMAINs the thread made since the last round."""
-        self.quick_pending = False
+    def _answer(self, out: Any, data: bytes, addr: tuple[str | int, ...]) -> None:
+        """On the loop: the chain answers a query the fast path left (``out``: the parsed
+        query, or the raw datagram while a reloaded handler has no counters here yet)."""
         handler = self.server.handler
-        quick = self.quick
-        while quick:
-            data = quick.popleft()
-            if type(handler) is Handler:
-                handler.cache_quick(data)
+        if isinstance(out, bytes):
+            self.protocol.datagram_received(data, addr)
+            return
+        reply = handler.answer(out, data, False, self.family, str(addr[0]), int(addr[1]))
+        self.protocol.send(reply, addr)
+
+    def _keep(self) -> None:
+        """On the loop: keep the NXDOMAINs the thread made since the last round; make
+        counters for a handler a reload brought."""
+        handler = self.server.handler
+        handler.keep_made(self.tally(handler))
+        if not self.stopping:
+            self.keeper = self.loop.call_later(KEEP_INTERVAL, self._keep)
 
     def stop(self) -> None:
         """Stop the thread: a flag, then a datagram to itself to end its ``recvfrom``."""
@@ -290,13 +303,15 @@ class DNSServer:
             self._udp = udp
             self.port = port
             if isinstance(udp, UDPThread):
-                udp.thread.start()
+                udp.begin()
             return
 
     async def stop(self) -> None:
         """Close the listeners and every open TCP connection (at once: replies not yet
         taken by a client are dropped, a stuck writer does not delay shutdown)."""
         if isinstance(self._udp, UDPThread):
+            if self._udp.keeper is not None:
+                self._udp.keeper.cancel()
             await asyncio.get_running_loop().run_in_executor(None, self._udp.stop)
         elif self._udp is not None:
             self._udp.close()

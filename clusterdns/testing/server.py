@@ -260,7 +260,8 @@ class ClusterDNS:
 
     async def _serve(self) -> None:
         from ..core.store import KINDS, Store, record_key
-        from ..plugins.chain import Handler
+        from ..corefile.config import ServerConfig
+        from ..server.blocks import build_block
         from ..server.transport import DNSServer
 
         store = Store()
@@ -271,9 +272,13 @@ class ClusterDNS:
         now = time.time()
         for kind, objects in self._objects.items():
             store.replace(SOURCE, kind, objects.values(), now)
-        handler = Handler(
-            store, self.config, zones=self.zones, gateway=self.gateway, external=self.external
-        )
+        plugins: dict[str, Any] = {"kubernetes": self.config}
+        if self.gateway is not None:
+            plugins["k8s_gateway"] = self.gateway
+        if self.external is not None:
+            plugins["k8s_external"] = self.external
+        block = ServerConfig(self.zones, 0, (self.host,), plugins=plugins)
+        handler = build_block(block, store, defaults.CACHE_SIZE).handler
         server = DNSServer(handler, self.host, 0)
         await server.start()
         self._store, self._server, self.port = store, server, server.port

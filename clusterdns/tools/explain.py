@@ -22,7 +22,7 @@ from ..core.resolver import ZoneConfig
 from ..core.rr import RCODE_NAMES, Rcode
 from ..core.search import Query, Reply, Walk
 from ..core.store import Store
-from ..plugins.chain import Handler
+from ..plugins.chain import assemble
 from ..plugins.k8s_external import ExternalConfig
 from ..plugins.k8s_external import explain as external_explain
 from ..plugins.k8s_gateway import GatewayConfig
@@ -104,9 +104,12 @@ def local_query(
     exposure = exposure or Exposure()
     exposure.store = store
     zones = config.zones + exposure.gateway_zones + exposure.external_zones
-    handler = Handler(
-        store, config, zones=zones, gateway=exposure.gateway, external=exposure.external
-    )
+    plugins: dict[str, object] = {"kubernetes": config}
+    if exposure.gateway is not None:
+        plugins["k8s_gateway"] = exposure.gateway
+    if exposure.external is not None:
+        plugins["k8s_external"] = exposure.external
+    handler = assemble(store, zones, plugins)
 
     def ask(name: str, qtype: str) -> Reply:
         began = time.perf_counter()

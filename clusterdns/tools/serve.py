@@ -12,8 +12,12 @@ from ..core import defaults
 from ..core.errors import ConfigError
 from ..core.names import absolute
 from ..core.resolver import REVERSE_ZONES, PodMode, ZoneConfig
-from ..corefile.config import ExternalDirective, GatewayDirective, KubernetesConfig, ServerConfig
-from ..server.app import Options, load_conf, run
+from ..corefile.config import ServerConfig
+from ..plugins.k8s_external import ExternalConfig
+from ..plugins.k8s_gateway import GatewayConfig
+from ..plugins.kubernetes_setup import KubernetesConfig
+from ..server.app import Options, run
+from ..server.reload import load_conf
 from .arguments import parse_address, parse_listen, parse_ttl
 
 log = logging.getLogger("clusterdns")
@@ -192,25 +196,31 @@ def flags_config(args: argparse.Namespace) -> ServerConfig:
     zones = (absolute(args.zone), *REVERSE_ZONES)
     external = tuple(absolute(z) for z in args.external_zone)
     gateway = tuple(absolute(z) for z in args.gateway_zone)
+    # the plugins a Corefile would name, in its words (directive -> config)
+    plugins: dict[str, object] = {}
+    if args.autopath:
+        plugins["autopath"] = "@kubernetes"
+    if gateway:
+        plugins["k8s_gateway"] = GatewayConfig(gateway)
+    if external:
+        plugins["k8s_external"] = ExternalConfig(external)
+    plugins["kubernetes"] = KubernetesConfig(
+        ZoneConfig(
+            zones=zones,
+            pods=PodMode(args.pods),
+            ttl=args.ttl,
+            endpoint_pod_names=args.endpoint_pod_names,
+        ),
+        startup_timeout=args.startup_timeout,
+    )
     return ServerConfig(
         zones=zones + external + gateway,
-        k8s_external=ExternalDirective(external) if external else None,
-        k8s_gateway=GatewayDirective(gateway) if gateway else None,
         port=port,
         bind=(host,),
         health=args.health or "",
         ready=args.ready or "",
         prometheus=args.metrics or "",
-        autopath="@kubernetes" if args.autopath else "",
-        kubernetes=KubernetesConfig(
-            ZoneConfig(
-                zones=zones,
-                pods=PodMode(args.pods),
-                ttl=args.ttl,
-                endpoint_pod_names=args.endpoint_pod_names,
-            ),
-            startup_timeout=args.startup_timeout,
-        ),
+        plugins=plugins,
     )
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 
 from ..core.defaults import STARTUP_TIMEOUT
 from ..core.resolver import PodMode, ZoneConfig
-from .reader import Reader, zones_args
+from ..corefile.reader import Reader, zones_args
 
 COREDNS_TTL = 5  # seconds: the kubernetes plugin's own default (kubeadm writes ttl 30)
 COREDNS_PODS = PodMode.DISABLED  # the plugin's default (kubeadm writes pods insecure)

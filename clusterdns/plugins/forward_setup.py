@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 
 from ..core.names import absolute
-from ..plugins.forward import CacheConfig, ForwardConfig
-from .reader import Reader, zones_args
+from ..corefile.reader import Reader, zones_args
+from .forward import CacheConfig, ForwardConfig
 
 
 def parse_forward(r: Reader) -> ForwardConfig:

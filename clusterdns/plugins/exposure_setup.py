@@ -1,67 +1,45 @@
-"""The ``k8s_external`` and ``k8s_gateway`` directives (docs/exposed-names.md): options and
-their ranges as the CoreDNS plugin's and the k8s_gateway plugin's setup.go read them.
-Errors name ``file:line``.
+"""The ``k8s_external`` and ``k8s_gateway`` directives -> their resolvers' configurations
+(docs/exposed-names.md): options and their ranges as the CoreDNS plugin's and the
+k8s_gateway plugin's setup.go read them. Errors name ``file:line``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 
-from .reader import Reader, zones_args
-
-
-@dataclass
-class ExternalDirective:
-    """The ``k8s_external`` directive (CoreDNS plugin/k8s_external README). TTL in seconds."""
-
-    zones: tuple[str, ...]
-    ttl: int = 5
-    apex: str = "dns"
-    headless: bool = False
-    fallthrough: tuple[str, ...] | None = None  # None: off; (): every zone
+from ..corefile.reader import Reader, zones_args
+from .k8s_external import ExternalConfig
+from .k8s_gateway import RESOURCES, GatewayConfig
 
 
-@dataclass
-class GatewayDirective:
-    """The ``k8s_gateway`` directive (k8s_gateway plugin README). TTL in seconds."""
-
-    zones: tuple[str, ...]
-    resources: tuple[str, ...] = ("HTTPRoute", "TLSRoute", "GRPCRoute", "Ingress", "Service")
-    ttl: int = 60
-    apex: str = "dns1.kube-system"
-    secondary: str = ""
-    fallthrough: tuple[str, ...] | None = None  # None: off; (): every zone
-    kubeconfig: str = ""
-    context: str = ""
-
-
-def parse_external(r: Reader, block_zones: tuple[str, ...]) -> ExternalDirective:
+def parse_external(r: Reader, block_zones: tuple[str, ...]) -> ExternalConfig:
     """``k8s_external [ZONES...] { options }``; no zones: the server block's ``block_zones``.
-    Raises ConfigError naming ``file:line``."""
-    e = ExternalDirective(zones_args(r.d.args, block_zones, r))
+    Raises ConfigError naming ``file:line``. What the block adds (our addresses, the
+    kubernetes directive's namespaces) is filled in when the block is built."""
+    e = ExternalConfig(zones_args(r.d.args, block_zones, r))
     for sub in r.d.block:
         args, line = sub.args, sub.line
         if sub.name == "ttl":
             r.count(args, 1, 1, "ttl SECONDS", line)
-            e.ttl = r.integer(args[0], 0, 3600, line)
+            e = replace(e, ttl=r.integer(args[0], 0, 3600, line))
         elif sub.name == "apex":
             r.count(args, 1, 1, "apex LABEL", line)
-            e.apex = _relative(r, args[0], line)
+            e = replace(e, apex=_relative(r, args[0], line))
         elif sub.name == "headless":
             r.count(args, 0, 0, "headless", line)
-            e.headless = True
+            e = replace(e, headless=True)
         elif sub.name == "fallthrough":
-            e.fallthrough = zones_args(args, (), r, line)
+            e = replace(e, fallthrough=zones_args(args, (".",), r, line))
         else:
             raise r.error(f"unknown option {sub.name!r}", line)
     return e
 
 
-def parse_gateway(r: Reader, block_zones: tuple[str, ...]) -> GatewayDirective:
+def parse_gateway(r: Reader, block_zones: tuple[str, ...]) -> GatewayConfig:
     """``k8s_gateway [ZONES...] { options }``; no zones: the server block's ``block_zones``.
     Raises ConfigError naming ``file:line``."""
-    g = GatewayDirective(zones_args(r.d.args, block_zones, r))
-    known = GatewayDirective.resources
+    g = GatewayConfig(zones_args(r.d.args, block_zones, r))
+    known = RESOURCES
     for sub in r.d.block:
         args, line = sub.args, sub.line
         if sub.name == "resources":
@@ -69,19 +47,20 @@ def parse_gateway(r: Reader, block_zones: tuple[str, ...]) -> GatewayDirective:
             for arg in args:
                 if arg not in known:
                     raise r.error(f"resources: want some of {' '.join(known)}, got {arg!r}", line)
-            g.resources = tuple(dict.fromkeys(args))
+            g = replace(g, resources=tuple(dict.fromkeys(args)))
         elif sub.name == "ttl":
             r.count(args, 1, 1, "ttl SECONDS", line)
-            g.ttl = r.integer(args[0], 0, 3600, line)
+            g = replace(g, ttl=r.integer(args[0], 0, 3600, line))
         elif sub.name in ("apex", "secondary"):
             r.count(args, 1, 1, f"{sub.name} NAME", line)
-            setattr(g, sub.name, _relative(r, args[0], line))
+            name = _relative(r, args[0], line)
+            g = replace(g, apex=name) if sub.name == "apex" else replace(g, secondary=name)
         elif sub.name == "fallthrough":
-            g.fallthrough = zones_args(args, (), r, line)
+            g = replace(g, fallthrough=zones_args(args, (".",), r, line))
         elif sub.name == "kubeconfig":
             r.count(args, 1, 2, "kubeconfig PATH [CONTEXT]", line)
-            g.kubeconfig = args[0]
-            g.context = args[1] if len(args) > 1 else ""
+            g = replace(g, kubeconfig=args[0])
+            g = replace(g, context=args[1] if len(args) > 1 else "")
         elif sub.name in ("ingressClasses", "gatewayClasses"):
             # It narrows which objects answer: ignoring it would misread the Corefile.
             raise r.error(f"option {sub.name!r} is not supported by clusterdns", line)
