@@ -38,9 +38,9 @@ def serve(mode: str, zones: Path, port: int) -> None:
     """Run one server until killed (the child process)."""
     from clusterdns.core.resolver import ZoneConfig
     from clusterdns.core.store import Store
-    from tests.handlers import make_handler
     from clusterdns.server.transport import DNSServer
     from clusterdns.sources.manifests import ManifestSource
+    from tests.handlers import make_handler
 
     store = Store()
     ManifestSource(store, [zones]).load(time.time())

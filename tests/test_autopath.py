@@ -15,11 +15,10 @@ import pytest
 
 from clusterdns.core.resolver import PodMode, ZoneConfig
 from clusterdns.core.store import Store
-from clusterdns.plugins.forward import ForwardConfig
 from clusterdns.plugins.autopath import AutoPath
 from clusterdns.plugins.chain import Handler
+from clusterdns.plugins.forward import ForwardConfig, Forwarder
 from tests.handlers import make_handler
-from clusterdns.plugins.forward import Forwarder
 
 from .conftest import ROOT, ZONES, free_port, load_store, start_clusterdns, stop_server
 from .upstream import Upstream

@@ -459,6 +459,7 @@ def test_chain_order_and_fallthrough(store: Store) -> None:
     """The plugins are asked in plugin.cfg order; an NXDOMAIN with fallthrough goes on to the
     next one, without it the first zone that holds the name answers."""
     from clusterdns.core.resolver import ZoneConfig
+    from clusterdns.plugins.chain import Handler
     from tests.handlers import make_handler
 
     def rcode_and_answer(handler: Handler, name: str) -> tuple[str, list[str]]:

@@ -13,7 +13,7 @@ import dns.rrset
 import pytest
 
 from clusterdns.dns.wire import parse_query
-from clusterdns.plugins.cache import CacheConfig, ForwardCache, walk
+from clusterdns.plugins.forward_cache import CacheConfig, ForwardCache, walk
 
 
 class Clock:

@@ -34,14 +34,13 @@ from clusterdns.__main__ import build_parser
 from clusterdns.core import convert
 from clusterdns.core.resolver import ZoneConfig
 from clusterdns.core.store import Store
-from clusterdns.plugins.forward import ForwardConfig
 from clusterdns.plugins.chain import Handler
-from tests.handlers import make_handler
-from clusterdns.plugins.forward import Forwarder
+from clusterdns.plugins.forward import ForwardConfig, Forwarder
 from clusterdns.server.metrics import Metrics
 from clusterdns.server.transport import DNSServer
 from clusterdns.sources import manifests
 from clusterdns.sources.manifests import ManifestSource, load, load_file, summary
+from tests.handlers import make_handler
 
 from .conftest import (
     ROOT,

@@ -37,7 +37,7 @@ OWNERS = {
     "urllib3": {"sources/kube.py"},
     "yaml": {"sources/yamlsafe.py"},
     "prometheus_client": {"server/metrics.py"},
-    "cachetools": {"plugins/cache.py"},
+    "cachetools": {"plugins/forward_cache.py"},
     "uvloop": {"server/app.py"},
     "dnslib": {"plugins/"},
     "dns": {"tools/explain.py", "testing/server.py"},
@@ -118,3 +118,62 @@ def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
         "core/probe.py:2: dnslib belongs to ['plugins/']",
         "core/probe.py:3: core imports clusterdns.dns.wire",
     ]
+
+
+def plugin_modules() -> set[str]:
+    """The modules that define a plugin (``PLUGIN = Plugin(...)``), dotted."""
+    found = set()
+    for path in (PACKAGE / "plugins").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "PLUGIN" for t in node.targets
+            ):
+                found.add(f"clusterdns.plugins.{path.stem}")
+    return found
+
+
+def plugin_import_faults(root: Path) -> list[str]:
+    """Imports that break "a plugin is one module and one line": a module in plugins/ other
+    than the ordered table importing a plugin module, and any module importing a plugin
+    module's private (underscore) names."""
+    plugins = plugin_modules()
+    faults = []
+    for path in sorted(root.rglob("*.py")):
+        dotted = ".".join(path.relative_to(root.parent).with_suffix("").parts)
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            base = dotted.rsplit(".", 1)[0] if node.level else ""
+            for _ in range(max(node.level - 1, 0)):
+                base = base.rsplit(".", 1)[0]
+            target = ".".join(p for p in (base, node.module or "") if p)
+            modules = {target} | {f"{target}.{a.name}" for a in node.names}
+            for module in modules & plugins:
+                if dotted.startswith("clusterdns.plugins.") and dotted != "clusterdns.plugins.order":
+                    if module != dotted:
+                        faults.append(f"{dotted}:{node.lineno} imports plugin {module}")
+            if target in plugins and target != dotted:
+                for alias in node.names:
+                    if alias.name.startswith("_"):
+                        faults.append(f"{dotted}:{node.lineno} imports {target}.{alias.name}")
+    return faults
+
+
+def test_plugins_import_no_plugin_module() -> None:
+    """plugins/order.py is the only module in plugins/ that knows the plugin modules; no
+    module anywhere imports a plugin's private names (issue: one module, one line)."""
+    assert len(plugin_modules()) >= 14
+    assert plugin_import_faults(PACKAGE) == []
+
+
+def test_the_plugin_rule_sees_a_violation(tmp_path: Path) -> None:
+    """The rule above fails on a plugin module that imports another one."""
+    fake = tmp_path / "clusterdns" / "plugins"
+    fake.mkdir(parents=True)
+    (fake / "chaos.py").write_text("PLUGIN = None\n")
+    (fake / "other.py").write_text("from .chaos import PLUGIN, _build\n")
+    faults = plugin_import_faults(tmp_path / "clusterdns")
+    assert any("imports plugin clusterdns.plugins.chaos" in f for f in faults)
+    assert any("imports clusterdns.plugins.chaos._build" in f for f in faults)

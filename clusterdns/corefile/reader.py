@@ -137,3 +137,11 @@ class Setup:
     zones: tuple[str, ...]
     configs: dict[str, object] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+
+
+def relative_name(r: Reader, text: str, line: int) -> str:
+    """A relative DNS name (``dns``, ``dns1.kube-system``), lower-case, no trailing dot."""
+    name = text.lower().rstrip(".")
+    if not name or any(not label or len(label) > 63 for label in name.split(".")):
+        raise r.error(f"want a relative DNS name, got {text!r}", line)
+    return name

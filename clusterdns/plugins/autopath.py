@@ -27,11 +27,10 @@ from ..core.rr import QType, Rcode
 from ..core.search import parse_resolv_conf
 from ..core.store import Store
 from ..dns.wire import Query, encode_answer
-from .plugin import Build, Plugin
+from .plugin import Build, Forwarder, Plugin
 
 if TYPE_CHECKING:
     from ..corefile.reader import Reader, Setup
-    from .forward import Forwarder
 
 log = logging.getLogger("clusterdns.plugins.autopath")
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import struct
 import time
 from dataclasses import dataclass
@@ -25,12 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 from dnslib import QTYPE, RCODE, DNSRecord
 
-from ..core.names import find_zone
+from ..core.names import absolute, find_zone
 from ..core.rr import Rcode
 from ..dns.wire import FLAG_TC, Query, error_response
-from .cache import CacheConfig, CacheEntry, CacheHit, ForwardCache
+from .forward_cache import CacheConfig, CacheEntry, CacheHit, ForwardCache
 from .plugin import Ask, Build, Chain, Outcome, Plugin, Started, Step
 from .policy import DEADLINE, Policy
+from .report import ForwardMetrics
 from .upstream import (
     StreamPool,
     Transport,
@@ -89,28 +91,6 @@ class ForwardConfig:
     health_check_domain: str = "."
     tls: tuple[str, ...] | None = None  # tls [CERT KEY] [CA]; None: not given
     tls_servername: str = ""  # the name the upstreams' certificates are checked against
-
-
-class ForwardMetrics:
-    """What the forwarder reports; :class:`clusterdns.server.metrics.Metrics` implements it."""
-
-    def proxy_request(self, to: str, rcode: str, seconds: float) -> None:
-        """One upstream exchange finished with ``rcode`` (or an error name)."""
-
-    def healthcheck_failure(self, to: str) -> None:
-        """A health probe of ``to`` failed."""
-
-    def healthcheck_broken(self) -> None:
-        """Every upstream was down: a random one was tried anyway."""
-
-    def max_concurrent_reject(self) -> None:
-        """A query was refused because ``max_concurrent`` were in flight."""
-
-    def cache_hit(self, kind: str) -> None:
-        """A cache hit; ``kind`` is success or denial."""
-
-    def cache_miss(self) -> None:
-        """A cache miss."""
 
 
 def upstreams_of(config: ForwardConfig) -> tuple[list[Upstream], Any]:
@@ -356,9 +336,68 @@ class _ForwardStep(Step):
             await forwarder.stop()
 
 
-def _parse(r: Reader, setup: Setup) -> ForwardConfig:
-    from .forward_setup import parse_forward
+def parse_forward(r: Reader) -> ForwardConfig:
+    """``forward FROM TO... { options }`` -> ForwardConfig. Raises ConfigError naming
+    ``file:line`` for a bad argument or an option clusterdns does not implement."""
+    if len(r.d.args) < 2:
+        raise r.error(f"want FROM TO..., got {' '.join(r.d.args) or 'nothing'!r}")
+    f = ForwardConfig(absolute(r.d.args[0]), tuple(r.d.args[1:]))
+    for to in f.to:
+        if "://" in to and not to.startswith(("dns://", "tls://")):
+            raise r.error(f"only dns:// and tls:// upstreams are supported, got {to!r}")
+    for sub in r.d.block:
+        args, line = sub.args, sub.line
+        if sub.name == "except":
+            r.count(args, 1, 1000, "except ZONE...", line)
+            f.except_zones = tuple(absolute(a) for a in args)
+        elif sub.name == "max_concurrent":
+            r.count(args, 1, 1, "max_concurrent N", line)
+            f.max_concurrent = r.integer(args[0], 1, 10**9, line)
+        elif sub.name == "max_fails":
+            r.count(args, 1, 1, "max_fails N", line)
+            f.max_fails = r.integer(args[0], 0, 10**6, line)
+        elif sub.name == "expire":
+            r.count(args, 1, 1, "expire DURATION", line)
+            f.expire = r.duration(args[0], line)
+        elif sub.name == "policy":
+            r.count(args, 1, 1, "random|round_robin|sequential", line)
+            if args[0] not in ("random", "round_robin", "sequential"):
+                raise r.error(f"policy: want random|round_robin|sequential, got {args[0]!r}", line)
+            f.policy = args[0]
+        elif sub.name in ("force_tcp", "prefer_udp"):
+            setattr(f, sub.name, True)
+        elif sub.name == "health_check":
+            r.count(args, 1, 4, "health_check DURATION [no_rec] [domain NAME]", line)
+            f.health_check = r.duration(args[0], line)
+            rest = args[1:]
+            while rest:
+                if rest[0] == "no_rec":
+                    f.health_check_recursion = False
+                    rest = rest[1:]
+                elif rest[0] == "domain" and len(rest) > 1:
+                    f.health_check_domain = absolute(rest[1])
+                    rest = rest[2:]
+                else:
+                    raise r.error(f"health_check: unknown option {rest[0]!r}", line)
+        elif sub.name == "tls":
+            r.count(args, 0, 3, "tls [CERT KEY] [CA]", line)
+            for path in args:
+                if not os.path.isfile(path):
+                    raise r.error(f"tls: no such file {path!r}", line)
+            f.tls = tuple(args)
+        elif sub.name == "tls_servername":
+            r.count(args, 1, 1, "tls_servername NAME", line)
+            f.tls_servername = args[0]
+        elif sub.name in ("next", "failfast_all_unhealthy_upstreams"):
+            raise r.error(f"option {sub.name!r} is not supported by clusterdns", line)
+        else:
+            raise r.error(f"unknown option {sub.name!r}", line)
+    if f.force_tcp and f.prefer_udp:
+        raise r.error("force_tcp and prefer_udp exclude each other")
+    return f
 
+
+def _parse(r: Reader, setup: Setup) -> ForwardConfig:
     return parse_forward(r)
 
 

@@ -32,6 +32,8 @@ from ..core.resolver import Answer, ZoneConfig, endpoint_label
 from ..core.rr import RR, QType, Rcode, SRVData
 from ..core.rr import soa as make_soa
 from ..core.store import Store
+from ..corefile.reader import relative_name, zones_args
+from .exposure import address_records, exposed, settle_negative
 from .plugin import Ask, Build, Chain, Outcome, Plugin, Step
 
 if TYPE_CHECKING:
@@ -70,28 +72,6 @@ def soa(store: Store, zone: str, apex: str, ttl: int) -> RR:
     return make_soa(zone, f"ns1.{apex}.{zone}", f"hostmaster.{apex}.{zone}", store.serial, ttl, ttl)
 
 
-def address_records(
-    qname: str, qtype: int, ttl: int, addresses: tuple[str, ...]
-) -> tuple[list[RR], str]:
-    """Records for ``addresses`` (IP text, or absolute host names ending in a dot).
-
-    A/AAAA: the IPs of the question's family, de-duplicated, in order. When there is no IP
-    at all but a host name (a cloud load balancer), a CNAME to the first host name, whose
-    name is returned second so the handler can chase it (CoreDNS msg_to_dns.go ``a``).
-    DIFFERS: CoreDNS also adds CNAMEs next to A records when a Service has both; a name
-    with a CNAME can have no other data (RFC 1034 3.6.2), so IPs win.
-    """
-    ips = [a for a in addresses if not a.endswith(".")]
-    hosts = [a for a in addresses if a.endswith(".")]
-    if not ips and hosts and qtype in (QType.A, QType.AAAA, QType.CNAME):
-        chase = hosts[0] if qtype != QType.CNAME else ""
-        return [RR(qname, QType.CNAME, ttl, hosts[0])], chase
-    if qtype not in (QType.A, QType.AAAA):
-        return [], ""
-    v6 = qtype == QType.AAAA
-    rtype = QType.AAAA if v6 else QType.A
-    return [RR(qname, rtype, ttl, ip) for ip in dict.fromkeys(ips) if (":" in ip) == v6], ""
-
 
 def resolve_external(store: Store, qname: str, qtype: int, config: ExternalConfig) -> Answer | None:
     """Answer ``qname``/``qtype`` in a k8s_external zone; None when it is in none of them.
@@ -105,19 +85,6 @@ def resolve_external(store: Store, qname: str, qtype: int, config: ExternalConfi
     answer = _External(store, qname, qtype, zone, config).answer()
     return settle_negative(store, qname, zone, config.fallthrough, answer)
 
-
-def settle_negative(
-    store: Store, qname: str, zone: str, fallthrough: tuple[str, ...], answer: Answer
-) -> Answer:
-    """An exposure zone's NXDOMAIN, finished: SERVFAIL before the store has synced (clients
-    cache NXDOMAIN; docs/behaviour.md 13), marked for the next plugin under ``fallthrough``
-    (CoreDNS ``plugin.Fall``). Other answers pass unchanged."""
-    if answer.rcode == Rcode.NXDOMAIN:
-        if not store.synced:
-            return Answer(Rcode.SERVFAIL, zone)
-        if any(find_zone(qname, (z,)) for z in fallthrough):
-            answer.fallthrough = True
-    return answer
 
 
 class _External:
@@ -312,20 +279,31 @@ def explain(store: Store, qname: str, config: ExternalConfig) -> list[str]:
     ]
 
 
-def exposed(chain: Chain, ask: Ask, answer: Answer | None, name: str) -> Outcome | None:
-    """An exposure plugin's answer (None: not its zone); its NXDOMAIN under
-    ``fallthrough`` is kept in ``ask.passed`` (the first one) and the chain goes on."""
-    if answer is None:
-        return None
-    if not answer.fallthrough:
-        return chain.reply(ask.query, answer, ask.limit, not ask.rewritten), name
-    ask.passed = ask.passed or answer
-    return None
+
+def parse_external(r: Reader, block_zones: tuple[str, ...]) -> ExternalConfig:
+    """``k8s_external [ZONES...] { options }``; no zones: the server block's ``block_zones``.
+    Raises ConfigError naming ``file:line``. What the block adds (our addresses, the
+    kubernetes directive's namespaces) is filled in when the block is built."""
+    e = ExternalConfig(zones_args(r.d.args, block_zones, r))
+    for sub in r.d.block:
+        args, line = sub.args, sub.line
+        if sub.name == "ttl":
+            r.count(args, 1, 1, "ttl SECONDS", line)
+            e = replace(e, ttl=r.integer(args[0], 0, 3600, line))
+        elif sub.name == "apex":
+            r.count(args, 1, 1, "apex LABEL", line)
+            e = replace(e, apex=relative_name(r, args[0], line))
+        elif sub.name == "headless":
+            r.count(args, 0, 0, "headless", line)
+            e = replace(e, headless=True)
+        elif sub.name == "fallthrough":
+            e = replace(e, fallthrough=zones_args(args, (".",), r, line))
+        else:
+            raise r.error(f"unknown option {sub.name!r}", line)
+    return e
 
 
 def _parse(r: Reader, setup: Setup) -> ExternalConfig:
-    from .exposure_setup import parse_external
-
     return parse_external(r, setup.zones)
 
 

@@ -34,7 +34,8 @@ from ..core.resolver import Answer
 from ..core.rr import RR, QType, Rcode
 from ..core.rr import soa as make_soa
 from ..core.store import Store
-from .k8s_external import address_records, exposed, settle_negative
+from ..corefile.reader import relative_name, zones_args
+from .exposure import address_records, exposed, settle_negative
 from .plugin import Ask, Build, Chain, Outcome, Plugin, Step
 
 if TYPE_CHECKING:
@@ -265,9 +266,41 @@ def explain(store: Store, qname: str, config: GatewayConfig) -> list[str]:
     return lines
 
 
-def _parse(r: Reader, setup: Setup) -> GatewayConfig:
-    from .exposure_setup import parse_gateway
+def parse_gateway(r: Reader, block_zones: tuple[str, ...]) -> GatewayConfig:
+    """``k8s_gateway [ZONES...] { options }``; no zones: the server block's ``block_zones``.
+    Raises ConfigError naming ``file:line``."""
+    g = GatewayConfig(zones_args(r.d.args, block_zones, r))
+    known = RESOURCES
+    for sub in r.d.block:
+        args, line = sub.args, sub.line
+        if sub.name == "resources":
+            r.count(args, 1, len(known), "resources " + " ".join(known), line)
+            for arg in args:
+                if arg not in known:
+                    raise r.error(f"resources: want some of {' '.join(known)}, got {arg!r}", line)
+            g = replace(g, resources=tuple(dict.fromkeys(args)))
+        elif sub.name == "ttl":
+            r.count(args, 1, 1, "ttl SECONDS", line)
+            g = replace(g, ttl=r.integer(args[0], 0, 3600, line))
+        elif sub.name in ("apex", "secondary"):
+            r.count(args, 1, 1, f"{sub.name} NAME", line)
+            name = relative_name(r, args[0], line)
+            g = replace(g, apex=name) if sub.name == "apex" else replace(g, secondary=name)
+        elif sub.name == "fallthrough":
+            g = replace(g, fallthrough=zones_args(args, (".",), r, line))
+        elif sub.name == "kubeconfig":
+            r.count(args, 1, 2, "kubeconfig PATH [CONTEXT]", line)
+            g = replace(g, kubeconfig=args[0])
+            g = replace(g, context=args[1] if len(args) > 1 else "")
+        elif sub.name in ("ingressClasses", "gatewayClasses"):
+            # It narrows which objects answer: ignoring it would misread the Corefile.
+            raise r.error(f"option {sub.name!r} is not supported by clusterdns", line)
+        else:
+            raise r.error(f"unknown option {sub.name!r}", line)
+    return g
 
+
+def _parse(r: Reader, setup: Setup) -> GatewayConfig:
     return parse_gateway(r, setup.zones)
 
 

@@ -23,7 +23,6 @@ from ..dns.message import Query
 if TYPE_CHECKING:
     from ..corefile.reader import Reader, Setup
     from ..dns.cache import AnswerCache, Tags
-    from .forward import Forwarder
     from .report import QueryMetrics
 
 Reply = Union[bytes, None, Awaitable[Union[bytes, None]]]  # noqa: UP007 - a runtime alias
@@ -68,6 +67,22 @@ class Revert(Protocol):
     """Turns the reply to a rewritten question back into one for the question asked."""
 
     def reply(self, reply: Reply, query: Query, limit: int) -> Reply: ...
+
+
+class Forwarder(Protocol):
+    """What the chain and its steps use of a ``forward`` directive's forwarder."""
+
+    def handles(self, qname: str) -> bool:
+        """Whether ``qname`` is under its FROM zone and not under ``except``."""
+
+    def forward(self, query: Query, data: bytes, limit: int) -> Reply:
+        """The upstream's reply to ``query`` (``data``: its packet), within ``limit``."""
+
+    async def exchange(self, packet: bytes) -> bytes:
+        """One exchange with an upstream; raises on failure."""
+
+    async def lookup(self, qname: str, qtype: int) -> Any:
+        """The upstream's records for a name (a dnslib record), or None."""
 
 
 class Chain(Protocol):

@@ -10,8 +10,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .forward import ForwardMetrics
-
 log = logging.getLogger("clusterdns.plugins.chain")
 
 FAULT_LOG_INTERVAL = 10.0  # seconds: unexpected errors of one kind are logged this often
@@ -39,6 +37,28 @@ class FaultLog:
 
 
 FAULTS = FaultLog()
+
+
+class ForwardMetrics:
+    """What the forwarder reports; :class:`clusterdns.server.metrics.Metrics` implements it."""
+
+    def proxy_request(self, to: str, rcode: str, seconds: float) -> None:
+        """One upstream exchange finished with ``rcode`` (or an error name)."""
+
+    def healthcheck_failure(self, to: str) -> None:
+        """A health probe of ``to`` failed."""
+
+    def healthcheck_broken(self) -> None:
+        """Every upstream was down: a random one was tried anyway."""
+
+    def max_concurrent_reject(self) -> None:
+        """A query was refused because ``max_concurrent`` were in flight."""
+
+    def cache_hit(self, kind: str) -> None:
+        """A cache hit; ``kind`` is success or denial."""
+
+    def cache_miss(self) -> None:
+        """A cache miss."""
 
 
 class QueryMetrics(ForwardMetrics):

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..core.errors import ConfigError
 from ..core.names import canonical_ip, split_hostport
-from .cache import question_end
+from .forward_cache import question_end
 
 DNS_PORT = 53  # RFC 1035 4.2
 
