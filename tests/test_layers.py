@@ -151,9 +151,9 @@ def plugin_import_faults(root: Path) -> list[str]:
             target = ".".join(p for p in (base, node.module or "") if p)
             modules = {target} | {f"{target}.{a.name}" for a in node.names}
             for module in modules & plugins:
-                if dotted.startswith("clusterdns.plugins.") and dotted != "clusterdns.plugins.order":
-                    if module != dotted:
-                        faults.append(f"{dotted}:{node.lineno} imports plugin {module}")
+                inside = dotted.startswith("clusterdns.plugins.") and not dotted.endswith(".order")
+                if inside and module != dotted:
+                    faults.append(f"{dotted}:{node.lineno} imports plugin {module}")
             if target in plugins and target != dotted:
                 for alias in node.names:
                     if alias.name.startswith("_"):
