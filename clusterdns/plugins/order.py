@@ -31,6 +31,7 @@ ORDER: tuple[tuple[str, str], ...] = (
     ("k8s_external", "k8s_external"),
     ("kubernetes", "kubernetes"),
     ("forward", "forward"),
+    ("whoami", "whoami"),
 )
 """(directive name, module) in chain order."""
 
