@@ -19,6 +19,7 @@ ORDER: tuple[tuple[str, str], ...] = (
     # (directive, module under clusterdns.plugins)
     ("loop", "loop"),
     ("log", "querylog"),
+    ("any", "any"),
     ("chaos", "chaos"),
     ("loadbalance", "loadbalance"),
     ("cache", "cache"),
