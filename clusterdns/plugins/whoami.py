@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from dnslib import AAAA, EDNS0, QTYPE, RR, SRV, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
-from .plugin import Ask, Build, Chain, Outcome, Plugin, Step
+from .plugin import Ask, Chain, Outcome, Plugin, Step
 
 if TYPE_CHECKING:
     from ..corefile.reader import Reader, Setup
