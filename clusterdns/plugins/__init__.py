@@ -1,15 +1,16 @@
 """The Corefile's plugins, one module each, and the chain that runs them in CoreDNS's order.
 
-``chain`` (the per-query chain: chaos, rewrite, template, hosts, k8s_gateway,
-k8s_external, kubernetes with autopath, forward; loadbalance on the way out), ``forward``
-(upstreams over UDP, TCP and TLS, health checks, the forward cache), ``autopath``,
-``hosts``, ``rewrite``, ``template``, ``chaos``, ``querylog`` (log), ``k8s_external`` and
-``k8s_gateway`` (names for what the cluster exposes), ``kubernetes`` (the cluster zone's
-step around the core's resolver), ``loadbalance`` (rotations); ``steps`` (the chain's
-per-query state and the steps of the older plugins), ``report`` (metrics protocol, fault
-log). A new plugin is a new module here, parsed in ``clusterdns.corefile`` and placed as
-one row of ``chain.CHAIN``.
+``plugin`` (what a plugin is: Plugin, Step, the public Chain face), ``order`` (the table:
+every plugin, one line each, in chain order), ``chain`` (the fast path and the steps of a
+block: Handler, Mux, assemble). Each plugin module exports one ``PLUGIN``: ``loop``,
+``querylog`` (log), ``any``, ``chaos``, ``loadbalance``, ``cache``, ``rewrite``,
+``autopath``, ``template``, ``zones`` (the block's own zone check), ``hosts``,
+``k8s_gateway``, ``k8s_external``, ``kubernetes``, ``forward``, ``whoami``. Helpers that are
+not plugins: ``kubernetes_setup`` (the kubernetes directive), ``forward_cache``,
+``upstream``, ``policy``, ``exposure``, ``report`` (metrics protocol, fault log).
+A new plugin is a new module here and one line in ``order.ORDER``.
 
-May import: the standard library, ``clusterdns.core``, ``clusterdns.dns``, other plugins,
-dnslib (messages built or inspected off the hot path) and cachetools (the forward cache).
+May import: the standard library, ``clusterdns.core``, ``clusterdns.dns``,
+``clusterdns.corefile.reader``, dnslib (messages built or inspected off the hot path) and
+cachetools (the forward cache). No module here but ``order`` imports a plugin module.
 """
