@@ -33,8 +33,10 @@ from .records import (
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 MAX_LABEL = 63  # RFC 1035 2.3.4; the API server's DNS label limit
-DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")  # namespaces, hostnames
-DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?\Z")  # Service names
+# Namespaces, hostnames and Service names. Service names were DNS-1035 labels (a letter
+# first) until Kubernetes' RelaxedServiceNameValidation (KEP-5311) let them be DNS-1123
+# labels (`1kubernetes`); the e2e test for it asks `1kubernetes.<ns>.svc.<zone>`.
+DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 
 Obj = Mapping[str, Any]
 
@@ -99,15 +101,14 @@ def object_key(obj: Obj) -> tuple[str, str, str]:
 
 def _label(text: str, path: str, grammar: re.Pattern[str] = DNS1123_LABEL) -> str:
     """``text`` if it is a DNS label as the API server validates it (apimachinery
-    IsDNS1123Label / IsDNS1035Label: at most 63 characters, lower-case letters, digits and
-    '-' inside, starting with a letter for DNS-1035); else ConvertError naming ``path``.
-    Such names become labels of answers: a longer one would make a packet no client reads.
+    IsDNS1123Label: at most 63 characters, lower-case letters, digits and '-' inside); else
+    ConvertError naming ``path``. Such names become labels of answers: a longer one would
+    make a packet no client reads.
     """
     if len(text) > MAX_LABEL or not grammar.match(text):
-        what = "DNS-1035" if grammar is DNS1035_LABEL else "DNS-1123"
         raise ConvertError(
-            f"{path}: not a {what} label (at most {MAX_LABEL} of a-z, 0-9 and '-'"
-            f"{', starting with a letter' if what == 'DNS-1035' else ''}): {text[:80]!r}"
+            f"{path}: not a DNS-1123 label (at most {MAX_LABEL} of a-z, 0-9 and '-'): "
+            f"{text[:80]!r}"
         )
     return text
 
@@ -151,13 +152,15 @@ def to_namespace(obj: Obj) -> Namespace:
 
 
 def to_service(obj: Obj) -> Service:
-    """Convert a v1 Service (specification 2.3-2.5).
+    """Convert a v1 Service (specification 2.3-2.5); its name a DNS-1123 label
+    (KEP-5311 RelaxedServiceNameValidation: ``1kubernetes`` is a valid Service name).
 
     ``clusterIP: None`` -> headless; ``type: ExternalName`` -> CNAME target; otherwise the
     addresses of ``spec.clusterIPs`` (falling back to ``spec.clusterIP``). A non-headless
     service without any ClusterIP is served as headless, like CoreDNS does.
     """
-    namespace, name, _ = _meta(obj, namespaced=True, grammar=DNS1035_LABEL)
+    # DNS-1123, not DNS-1035 (KEP-5311): whatever name the API server accepted is served.
+    namespace, name, _ = _meta(obj, namespaced=True, grammar=DNS1123_LABEL)
     spec = _map(obj.get("spec"), "spec")
     ports = tuple(
         _port(p, f"spec.ports[{i}]", allow_unset=False)
