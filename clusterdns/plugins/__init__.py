@@ -7,8 +7,9 @@ k8s_external, kubernetes with autopath, forward; loadbalance on the way out), ``
 ``k8s_gateway`` (names for what the cluster exposes), ``kubernetes`` (the cluster zone's
 step around the core's resolver), ``loadbalance`` (rotations); ``steps`` (the chain's
 per-query state and the steps of the older plugins), ``report`` (metrics protocol, fault
-log), ``viewexpr`` (the ``view`` expression language, compiled once). A new plugin is a new module here, parsed in ``clusterdns.corefile`` and placed as
-one row of ``chain.CHAIN``.
+log), ``viewexpr`` (the ``view`` expression language, compiled once). A new plugin is a
+new module here, parsed in ``clusterdns.corefile`` and placed as one row of
+``chain.CHAIN``.
 
 May import: the standard library, ``clusterdns.core``, ``clusterdns.dns``, other plugins,
 dnslib (messages built or inspected off the hot path), cachetools (the forward cache) and
