@@ -21,17 +21,21 @@ from .records import (
     Gateway,
     GRPCRoute,
     HTTPRoute,
+    ImportKind,
     Ingress,
     Namespace,
     Pod,
     Port,
     Record,
     Service,
+    ServiceImport,
     ServiceKind,
     TLSRoute,
 )
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+MC_SERVICE_NAME_LABEL = "multicluster.kubernetes.io/service-name"  # KEP-1645, mcs-api
+MC_SOURCE_CLUSTER_LABEL = "multicluster.kubernetes.io/source-cluster"
 MAX_LABEL = 63  # RFC 1035 2.3.4; the API server's DNS label limit
 # Namespaces, hostnames and Service names. Service names were DNS-1035 labels (a letter
 # first) until Kubernetes' RelaxedServiceNameValidation (KEP-5311) let them be DNS-1123
@@ -237,7 +241,47 @@ def to_endpointslice(obj: Obj) -> EndpointSlice | None:
         _port(p, f"ports[{i}]", allow_unset=True)
         for i, p in enumerate(_list(obj.get("ports"), "ports"))
     )
-    return EndpointSlice(namespace, name, service.lower(), family, endpoints, ports)
+    mc_service = _str(
+        labels.get(MC_SERVICE_NAME_LABEL), f"metadata.labels[{MC_SERVICE_NAME_LABEL}]"
+    ).lower()
+    cluster_id = ""
+    if mc_service:
+        cluster_id = _str(
+            labels.get(MC_SOURCE_CLUSTER_LABEL), f"metadata.labels[{MC_SOURCE_CLUSTER_LABEL}]"
+        ).lower()
+        if cluster_id:  # a label of <hostname>.<clusterid>.<svc>... names (KEP-2149: DNS label)
+            _label(cluster_id, f"metadata.labels[{MC_SOURCE_CLUSTER_LABEL}]")
+    return EndpointSlice(
+        namespace, name, service.lower(), family, endpoints, ports,
+        sys.intern(mc_service), sys.intern(cluster_id),
+    )
+
+
+def to_serviceimport(obj: Obj) -> ServiceImport:
+    """Convert a multicluster.x-k8s.io/v1alpha1 ServiceImport (KEP-1645; CoreDNS's
+    multicluster plugin ``object.ToServiceImport``): ``spec.type`` ClusterSetIP (the
+    default) or Headless, ``spec.ips`` and ``spec.ports``. Its name is a DNS-1123 label
+    (it names a Service)."""
+    namespace, name, _ = _meta(obj, namespaced=True, grammar=DNS1123_LABEL)
+    spec = _map(obj.get("spec"), "spec")
+    kind_text = _str(spec.get("type"), "spec.type") or "ClusterSetIP"
+    try:
+        kind = ImportKind(kind_text)
+    except ValueError:
+        raise ConvertError(
+            f"spec.type: want ClusterSetIP or Headless, got {kind_text!r}"
+        ) from None
+    ips = tuple(
+        dict.fromkeys(
+            _ip(ip, f"spec.ips[{i}]")[0] for i, ip in enumerate(_list(spec.get("ips"), "spec.ips"))
+        )
+    )
+    ports = tuple(
+        _port(p, f"spec.ports[{i}]", allow_unset=False)
+        for i, p in enumerate(_list(spec.get("ports"), "spec.ports"))
+    )
+    return ServiceImport(namespace, name, kind, ips if kind is ImportKind.CLUSTERSET_IP else (),
+                         ports)
 
 
 def to_pod(obj: Obj) -> Pod:
@@ -402,6 +446,7 @@ CONVERTERS: dict[str, Callable[[Obj], Record | None]] = {
     "EndpointSlice": to_endpointslice,
     "Pod": to_pod,
     **EXPOSURE_CONVERTERS,
+    "ServiceImport": to_serviceimport,
 }
 """The kinds the store holds, by API ``kind``."""
 

@@ -97,6 +97,15 @@ def endpoint_label(ep: ReadyEndpoint, endpoint_pod_names: bool) -> str:
     return dashed_ip(ep.address)
 
 
+def zone_soa(zone: str, serial: int, ttl: int) -> RR:
+    """The SOA of ``zone`` (behaviour.md 8, CoreDNS ``plugin/backend_lookup.go`` SOA, which
+    the kubernetes and multicluster plugins share): ``ns.dns.<zone>``,
+    ``hostmaster.<zone>``, ``serial`` (the store's), refresh 7200, retry 1800, expire
+    86400 and minimum ``ttl`` seconds; its own TTL min(ttl, 300)."""
+    data = SOAData("ns.dns." + zone, "hostmaster." + zone, serial, 7200, 1800, 86400, ttl)
+    return RR(zone, QType.SOA, min(ttl, 300), data)
+
+
 def is_reverse_zone(zone: str) -> bool:
     """True for ``in-addr.arpa.``, ``ip6.arpa.`` and zones below them."""
     return any(zone == r or zone.endswith("." + r) for r in REVERSE_ZONES)
@@ -152,18 +161,8 @@ class _Question:
     # ---- building answers -----------------------------------------------------------
 
     def soa(self) -> RR:
-        """The zone SOA (behaviour.md 8, CoreDNS ``backend_lookup.go`` SOA); own TTL
-        min(ttl, 300)."""
-        data = SOAData(
-            "ns.dns." + self.zone,
-            "hostmaster." + self.zone,
-            self.store.serial,
-            7200,
-            1800,
-            86400,
-            self.ttl,
-        )
-        return RR(self.zone, QType.SOA, min(self.ttl, 300), data)
+        """The zone SOA (:func:`zone_soa`)."""
+        return zone_soa(self.zone, self.store.serial, self.ttl)
 
     def nxdomain(self) -> Answer:
         """Name error (RFC 1035 4.1.1) with the SOA for negative caching (RFC 2308 3)."""
