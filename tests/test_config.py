@@ -114,8 +114,24 @@ cluster.local:5353 {
     assert b.warnings == ["Corefile:28: debug: only affects logging here, ignored"]
 
 
-@pytest.mark.parametrize("name", ["whoami", "frobnicate", "etcd", "federation", "proxy", "file",
-                                  "any", "nsid", "minimal", "view", "mdns", "filterlist"])
+@pytest.mark.parametrize(("line", "want"), [
+    ("reload", (30.0, 15.0)),
+    ("reload 2s", (2.0, 1.0)),  # the 15s default jitter lowered to INTERVAL/2
+    ("reload 10s", (10.0, 5.0)),
+    ("reload 1m", (60.0, 15.0)),
+    ("reload 2s 5s", (2.0, 1.0)),  # a given jitter above INTERVAL/2 is lowered too
+    ("reload 10s 0", (10.0, 0.0)),  # 0: no jitter
+    ("reload 10s 1s", (10.0, 1.0)),
+])
+def test_reload_accepts_what_coredns_accepts(line: str, want: tuple[float, float]) -> None:
+    """CoreDNS plugin/reload setup.go: INTERVAL >= 2s, JITTER 0 or >= 1s, JITTER capped at
+    INTERVAL/2 (issue 21: `reload 2s` was refused)."""
+    (server,) = load(f".:53 {{\n  {line}\n}}")
+    assert server.reload == want
+
+
+@pytest.mark.parametrize("name", ["frobnicate", "etcd", "federation", "proxy", "file",
+                                  "nsid", "minimal", "view", "mdns", "filterlist"])
 def test_unknown_directive_stops_the_start_naming_the_line(name: str) -> None:
     with pytest.raises(ConfigError) as info:
         load(f".:53 {{\n    errors\n    {name} foo bar\n}}\n", "conf/Corefile")
@@ -161,7 +177,9 @@ def test_environment_variables_and_quotes(monkeypatch: pytest.MonkeyPatch) -> No
         (".:53 {\n  prometheus nowhere:x\n}",
          "Corefile:2: prometheus: want [HOST]:PORT, got 'nowhere:x'"),
         (".:53 {\n  reload 1s\n}",
-         "Corefile:2: reload: want INTERVAL >= 2s and 1s <= JITTER <= INTERVAL/2"),
+         "Corefile:2: reload: want INTERVAL >= 2s and JITTER 0 or >= 1s"),
+        (".:53 {\n  reload 10s 500ms\n}",
+         "Corefile:2: reload: want INTERVAL >= 2s and JITTER 0 or >= 1s"),
         (".:53 {\n  loadbalance weighted\n}",
          "Corefile:2: loadbalance: want round_robin, got 'weighted'"),
         (".:53 {\n  errors\n", "Corefile: missing '}' at the end"),

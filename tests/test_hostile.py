@@ -574,7 +574,7 @@ def test_workers_die_with_their_parent() -> None:
 
 BAD_NAMES = [
     ("Service", svc("s" * 70), "metadata.name"),
-    ("Service", svc("1web"), "metadata.name"),
+    ("Service", svc("-web"), "metadata.name"),  # 1web is valid since KEP-5311
     ("Service", svc("web_x"), "metadata.name"),
     ("Service", svc("web", ns="n" * 64), "metadata.namespace"),
     ("Namespace", "apiVersion: v1\nkind: Namespace\nmetadata: {name: -shop}\n", "metadata.name"),

@@ -152,6 +152,22 @@ def test_service_becomes_headless_then_externalname(api: KubeAPIServer, serve: C
     eventually(server, WEB, ("NOERROR", ["10.96.0.22"]))
 
 
+def test_service_name_starting_with_a_digit(api: KubeAPIServer, serve: Callable[..., RunningServer]) -> None:
+    """KEP-5311 RelaxedServiceNameValidation: what the API server accepted is served (the
+    e2e test asks ``1kubernetes.<ns>.svc.cluster.local``); added, changed, deleted."""
+    api.create(service("1kubernetes", "10.96.0.51"))
+    server = serve()
+    server.wait_for_log("synced with the API:")
+    name = "1kubernetes.shop.svc.cluster.local."
+    assert ask(server, name) == ("NOERROR", ["10.96.0.51"])
+    api.update(service("1kubernetes", "10.96.0.52"))
+    eventually(server, name, ("NOERROR", ["10.96.0.52"]))
+    api.create(service("2fa", "10.96.0.53"))
+    eventually(server, "2fa.shop.svc.cluster.local.", ("NOERROR", ["10.96.0.53"]))
+    api.delete("Service", "shop", "1kubernetes")
+    eventually(server, name, ("NXDOMAIN", []))
+
+
 def test_bookmark_moves_the_resume_point(api: KubeAPIServer, serve: Callable[..., RunningServer]) -> None:
     server = serve()
     server.wait_for_log("synced with the API:")

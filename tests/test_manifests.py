@@ -199,3 +199,39 @@ def test_zones_default_loads_without_errors() -> None:
     assert result.errors == []
     counts = {kind: len(records) for kind, records in result.by_kind().items()}
     assert counts["Namespace"] >= 6 and counts["Service"] >= 7
+
+
+def test_service_names_may_start_with_a_digit(tmp_path: Path) -> None:
+    """KEP-5311 RelaxedServiceNameValidation: Service names are DNS-1123 labels; the e2e
+    test asks ``1kubernetes.<ns>.svc.cluster.local``. Other DNS-1123 breaches stay errors."""
+    from clusterdns.core.resolver import ZoneConfig, resolve
+    from clusterdns.core.rr import QType, Rcode
+
+    from .conftest import load_store
+
+    text = """
+kind: List
+items:
+- {kind: Namespace, metadata: {name: e2e}}
+- {kind: Service, metadata: {name: 1kubernetes, namespace: e2e},
+   spec: {clusterIP: 10.96.7.7, ports: [{name: https, port: 443}]}}
+- {kind: Service, metadata: {name: "42", namespace: e2e}, spec: {clusterIP: None}}
+- kind: EndpointSlice
+  metadata: {name: 42-abc, namespace: e2e, labels: {kubernetes.io/service-name: "42"}}
+  addressType: IPv4
+  endpoints: [{addresses: [10.244.0.42]}]
+"""
+    write(tmp_path / "digits.yaml", text)
+    store = load_store(tmp_path)
+    got = resolve(store, "1kubernetes.e2e.svc.cluster.local.", QType.A, ZoneConfig())
+    assert got is not None and got.rcode == Rcode.NOERROR
+    assert [rr.rdata for rr in got.answer] == ["10.96.7.7"]
+    got = resolve(store, "_https._tcp.1kubernetes.e2e.svc.cluster.local.", QType.SRV, ZoneConfig())
+    assert got is not None and [rr.rdata.port for rr in got.answer] == [443]  # type: ignore[union-attr]
+    got = resolve(store, "42.e2e.svc.cluster.local.", QType.A, ZoneConfig())
+    assert got is not None and [rr.rdata for rr in got.answer] == ["10.244.0.42"]
+    bad = write(tmp_path / "bad.yaml", "kind: Service\nmetadata: {name: -web, namespace: e2e}\n")
+    assert load_file(bad).errors == [
+        f"{bad}: Service e2e/-web: metadata.name: not a DNS-1123 label "
+        "(at most 63 of a-z, 0-9 and '-'): '-web'"
+    ]

@@ -5,7 +5,8 @@
 ``exposure`` (host-name indexes for Ingresses and Gateway routes), ``names`` (qname grammar,
 reverse names), ``resolver`` (the answer to a question, as the Kubernetes DNS specification
 and the RFCs say), ``depends`` (what each answer reads), ``search`` (resolv.conf and the
-C libraries' search walk), ``rr`` and ``errors`` (DNS constants and the errors that carry
+C libraries' search walk), ``multicluster`` (the clusterset.local names of KEP-1645),
+``rr`` and ``errors`` (DNS constants and the errors that carry
 an rcode).
 
 May import: the standard library and ``clusterdns.core`` only. No I/O, no asyncio, no

@@ -21,20 +21,26 @@ from .records import (
     Gateway,
     GRPCRoute,
     HTTPRoute,
+    ImportKind,
     Ingress,
     Namespace,
     Pod,
     Port,
     Record,
     Service,
+    ServiceImport,
     ServiceKind,
     TLSRoute,
 )
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+MC_SERVICE_NAME_LABEL = "multicluster.kubernetes.io/service-name"  # KEP-1645, mcs-api
+MC_SOURCE_CLUSTER_LABEL = "multicluster.kubernetes.io/source-cluster"
 MAX_LABEL = 63  # RFC 1035 2.3.4; the API server's DNS label limit
-DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")  # namespaces, hostnames
-DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?\Z")  # Service names
+# Namespaces, hostnames and Service names. Service names were DNS-1035 labels (a letter
+# first) until Kubernetes' RelaxedServiceNameValidation (KEP-5311) let them be DNS-1123
+# labels (`1kubernetes`); the e2e test for it asks `1kubernetes.<ns>.svc.<zone>`.
+DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 
 Obj = Mapping[str, Any]
 
@@ -99,15 +105,14 @@ def object_key(obj: Obj) -> tuple[str, str, str]:
 
 def _label(text: str, path: str, grammar: re.Pattern[str] = DNS1123_LABEL) -> str:
     """``text`` if it is a DNS label as the API server validates it (apimachinery
-    IsDNS1123Label / IsDNS1035Label: at most 63 characters, lower-case letters, digits and
-    '-' inside, starting with a letter for DNS-1035); else ConvertError naming ``path``.
-    Such names become labels of answers: a longer one would make a packet no client reads.
+    IsDNS1123Label: at most 63 characters, lower-case letters, digits and '-' inside); else
+    ConvertError naming ``path``. Such names become labels of answers: a longer one would
+    make a packet no client reads.
     """
     if len(text) > MAX_LABEL or not grammar.match(text):
-        what = "DNS-1035" if grammar is DNS1035_LABEL else "DNS-1123"
         raise ConvertError(
-            f"{path}: not a {what} label (at most {MAX_LABEL} of a-z, 0-9 and '-'"
-            f"{', starting with a letter' if what == 'DNS-1035' else ''}): {text[:80]!r}"
+            f"{path}: not a DNS-1123 label (at most {MAX_LABEL} of a-z, 0-9 and '-'): "
+            f"{text[:80]!r}"
         )
     return text
 
@@ -151,13 +156,15 @@ def to_namespace(obj: Obj) -> Namespace:
 
 
 def to_service(obj: Obj) -> Service:
-    """Convert a v1 Service (specification 2.3-2.5).
+    """Convert a v1 Service (specification 2.3-2.5); its name a DNS-1123 label
+    (KEP-5311 RelaxedServiceNameValidation: ``1kubernetes`` is a valid Service name).
 
     ``clusterIP: None`` -> headless; ``type: ExternalName`` -> CNAME target; otherwise the
     addresses of ``spec.clusterIPs`` (falling back to ``spec.clusterIP``). A non-headless
     service without any ClusterIP is served as headless, like CoreDNS does.
     """
-    namespace, name, _ = _meta(obj, namespaced=True, grammar=DNS1035_LABEL)
+    # DNS-1123, not DNS-1035 (KEP-5311): whatever name the API server accepted is served.
+    namespace, name, _ = _meta(obj, namespaced=True, grammar=DNS1123_LABEL)
     spec = _map(obj.get("spec"), "spec")
     ports = tuple(
         _port(p, f"spec.ports[{i}]", allow_unset=False)
@@ -234,7 +241,47 @@ def to_endpointslice(obj: Obj) -> EndpointSlice | None:
         _port(p, f"ports[{i}]", allow_unset=True)
         for i, p in enumerate(_list(obj.get("ports"), "ports"))
     )
-    return EndpointSlice(namespace, name, service.lower(), family, endpoints, ports)
+    mc_service = _str(
+        labels.get(MC_SERVICE_NAME_LABEL), f"metadata.labels[{MC_SERVICE_NAME_LABEL}]"
+    ).lower()
+    cluster_id = ""
+    if mc_service:
+        cluster_id = _str(
+            labels.get(MC_SOURCE_CLUSTER_LABEL), f"metadata.labels[{MC_SOURCE_CLUSTER_LABEL}]"
+        ).lower()
+        if cluster_id:  # a label of <hostname>.<clusterid>.<svc>... names (KEP-2149: DNS label)
+            _label(cluster_id, f"metadata.labels[{MC_SOURCE_CLUSTER_LABEL}]")
+    return EndpointSlice(
+        namespace, name, service.lower(), family, endpoints, ports,
+        sys.intern(mc_service), sys.intern(cluster_id),
+    )
+
+
+def to_serviceimport(obj: Obj) -> ServiceImport:
+    """Convert a multicluster.x-k8s.io/v1alpha1 ServiceImport (KEP-1645; CoreDNS's
+    multicluster plugin ``object.ToServiceImport``): ``spec.type`` ClusterSetIP (the
+    default) or Headless, ``spec.ips`` and ``spec.ports``. Its name is a DNS-1123 label
+    (it names a Service)."""
+    namespace, name, _ = _meta(obj, namespaced=True, grammar=DNS1123_LABEL)
+    spec = _map(obj.get("spec"), "spec")
+    kind_text = _str(spec.get("type"), "spec.type") or "ClusterSetIP"
+    try:
+        kind = ImportKind(kind_text)
+    except ValueError:
+        raise ConvertError(
+            f"spec.type: want ClusterSetIP or Headless, got {kind_text!r}"
+        ) from None
+    ips = tuple(
+        dict.fromkeys(
+            _ip(ip, f"spec.ips[{i}]")[0] for i, ip in enumerate(_list(spec.get("ips"), "spec.ips"))
+        )
+    )
+    ports = tuple(
+        _port(p, f"spec.ports[{i}]", allow_unset=False)
+        for i, p in enumerate(_list(spec.get("ports"), "spec.ports"))
+    )
+    return ServiceImport(namespace, name, kind, ips if kind is ImportKind.CLUSTERSET_IP else (),
+                         ports)
 
 
 def to_pod(obj: Obj) -> Pod:
@@ -399,6 +446,7 @@ CONVERTERS: dict[str, Callable[[Obj], Record | None]] = {
     "EndpointSlice": to_endpointslice,
     "Pod": to_pod,
     **EXPOSURE_CONVERTERS,
+    "ServiceImport": to_serviceimport,
 }
 """The kinds the store holds, by API ``kind``."""
 

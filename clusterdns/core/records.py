@@ -95,6 +95,11 @@ class EndpointSlice:
     """An EndpointSlice (discovery.k8s.io/v1). ``service`` is the value of the
     ``kubernetes.io/service-name`` label (``""`` if missing: such a slice serves nothing).
     ``family`` is 4 or 6 (FQDN slices are skipped by the converter).
+
+    Multi-cluster services (KEP-1645): ``mc_service`` is the value of the
+    ``multicluster.kubernetes.io/service-name`` label (the ServiceImport it backs) and
+    ``cluster_id`` that of ``multicluster.kubernetes.io/source-cluster``; both ``""`` on
+    an ordinary slice.
     """
 
     namespace: str
@@ -103,6 +108,8 @@ class EndpointSlice:
     family: int
     endpoints: tuple[Endpoint, ...] = ()
     ports: tuple[Port, ...] = ()
+    mc_service: str = ""
+    cluster_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +141,40 @@ class ReadyEndpoint:
     family: int
     hostname: str
     pod_name: str
+    ports: tuple[Port, ...]
+
+
+class ImportKind(enum.Enum):
+    """A ServiceImport's ``spec.type`` (KEP-1645, multicluster.x-k8s.io/v1alpha1)."""
+
+    CLUSTERSET_IP = "ClusterSetIP"
+    HEADLESS = "Headless"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceImport:
+    """A ServiceImport (multicluster.x-k8s.io/v1alpha1): a service exported by the
+    clusters of a clusterset, answered under ``clusterset.local`` (KEP-1645 DNS
+    specification). ``ips``: canonical text of ``spec.ips`` (the ClusterSetIPs; empty for
+    Headless); ``ports``: ``spec.ports`` in order.
+    """
+
+    namespace: str
+    name: str
+    kind: ImportKind
+    ips: tuple[str, ...] = ()
+    ports: tuple[Port, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ClustersetEndpoint:
+    """A ready address behind a ServiceImport, from the EndpointSlices labelled with its
+    name; built by the store on demand, one per (cluster, address)."""
+
+    cluster_id: str
+    address: str
+    family: int
+    hostname: str
     ports: tuple[Port, ...]
 
 
@@ -195,4 +236,5 @@ class GRPCRoute(Route):
 
 Record = (
     Namespace | Service | EndpointSlice | Pod | Ingress | Gateway | HTTPRoute | TLSRoute | GRPCRoute
+    | ServiceImport
 )

@@ -97,6 +97,14 @@ def endpoint_label(ep: ReadyEndpoint, endpoint_pod_names: bool) -> str:
     return dashed_ip(ep.address)
 
 
+def zone_soa(zone: str, serial: int, ttl: int) -> RR:
+    """The SOA of ``zone`` (behaviour.md 8, CoreDNS ``plugin/backend_lookup.go`` SOA, which
+    the kubernetes and multicluster plugins share): ``ns.dns.<zone>``,
+    ``hostmaster.<zone>``, ``serial`` (the store's), our timers (``rr.soa_timers``) and
+    minimum ``ttl`` seconds; its own TTL min(ttl, 300)."""
+    return soa(zone, "ns.dns." + zone, "hostmaster." + zone, serial, ttl, min(ttl, 300))
+
+
 def is_reverse_zone(zone: str) -> bool:
     """True for ``in-addr.arpa.``, ``ip6.arpa.`` and zones below them."""
     return any(zone == r or zone.endswith("." + r) for r in REVERSE_ZONES)
@@ -152,11 +160,8 @@ class _Question:
     # ---- building answers -----------------------------------------------------------
 
     def soa(self) -> RR:
-        """The zone SOA (behaviour.md 8, CoreDNS ``backend_lookup.go`` SOA); own TTL
-        min(ttl, 300)."""
-        zone = self.zone
-        return soa(zone, "ns.dns." + zone, "hostmaster." + zone, self.store.serial, self.ttl,
-                   min(self.ttl, 300))
+        """The zone SOA (:func:`zone_soa`)."""
+        return zone_soa(self.zone, self.store.serial, self.ttl)
 
     def nxdomain(self) -> Answer:
         """Name error (RFC 1035 4.1.1) with the SOA for negative caching (RFC 2308 3)."""

@@ -9,9 +9,10 @@ existence, ``("nx", ns)`` the negative answers under a namespace (touched when i
 or goes, or one of its services appears), ``("svc", ns, name)`` a Service,
 ``("eps", ns, name)`` a service's ready endpoints, ``("ip", ip)`` the reverse name of an
 address, ``("pod", ip)`` a live pod's IP
-(verified pod records), plus :data:`APEX` and :data:`ANY` on every such change. A change no
-answer reads (a pod's phase, a not-ready endpoint's hostname, an identical re-send) tells
-nobody anything.
+(verified pod records), ``("mcs", ns, name)`` a ServiceImport and the ready endpoints of
+its multicluster EndpointSlices (its appearance too: the name's negative answers), plus
+:data:`APEX` and :data:`ANY` on every such change. A change no answer reads (a pod's
+phase, a not-ready endpoint's hostname, an identical re-send) tells nobody anything.
 
 Several sources (``zones/`` manifests, the API watch) feed one store. Each source owns its
 own objects; where two sources hold the same object, the one registered last wins.
@@ -25,18 +26,20 @@ from typing import Any, Generic, Protocol, TypeVar, Union
 
 from .exposure import EXPOSURE_KINDS, ExposureIndex
 from .records import (
+    ClustersetEndpoint,
     EndpointSlice,
     Namespace,
     Pod,
     ReadyEndpoint,
     Record,
     Service,
+    ServiceImport,
 )
 
 Key = Any  # str for Namespaces, (namespace, name) otherwise
 SvcKey = tuple[str, str]
 
-KINDS = ("Namespace", "Service", "EndpointSlice", "Pod", *EXPOSURE_KINDS)
+KINDS = ("Namespace", "Service", "EndpointSlice", "Pod", *EXPOSURE_KINDS, "ServiceImport")
 
 Tag = Union[str, tuple[str, ...]]  # noqa: UP007 - a runtime alias
 """What an answer depends on / what a change touched (see the module docstring)."""
@@ -101,6 +104,10 @@ class Store:
         # pod IP -> the namespace of each live pod that has it: all that verified pod
         # records need (docs/behaviour.md 5). Usually one namespace, kept as the bare string.
         self._pod_ips: dict[str, Multi[str]] = {}
+        # Multi-cluster services (KEP-1645): imports by (namespace, name) and the slices
+        # labelled multicluster.kubernetes.io/service-name by the import they back.
+        self.imports: dict[SvcKey, ServiceImport] = {}
+        self._mc_slices: dict[SvcKey, set[Key]] = {}
         # Ingress and Gateway API host names (k8s_gateway): a separate index.
         self.exposure = ExposureIndex(self._merged)
         # tags touched by the mutation under way, and who is told about them
@@ -256,10 +263,35 @@ class Store:
             self._on_slice(key, old, new, before)  # type: ignore[arg-type]
         elif kind == "Pod":
             self._on_pod(key, old, new)  # type: ignore[arg-type]
+        elif kind == "ServiceImport":
+            self._on_import(key, old, new)  # type: ignore[arg-type]
         else:  # Ingress, Gateway, routes: host names k8s_gateway answers
             self.exposure.on_change(kind, key, old, new)
             self._touched.add(ANY)
         return True
+
+    def _on_import(
+        self, key: SvcKey, old: ServiceImport | None, new: ServiceImport | None
+    ) -> None:
+        self._touched.add(("mcs", *key))
+        if new is None:
+            self.imports.pop(key, None)
+        else:
+            self.imports[key] = new
+
+    def _on_mc_slice(self, key: Key, old: EndpointSlice | None, new: EndpointSlice | None) -> None:
+        """Index a slice under the ServiceImport its multicluster label names."""
+        for slice_ in (old, new):
+            if slice_ is not None and slice_.mc_service:
+                svc = (slice_.namespace, slice_.mc_service)
+                members = self._mc_slices.setdefault(svc, set())
+                if slice_ is new:
+                    members.add(key)
+                else:
+                    members.discard(key)
+                    if not members:
+                        del self._mc_slices[svc]
+                self._touched.add(("mcs", *svc))
 
     def _ready_before(
         self, *slices: Record | None
@@ -305,6 +337,8 @@ class Store:
         new: EndpointSlice | None,
         before: dict[SvcKey, list[ReadyEndpoint]],
     ) -> None:
+        if (old is not None and old.mc_service) or (new is not None and new.mc_service):
+            self._on_mc_slice(key, old, new)
         affected = set()
         for slice_ in (old, new):
             if slice_ is not None and slice_.service:
@@ -385,6 +419,32 @@ class Store:
                                     address, slice_.family, ep.hostname, ep.pod_name, slice_.ports
                                 )
                             )
+        return ready
+
+    def clusterset_endpoints(self, namespace: str, name: str) -> list[ClustersetEndpoint]:
+        """Ready addresses behind the ServiceImport ``namespace/name`` over the
+        EndpointSlices labelled ``multicluster.kubernetes.io/service-name: name`` (by slice
+        name), one per (cluster ID, address) (KEP-1645 DNS specification 2.4)."""
+        members = self._mc_slices.get((namespace, name))
+        if not members:
+            return []
+        seen: set[tuple[str, str]] = set()
+        ready: list[ClustersetEndpoint] = []
+        slices = self._merged["EndpointSlice"]
+        for slice_key in sorted(members):
+            slice_: EndpointSlice = slices[slice_key]  # type: ignore[assignment]
+            for ep in slice_.endpoints:
+                if not ep.ready:
+                    continue
+                for address in ep.addresses:
+                    if (slice_.cluster_id, address) not in seen:
+                        seen.add((slice_.cluster_id, address))
+                        ready.append(
+                            ClustersetEndpoint(
+                                slice_.cluster_id, address, slice_.family, ep.hostname,
+                                slice_.ports,
+                            )
+                        )
         return ready
 
     def services_with_cluster_ip(self, ip: str) -> list[SvcKey]:

@@ -192,9 +192,11 @@ def _reload(server: ServerConfig, r: Reader) -> None:
     r.count(args, 0, 2, "[INTERVAL] [JITTER]")
     interval = r.duration(args[0]) if args else 30.0
     jitter = r.duration(args[1]) if len(args) > 1 else 15.0
-    if interval < 2 or jitter < 1 or jitter > interval / 2:
-        raise r.error("want INTERVAL >= 2s and 1s <= JITTER <= INTERVAL/2")
-    server.reload = (interval, jitter)
+    # CoreDNS plugin/reload setup.go: INTERVAL >= 2s, JITTER 0 (off) or >= 1s, and a JITTER
+    # above INTERVAL/2 (the 15s default with `reload 2s` or `reload 10s`) is lowered to it.
+    if interval < 2 or 0 < jitter < 1:
+        raise r.error("want INTERVAL >= 2s and JITTER 0 or >= 1s")
+    server.reload = (interval, min(jitter, interval / 2))
 
 
 def _root(server: ServerConfig, r: Reader) -> None:
