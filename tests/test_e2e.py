@@ -8,6 +8,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import time
 from pathlib import Path
 
 import dns.flags
@@ -157,12 +158,18 @@ def test_two_workers_share_the_port() -> None:
         workers = _children(server.process.pid)
         assert len(workers) == 2
         before = {pid: _cpu_ticks(pid) for pid in workers}
-        # many client ports: SO_REUSEPORT hashes each to one worker
-        for i in range(400):
+        # many client ports: SO_REUSEPORT hashes each to one worker. CPU time is counted in
+        # 10 ms ticks, so ask until both have spent one (bounded: 20,000 queries, 30 s).
+        deadline = time.monotonic() + 30
+        busy: list[int] = []
+        for i in range(20_000):
             msg = udp(server, f"n{i}.shop.svc.cluster.local.")
             assert msg.rcode() == dns.rcode.NXDOMAIN
+            if i % 100 == 99:
+                busy = [pid for pid in workers if _cpu_ticks(pid) > before[pid]]
+                if len(busy) == 2 or time.monotonic() > deadline:
+                    break
         assert addresses(udp(server, "kubernetes.default.svc.cluster.local.")) == {"10.96.0.1"}
-        busy = [pid for pid in workers if _cpu_ticks(pid) > before[pid]]
         assert len(busy) == 2, "both workers answered"
     finally:
         assert stop_server(server) == 0
