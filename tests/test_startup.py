@@ -149,4 +149,7 @@ def test_unreachable_api_is_one_line_per_backoff_step(tmp_path: Path) -> None:
     assert 1 <= len(outages) <= 6, log
     assert f"at http://127.0.0.1:{closed} (list " in outages[0], outages[0]
     assert "Connection refused" in outages[0], outages[0]
+    # Never synced: there is no last good state to serve (issue 22, item 2).
+    assert "not synced yet: names not found answer SERVFAIL" in outages[0], outages[0]
+    assert "last good state" not in log, log
     assert "Retrying" not in log and "Traceback" not in log, log

@@ -150,7 +150,7 @@ class KubeSource:
         self._unlisted = {r.kind for r in self.resources}
         self.synced = threading.Event()
         store.add_source(SOURCE)
-        outage = OutageLog(_server_of(api))
+        outage = OutageLog(_server_of(api), synced=self.synced.is_set)
         self.reflectors = [
             Reflector(
                 api,
