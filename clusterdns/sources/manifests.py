@@ -34,6 +34,7 @@ from .yamlsafe import (  # noqa: F401 - the limits are re-exported: part of this
     ManifestError,
     YAMLError,
     yaml_documents,
+    yaml_error_where,
 )
 
 log = logging.getLogger("clusterdns.manifests")
@@ -179,7 +180,15 @@ def _load_file(path: Path) -> FileResult:
     except RecursionError:
         result.fail(f"{path}: cannot be read: nested too deeply")
         return result
-    except (OSError, UnicodeDecodeError, ValueError, YAMLError) as exc:
+    except YAMLError as exc:  # file:line:column, as editors and compilers write it
+        line, column, problem = yaml_error_where(exc)
+        where = f"{path}:{line}:{column}" if line else str(path)
+        result.fail(f"{where}: cannot be read: {problem}")
+        return result
+    except json.JSONDecodeError as exc:
+        result.fail(f"{path}:{exc.lineno}:{exc.colno}: cannot be read: {exc.msg}")
+        return result
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         reason = " ".join(str(exc).split())
         result.fail(f"{path}: cannot be read: {reason}")
         return result
