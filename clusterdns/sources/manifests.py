@@ -83,7 +83,9 @@ class FileResult:
 def manifest_files(paths: Sequence[Path]) -> list[Path]:
     """The manifest files below ``paths`` (directories searched recursively), sorted.
 
-    A path that does not exist raises FileNotFoundError.
+    A path that does not exist raises FileNotFoundError naming it, and for a relative path
+    where it was looked for (``zones: no such file or directory; looked for /srv/zones``:
+    ``serve`` and a Corefile's ``kubernetes`` read ``./zones`` from the current directory).
     """
     files: list[Path] = []
     for path in paths:
@@ -92,7 +94,8 @@ def manifest_files(paths: Sequence[Path]) -> list[Path]:
         elif path.is_file():
             files.append(path)
         else:
-            raise FileNotFoundError(f"{path}: no such file or directory")
+            looked = "" if path.is_absolute() else f"; looked for {path.absolute()}"
+            raise FileNotFoundError(f"{path}: no such file or directory{looked}")
     return files
 
 
