@@ -229,7 +229,11 @@ Adder = Callable[[argparse.ArgumentParser], None]
 Runner = Callable[[argparse.Namespace], int]
 
 COMMANDS: dict[str, tuple[str, Adder, Runner]] = {
-    "serve": ("answer DNS from manifests (and later the API)", add_serve, run_serve),
+    "serve": (
+        "answer DNS from manifests in zones/, a cluster's API, or a Corefile",
+        add_serve,
+        run_serve,
+    ),
     "resolvconf": ("print the resolv.conf the kubelet writes", add_resolvconf, run_resolvconf),
     "resolve": ("walk a pod's search list as its libc does", add_resolve, run_resolve),
     "env": ("print the service variables a pod gets", add_env, run_env),
