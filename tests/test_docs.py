@@ -230,3 +230,11 @@ def test_what_a_page_says_is_accepted_or_not_supported_is_so(page: Path) -> None
         if re.search(r"\bnot supported\b", sentence) and "is not supported by clusterdns" not in sentence:
             wrong += [(n, sentence) for n in names if n in DIRECTIVES]
     assert not wrong, wrong
+
+
+def test_the_docs_index_lists_every_page() -> None:
+    """docs/README.md links every page of docs/, and the README links troubleshooting."""
+    index = set(LINK.findall((ROOT / "docs" / "README.md").read_text()))
+    pages = {p.name for p in (ROOT / "docs").glob("*.md")} - {"README.md"}
+    assert pages <= index, sorted(pages - index)
+    assert "docs/troubleshooting.md" in LINK.findall((ROOT / "README.md").read_text())
