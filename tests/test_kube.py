@@ -213,6 +213,8 @@ def test_api_down_at_start_then_up(api: KubeAPIServer, serve: Callable[..., Runn
     api.stop()
     server = serve("--startup-timeout", "0.5")
     server.wait_for_log("not synced with the API")
+    line = server.wait_for_log("cannot reach the Kubernetes API")
+    assert "not synced yet: names not found answer SERVFAIL" in line, line  # no last state
     # not synced: a name we cannot find is SERVFAIL, never NXDOMAIN (clients cache that)
     assert ask(server, WEB) == ("SERVFAIL", [])
     assert ask(server, "nosuch.shop.svc.cluster.local.") == ("SERVFAIL", [])
@@ -227,7 +229,8 @@ def test_api_dies_while_serving_keeps_the_last_state(api: KubeAPIServer, serve: 
     server = serve()
     server.wait_for_log("synced with the API:")
     api.stop()
-    server.wait_for_log("cannot reach the Kubernetes API")
+    line = server.wait_for_log("cannot reach the Kubernetes API")
+    assert "serving the last good state" in line, line  # synced once: there is one
     for _ in range(20):
         assert ask(server, WEB) == ("NOERROR", ["10.96.0.20"])
         assert ask(server, "nosuch.shop.svc.cluster.local.") == ("NXDOMAIN", [])

@@ -133,7 +133,12 @@ endpoints: [{addresses: [example.com]}]
         ),
         (
             "kind: Service\nmetadata: {name: web, namespace: shop}\nspec: {clusterIP: 10.0.0.300}",
-            "Service shop/web: spec.clusterIPs[0]: not an IP address: '10.0.0.300'",
+            "Service shop/web: spec.clusterIP: not an IP address: '10.0.0.300'",  # as written
+        ),
+        (
+            "kind: Service\nmetadata: {name: web, namespace: shop}\n"
+            "spec: {clusterIP: 10.0.0.1, clusterIPs: [10.0.0.1, 'fd00::x']}",
+            "Service shop/web: spec.clusterIPs[1]: not an IP address: 'fd00::x'",
         ),
         (
             "kind: Service\nmetadata: {name: ext, namespace: shop}\nspec: {type: ExternalName}",
@@ -173,7 +178,33 @@ items:
     assert len(result.by_kind()["Namespace"]) == 1
     assert len(result.errors) == 2
     assert result.errors[0].endswith("Service shop/bad: spec.ports[0].port: out of range: -1")
-    assert "b.yaml: cannot be read:" in result.errors[1]
+    assert "b.yaml:2:1: cannot be read:" in result.errors[1], result.errors[1]
+    assert "<unicode string>" not in result.errors[1]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "error"),
+    [
+        (
+            "flow.yaml",
+            "kind: Service\nmetadata: {name: x\n",
+            ":3:1: cannot be read: did not find expected ',' or '}' (while parsing a flow "
+            "mapping at line 2, column 11)",
+        ),
+        ("indent.yaml", "kind: Service\nmetadata:\n  name: x\n   bad: 1\n", ":4:7: cannot be read: "),
+        ("alias.yaml", "a: *nope\n", ":1:4: cannot be read: found undefined alias"),
+        ("bad.json", '{"kind": "Service",\n "x": [1,}\n', ":2:10: cannot be read: Expecting value"),
+    ],
+)
+def test_unparsable_file_names_file_line_and_column(
+    tmp_path: Path, name: str, text: str, error: str
+) -> None:
+    """PyYAML's own message says ``in "<unicode string>"`` (it was given text): the line
+    names the file as editors do, ``FILE:LINE:COLUMN: cannot be read: PROBLEM``."""
+    path = write(tmp_path / name, text)
+    [line] = load_file(path).errors
+    assert line.startswith(f"{path}{error}"), line
+    assert "unicode string" not in line and "\n" not in line, line
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -190,7 +221,7 @@ def test_check_command_counts_and_fails_on_errors(tmp_path: Path) -> None:
     write(tmp_path / "bad.yaml", "kind: Service\nmetadata: {name: web}\nspec: {clusterIP: x}")
     bad = run_cli("check", str(tmp_path))
     assert bad.returncode == 1
-    assert "bad.yaml: Service default/web: spec.clusterIPs[0]: not an IP address" in bad.stderr
+    assert "bad.yaml: Service default/web: spec.clusterIP: not an IP address" in bad.stderr
     assert "Service 0" in bad.stdout and "1 error" in bad.stdout
 
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -149,4 +151,48 @@ def test_unreachable_api_is_one_line_per_backoff_step(tmp_path: Path) -> None:
     assert 1 <= len(outages) <= 6, log
     assert f"at http://127.0.0.1:{closed} (list " in outages[0], outages[0]
     assert "Connection refused" in outages[0], outages[0]
+    # Never synced: there is no last good state to serve (issue 22, item 2).
+    assert "not synced yet: names not found answer SERVFAIL" in outages[0], outages[0]
+    assert "last good state" not in log, log
     assert "Retrying" not in log and "Traceback" not in log, log
+
+
+def test_corefile_mode_reads_zones_from_the_current_directory(tmp_path: Path) -> None:
+    """Without an API, a Corefile's kubernetes directive answers from ./zones of the
+    current directory (docs/corefile.md, issue 22 item 4); missing, the error names the
+    path it looked for and says how to give another."""
+    corefile = tmp_path / "Corefile"
+    corefile.write_text(".:0 {\n  bind 127.0.0.1\n  kubernetes cluster.local\n}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "clusterdns", "-conf", str(corefile)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=20,
+    )
+    assert done.returncode == 1, done.stderr
+    assert (
+        f"[ERROR] zones: no such file or directory; looked for {tmp_path / 'zones'} "
+        "(pass --zones DIR)" in done.stderr.splitlines()
+    ), done.stderr
+    assert "Traceback" not in done.stderr
+    (tmp_path / "zones").symlink_to(ROOT / "zones")
+    with subprocess.Popen(
+        [sys.executable, "-m", "clusterdns", "-conf", str(corefile)],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    ) as server:
+        assert server.stderr is not None
+        deadline = threading.Timer(20, server.kill)  # the read below ends by then at the latest
+        deadline.start()
+        try:
+            line = ""
+            for line in server.stderr:  # ends at EOF if the server exits
+                if "listening on" in line:
+                    break
+            assert "from manifests in zones/" in line, line
+        finally:
+            deadline.cancel()
+            server.send_signal(signal.SIGTERM)
+            assert server.wait(timeout=10) == 0

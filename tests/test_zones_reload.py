@@ -59,7 +59,7 @@ def test_changed_broken_and_deleted_files(tmp_path: Path) -> None:
         rewrite(web, "kind: [broken")
         server.wait_for_log("web.yaml: keeping its last good objects")
         assert answer(server) == (dns.rcode.NOERROR, ["10.96.0.21"])
-        assert "web.yaml: cannot be read" in server.wait_for_log("cannot be read")
+        assert "web.yaml:2:1: cannot be read" in server.wait_for_log("cannot be read")
         # ... a deleted file takes them away.
         web.unlink()
         eventually(server, (dns.rcode.NXDOMAIN, []))

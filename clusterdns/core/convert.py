@@ -183,13 +183,14 @@ def to_service(obj: Obj) -> Service:
     if svc_type not in ("ClusterIP", "NodePort", "LoadBalancer"):
         raise ConvertError(f"spec.type: unknown service type {svc_type!r}")
     cluster_ip = _str(spec.get("clusterIP"), "spec.clusterIP")
-    raw_ips = _list(spec.get("clusterIPs"), "spec.clusterIPs") or (
-        [cluster_ip] if cluster_ip else []
-    )
+    listed = _list(spec.get("clusterIPs"), "spec.clusterIPs")
+    raw_ips = listed or ([cluster_ip] if cluster_ip else [])
     exposed = _service_exposure(obj, spec, svc_type)
     if cluster_ip == "None" or raw_ips == ["None"]:
         return Service(namespace, name, ServiceKind.HEADLESS, (), ports, "", *exposed)
-    ips = tuple(_ip(ip, f"spec.clusterIPs[{i}]")[0] for i, ip in enumerate(raw_ips))
+    # An error names the field the object wrote: spec.clusterIP when it has no clusterIPs.
+    paths = [f"spec.clusterIPs[{i}]" for i in range(len(listed))] if listed else ["spec.clusterIP"]
+    ips = tuple(_ip(ip, path)[0] for ip, path in zip(raw_ips, paths, strict=True))
     kind = ServiceKind.CLUSTER_IP if ips else ServiceKind.HEADLESS
     return Service(namespace, name, kind, ips, ports, "", *exposed)
 

@@ -165,7 +165,10 @@ class Sources:
         self.readiness.checks["kubernetes"] = self.kube.synced.is_set
         self.kube.start()
         timeout = k.startup_timeout if k else defaults.STARTUP_TIMEOUT
-        if not await loop.run_in_executor(None, self.kube.synced.wait, timeout):
+        synced = self.kube.synced
+        # On a daemon thread, not the loop's executor: a stop signal cancels this wait, and
+        # asyncio.run would otherwise sit in the executor's shutdown until the timeout ends.
+        if not await in_thread(lambda: synced.wait(timeout)):
             log.warning(
                 "not synced with the API after %.1f s: opening the ports anyway; names not "
                 "found answer SERVFAIL until the first sync",
@@ -196,4 +199,4 @@ class Sources:
         for task in self.tasks:
             task.cancel()
         if self.kube is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self.kube.stop)
+            await in_thread(self.kube.stop)  # bounded: KubeSource.stop waits 5 s at most

@@ -150,7 +150,7 @@ class KubeSource:
         self._unlisted = {r.kind for r in self.resources}
         self.synced = threading.Event()
         store.add_source(SOURCE)
-        outage = OutageLog(_server_of(api))
+        outage = OutageLog(_server_of(api), synced=self.synced.is_set)
         self.reflectors = [
             Reflector(
                 api,
@@ -183,11 +183,13 @@ class KubeSource:
             self._threads.append(thread)
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop every reflector and wait up to ``timeout`` seconds for their threads."""
+        """Stop every reflector and wait up to ``timeout`` seconds in all for their threads
+        (daemon threads: one stuck in a connect does not hold the process at exit)."""
         for reflector in self.reflectors:
             reflector.stop()
+        end = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout)
+            thread.join(max(0.0, end - time.monotonic()))
 
     # Sink: called from reflector threads; the store changes on the loop only.
     def replace(self, kind: str, records: list[Record]) -> None:

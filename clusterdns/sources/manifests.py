@@ -34,6 +34,7 @@ from .yamlsafe import (  # noqa: F401 - the limits are re-exported: part of this
     ManifestError,
     YAMLError,
     yaml_documents,
+    yaml_error_where,
 )
 
 log = logging.getLogger("clusterdns.manifests")
@@ -82,7 +83,9 @@ class FileResult:
 def manifest_files(paths: Sequence[Path]) -> list[Path]:
     """The manifest files below ``paths`` (directories searched recursively), sorted.
 
-    A path that does not exist raises FileNotFoundError.
+    A path that does not exist raises FileNotFoundError naming it, and for a relative path
+    where it was looked for (``zones: no such file or directory; looked for /srv/zones``:
+    ``serve`` and a Corefile's ``kubernetes`` read ``./zones`` from the current directory).
     """
     files: list[Path] = []
     for path in paths:
@@ -91,7 +94,8 @@ def manifest_files(paths: Sequence[Path]) -> list[Path]:
         elif path.is_file():
             files.append(path)
         else:
-            raise FileNotFoundError(f"{path}: no such file or directory")
+            looked = "" if path.is_absolute() else f"; looked for {path.absolute()}"
+            raise FileNotFoundError(f"{path}: no such file or directory{looked}")
     return files
 
 
@@ -179,7 +183,15 @@ def _load_file(path: Path) -> FileResult:
     except RecursionError:
         result.fail(f"{path}: cannot be read: nested too deeply")
         return result
-    except (OSError, UnicodeDecodeError, ValueError, YAMLError) as exc:
+    except YAMLError as exc:  # file:line:column, as editors and compilers write it
+        line, column, problem = yaml_error_where(exc)
+        where = f"{path}:{line}:{column}" if line else str(path)
+        result.fail(f"{where}: cannot be read: {problem}")
+        return result
+    except json.JSONDecodeError as exc:
+        result.fail(f"{path}:{exc.lineno}:{exc.colno}: cannot be read: {exc.msg}")
+        return result
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         reason = " ".join(str(exc).split())
         result.fail(f"{path}: cannot be read: {reason}")
         return result

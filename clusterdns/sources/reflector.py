@@ -22,7 +22,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 from ..core.convert import convert_or_error, object_key
@@ -114,12 +114,20 @@ class OutageLog:
     """While the API cannot be reached, one line per back-off step for all reflectors
     together (each kind fails on its own, nearly in step), and one line when it answers again.
 
-    ``clock``: monotonic seconds. Thread-safe: every reflector thread reports here.
+    ``clock``: monotonic seconds. ``synced``: whether the store has ever held a full list
+    (``KubeSource.synced.is_set``): before that there is no last good state to serve, and
+    the line says what is answered instead. Thread-safe: every reflector thread reports here.
     """
 
-    def __init__(self, server: str, clock: Any = time.monotonic) -> None:
+    def __init__(
+        self,
+        server: str,
+        clock: Any = time.monotonic,
+        synced: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.server = server
         self.clock = clock
+        self.synced = synced
         self.failing = False
         self._quiet_until = 0.0
         self._lock = threading.Lock()
@@ -132,13 +140,18 @@ class OutageLog:
             if now < self._quiet_until:
                 return
             self._quiet_until = now + delay * 0.9
+        serving = (
+            "serving the last good state"
+            if self.synced()
+            else "not synced yet: names not found answer SERVFAIL"
+        )
         log.warning(
-            "cannot reach the Kubernetes API at %s (%s %s: %s); serving the last good state, "
-            "retrying in %.1f s",
+            "cannot reach the Kubernetes API at %s (%s %s: %s); %s, retrying in %.1f s",
             self.server,
             verb,
             kind,
             _reason(exc),
+            serving,
             delay,
         )
 

@@ -29,6 +29,27 @@ class ManifestError(ValueError):
     message says why, without the file name (the caller adds it)."""
 
 
+def yaml_error_where(exc: yaml.YAMLError) -> tuple[int, int, str]:
+    """Where and what a PyYAML error is: (line, column, problem), line and column 1-based
+    (0, 0 when PyYAML gave no position), the problem on one line without PyYAML's
+    ``in "<unicode string>"`` (it was given text, not the file: the caller names the file).
+
+    The problem's position is used when there is one, else the context's; a context at
+    another place is kept in brackets (``did not find expected ',' or '}' (while parsing
+    a flow mapping at line 3, column 11)``).
+    """
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return 0, 0, " ".join(str(exc).split())
+    mark = exc.problem_mark or exc.context_mark
+    problem = " ".join((exc.problem or exc.context or "invalid YAML").split())
+    if exc.context and exc.problem and exc.context_mark is not None:
+        at, context = exc.context_mark, " ".join(exc.context.split())
+        problem += f" ({context} at line {at.line + 1}, column {at.column + 1})"
+    if mark is None:
+        return 0, 0, problem
+    return mark.line + 1, mark.column + 1, problem
+
+
 def _expanded_size(root: yaml.Node, limit: int) -> int:
     """The number of nodes of ``root`` once every alias is expanded, counted without
     expanding (each distinct node once, memoised), stopping early past ``limit``.

@@ -25,7 +25,7 @@ from ..core.resolver import REVERSE_ZONES, ZoneConfig
 from ..core.search import DNSPolicy, Libc, ResolvConf, parse_resolv_conf, pod_resolv_conf, walk
 from ..core.store import Store
 from ..sources.manifests import ManifestSource, load, summary
-from .arguments import parse_listen
+from .arguments import Parser, int_range, parse_listen
 from .explain import Exposure, local_query, report, server_query
 from .serve import add_serve, run_serve
 from .servicelinks import service_env
@@ -78,7 +78,9 @@ def add_resolvconf(rc: argparse.ArgumentParser) -> None:
     )
     rc.add_argument("--search", action="append", default=[], help="dnsConfig.searches")
     rc.add_argument("--option", action="append", default=[], help="dnsConfig.options, NAME[:V]")
-    rc.add_argument("--ndots", type=int, help="dnsConfig option ndots")
+    rc.add_argument(
+        "--ndots", type=int_range(0, 15, ""), help="dnsConfig option ndots (0-15)"
+    )
     rc.add_argument(
         "--host-resolv-conf",
         type=Path,
@@ -174,7 +176,19 @@ def run_resolve(args: argparse.Namespace) -> int:
             print(f"{exc} (pass --zones DIR or --server HOST:PORT)", file=sys.stderr)
             return 1
     qtypes = ("A", "AAAA") if args.type == "both" else (args.type,)
-    result = walk(args.name, conf, query, Libc(args.libc), qtypes)
+    try:
+        result = walk(args.name, conf, query, Libc(args.libc), qtypes)
+    except OSError as exc:  # --server only: refused, unreachable... one line, no traceback
+        host, port = args.server
+        why = (
+            "connection refused (nothing listens there: is clusterdns serve running, and on "
+            "that port? Its start-up line says where it listens)"
+            if isinstance(exc, ConnectionRefusedError)
+            else exc.strerror or str(exc)
+        )
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        print(f"cannot ask {where}: {why}", file=sys.stderr)
+        return 1
     print("\n".join(report(result)))
     if exposure.gateway or exposure.external:
         print("\n".join(exposure.why(result.name or args.name)))
@@ -215,7 +229,11 @@ Adder = Callable[[argparse.ArgumentParser], None]
 Runner = Callable[[argparse.Namespace], int]
 
 COMMANDS: dict[str, tuple[str, Adder, Runner]] = {
-    "serve": ("answer DNS from manifests (and later the API)", add_serve, run_serve),
+    "serve": (
+        "answer DNS from manifests in zones/, a cluster's API, or a Corefile",
+        add_serve,
+        run_serve,
+    ),
     "resolvconf": ("print the resolv.conf the kubelet writes", add_resolvconf, run_resolvconf),
     "resolve": ("walk a pod's search list as its libc does", add_resolve, run_resolve),
     "env": ("print the service variables a pod gets", add_env, run_env),
@@ -224,16 +242,18 @@ COMMANDS: dict[str, tuple[str, Adder, Runner]] = {
 """Subcommand -> (help, the function adding its arguments, the function running it)."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Parser:
     """The whole command line: global options and one subparser per ``COMMANDS`` entry."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="clusterdns", description="Cluster DNS for Kubernetes service discovery."
     )
     parser.add_argument("--version", action="version", version=f"clusterdns {__version__}")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     commands = parser.add_subparsers(dest="command", required=True)
+    parser.commands = {}
     for name, (help_, add, _) in COMMANDS.items():
-        add(commands.add_parser(name, help=help_))
+        parser.commands[name] = commands.add_parser(name, help=help_)
+        add(parser.commands[name])
     return parser
 
 
@@ -257,7 +277,12 @@ def coredns_argv(argv: list[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``clusterdns`` console script; the exit status."""
-    args = build_parser().parse_args(coredns_argv(list(sys.argv[1:] if argv is None else argv)))
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(
+        coredns_argv(list(sys.argv[1:] if argv is None else argv))
+    )
+    if unknown:  # blamed on the subcommand, whose --help lists what it takes
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(
         level=args.log_level.upper(), format="[%(levelname)s] %(message)s", stream=sys.stderr
     )

@@ -7,6 +7,7 @@ built from ``--zones`` when no server is given.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,15 +45,25 @@ def _reply(msg: dns.message.Message, qtype: str, began: float) -> Reply:
 
 
 def server_query(host: str, port: int) -> Query:
-    """Ask a running server: UDP, then TCP if truncated; TimeoutError if it stays silent."""
+    """Ask a running server: UDP, then TCP if truncated. Raises TimeoutError if it stays
+    silent, ConnectionRefusedError (an OSError) at once if nothing listens there.
+
+    The UDP socket is connected, so the kernel hands us the ICMP port unreachable that a
+    closed port answers with (an unconnected socket never sees it, and each query would
+    wait out :data:`TIMEOUT`)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
 
     def ask(name: str, qtype: str) -> Reply:
         began = time.perf_counter()
         query = dns.message.make_query(name, qtype)
-        try:
-            msg, _ = dns.query.udp_with_fallback(query, host, timeout=TIMEOUT, port=port)
-        except dns.exception.Timeout:
-            raise TimeoutError(name) from None
+        with socket.socket(family, socket.SOCK_DGRAM) as udp:
+            udp.connect((host, port))
+            try:
+                msg, _ = dns.query.udp_with_fallback(
+                    query, host, timeout=TIMEOUT, port=port, udp_sock=udp
+                )
+            except dns.exception.Timeout:
+                raise TimeoutError(name) from None
         return _reply(msg, qtype, began)
 
     return ask

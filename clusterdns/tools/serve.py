@@ -18,7 +18,7 @@ from ..plugins.k8s_gateway import GatewayConfig
 from ..plugins.kubernetes_setup import KubernetesConfig
 from ..server.app import Options, run
 from ..server.reload import load_conf
-from .arguments import parse_address, parse_listen, parse_ttl
+from .arguments import int_range, parse_address, parse_listen, parse_seconds, parse_ttl
 
 log = logging.getLogger("clusterdns")
 
@@ -37,7 +37,11 @@ def _add_serve_answers(serve: argparse.ArgumentParser) -> None:
         help=f"cluster domain (default {defaults.CLUSTER_DOMAIN})",
     )
     serve.add_argument(
-        "--ttl", type=parse_ttl, default=defaults.TTL, help=f"record TTL, seconds ({defaults.TTL})"
+        "--ttl",
+        type=parse_ttl,
+        default=defaults.TTL,
+        metavar="SECONDS",
+        help=f"record TTL, seconds ({defaults.TTL})"
     )
     serve.add_argument(
         "--external-zone",
@@ -68,7 +72,8 @@ def _add_serve_answers(serve: argparse.ArgumentParser) -> None:
     )
     serve.add_argument(
         "--cache-size",
-        type=int,
+        type=int_range(1, 100_000_000, "entries"),
+        metavar="ENTRIES",
         default=defaults.CACHE_SIZE,
         help=f"positive answers kept per server block ({defaults.CACHE_SIZE}), "
         "and a tenth of it of negative ones",
@@ -97,7 +102,7 @@ def _add_serve_sources(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--kube-api", metavar="URL", help="override the API server URL")
     serve.add_argument(
         "--startup-timeout",
-        type=float,
+        type=parse_seconds,
         default=defaults.STARTUP_TIMEOUT,
         metavar="SECONDS",
         help="how long to wait for the first API sync before opening the ports "
@@ -105,7 +110,7 @@ def _add_serve_sources(serve: argparse.ArgumentParser) -> None:
     )
     serve.add_argument(
         "--zones-interval",
-        type=float,
+        type=parse_seconds,
         default=defaults.ZONES_INTERVAL,
         metavar="SECONDS",
         help="how often to look for changed manifest files; 0 never "
@@ -120,7 +125,7 @@ def _add_serve_sources(serve: argparse.ArgumentParser) -> None:
     )
     serve.add_argument(
         "--kube-watch-timeout",
-        type=float,
+        type=parse_seconds,
         default=0.0,
         metavar="SECONDS",
         help="server-side watch timeout, drawn from [S, 2S]; a stream silent longer "
@@ -139,7 +144,7 @@ def _add_serve_listeners(serve: argparse.ArgumentParser) -> None:
     )
     serve.add_argument(
         "--tcp-idle-timeout",
-        type=float,
+        type=parse_seconds,
         default=defaults.TCP_IDLE_TIMEOUT,
         metavar="SECONDS",
         help="close a TCP connection idle this long, or slower than this per message "
@@ -147,7 +152,7 @@ def _add_serve_listeners(serve: argparse.ArgumentParser) -> None:
     )
     serve.add_argument(
         "--max-tcp-connections",
-        type=int,
+        type=int_range(1, 1_000_000, "connections"),
         default=defaults.MAX_TCP_CONNECTIONS,
         metavar="N",
         help=f"TCP connections open at once; more are closed at once "
@@ -155,7 +160,7 @@ def _add_serve_listeners(serve: argparse.ArgumentParser) -> None:
     )
     serve.add_argument(
         "--max-tcp-queries",
-        type=int,
+        type=int_range(1, 1_000_000_000, "queries"),
         default=defaults.MAX_TCP_QUERIES,
         metavar="N",
         help=f"queries per TCP connection before it is closed ({defaults.MAX_TCP_QUERIES})",
@@ -164,7 +169,7 @@ def _add_serve_listeners(serve: argparse.ArgumentParser) -> None:
         "--udp-size",
         "--bufsize",
         dest="udp_size",
-        type=int,
+        type=int_range(512, 65535, "bytes"),
         default=defaults.UDP_SIZE,
         metavar="BYTES",
         help="our EDNS payload: UDP replies are at most this and the client's, 512-65535 "
@@ -178,7 +183,7 @@ def _add_serve_listeners(serve: argparse.ArgumentParser) -> None:
     )
     serve.add_argument(
         "--workers",
-        type=int,
+        type=int_range(1, 1024, "processes"),
         default=1,
         metavar="N",
         help="N processes on the same port (SO_REUSEPORT), each with its own store (1)",
@@ -226,12 +231,6 @@ def flags_config(args: argparse.Namespace) -> ServerConfig:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Run the server from a Corefile (``--conf``) or from the flags; the exit status."""
-    if args.workers < 1:
-        log.error("--workers: want 1 or more, got %d", args.workers)
-        return 1
-    if not 512 <= args.udp_size <= 65535:
-        log.error("--udp-size: want 512 to 65535 bytes, got %d", args.udp_size)
-        return 1
     options = Options(
         watch_timeout=args.kube_watch_timeout,
         tcp_idle_timeout=args.tcp_idle_timeout,
