@@ -3,16 +3,20 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from clusterdns.core.errors import ConfigError
 from clusterdns.corefile.config import load
 
-from .corefile_server import Served, serve
+from .corefile_server import ZONES, Served, serve
 from .upstream import Upstream
 
 LINE = re.compile(
@@ -136,3 +140,38 @@ def test_default_format_fast_path_equals_the_template(client: str) -> None:
     remote = f"[{client}]" if ":" in client else client
     assert fast == (f'{remote}:5353 - {(data[0] << 8) | data[1]} "AAAA IN Web.Shop.svc.cluster.local. tcp '
                     f'{len(data)} true 1232" NXDOMAIN qr,rd,ra {len(reply)} 0.5s')
+
+
+def test_serve_log_flag_prints_a_line_per_query(tmp_path: Path) -> None:
+    """``clusterdns serve --log`` (no Corefile): each query is a CoreDNS log line on stdout."""
+    import dns.message
+    import dns.query
+
+    out = (tmp_path / "stdout").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "clusterdns", "serve", "--listen", "127.0.0.1:0", "--log",
+         "--zones", str(ZONES)],
+        stdout=out, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stderr is not None
+        port = 0
+        deadline = time.monotonic() + 20
+        while not port and time.monotonic() < deadline:
+            match = re.search(r"listening on [0-9.]+:(\d+)", process.stderr.readline())
+            port = int(match.group(1)) if match else 0
+        assert port, "no listening line"
+        query = dns.message.make_query("kubernetes.default.svc.cluster.local.", "A")
+        query.id = 4321
+        dns.query.udp(query, "127.0.0.1", port=port, timeout=5)
+        text = ""
+        while time.monotonic() < deadline and "4321" not in text:
+            time.sleep(0.05)  # the log is written by its own thread, in batches
+            text = (tmp_path / "stdout").read_text()
+        line = next(line for line in text.splitlines() if " 4321 " in line)
+        assert line.startswith("[INFO] 127.0.0.1:")
+        assert '"A IN kubernetes.default.svc.cluster.local. udp' in line and " NOERROR " in line
+    finally:
+        process.terminate()
+        process.wait(10)
+        out.close()

@@ -16,6 +16,7 @@ from ..corefile.config import ServerConfig
 from ..plugins.k8s_external import ExternalConfig
 from ..plugins.k8s_gateway import GatewayConfig
 from ..plugins.kubernetes_setup import KubernetesConfig
+from ..plugins.querylog import QueryLogConfig
 from ..server.app import Options, run
 from ..server.reload import load_conf
 from .arguments import int_range, parse_address, parse_listen, parse_seconds, parse_ttl
@@ -82,6 +83,11 @@ def _add_serve_answers(serve: argparse.ArgumentParser) -> None:
         "--autopath",
         action="store_true",
         help="answer a pod's search list on the server (needs --pods verified)",
+    )
+    serve.add_argument(
+        "--log",
+        action="store_true",
+        help="a line per query on stdout, in CoreDNS's log format (the log plugin)",
     )
 
 
@@ -203,6 +209,8 @@ def flags_config(args: argparse.Namespace) -> ServerConfig:
     gateway = tuple(absolute(z) for z in args.gateway_zone)
     # the plugins a Corefile would name, in its words (directive -> config)
     plugins: dict[str, object] = {}
+    if args.log:
+        plugins["log"] = QueryLogConfig()
     if args.autopath:
         plugins["autopath"] = "@kubernetes"
     if gateway:
