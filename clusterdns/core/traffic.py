@@ -454,39 +454,49 @@ def _client_view(
 
 
 def _advice(entry: dict[str, Any], wasted: Sequence[tuple[str, _Base]]) -> str:
-    """The sentence an operator acts on: which pod, which names, which fix, what it saves."""
+    """The sentence an operator acts on: which pod, which names, which fix, what it saves.
+
+    Names that resolved get "write X. (the name that answered, with its trailing dot)";
+    names that never resolved get "fix or drop the lookup" (a trailing dot would still
+    save their expansions, but the lookup itself is the bug)."""
     who = entry["pod"] or entry["ip"]
     queries = entry["queries"]
     expansions = entry["search_expansions"]
     failed = [f["name"] for f in entry["failed_names"][:3]]
+    failing = f"names that failed: {', '.join(failed)}" if failed else ""
     if entry["pod"] is None:
         text = f"{who} is not a known pod: its search path is unknown, so no waste is counted"
-        return text + (f"; names that failed: {', '.join(failed)}." if failed else ".")
+        return text + (f"; {failing}" if failing else ".")
     if not expansions:
         text = f"{who}: no search-path expansions in {queries} queries"
-        return text + (f"; names that failed: {', '.join(failed)}." if failed else ".")
-    names = []
-    for base_name, base in wasted[:3]:
-        target = base.resolved_at or base_name + "."
-        names.append(target if base.resolved_at else f"{target} (never resolved)")
+        return text + (f"; {failing}" if failing else ".")
+    resolving = [(b.resolved_at, b.expansions) for _, b in wasted if b.resolved_at]
+    broken = [(name, b.expansions) for name, b in wasted if not b.resolved_at]
     s = entry["savings"]
-    fixes = [
-        (
-            s["trailing_dot"]["queries"],
-            f"write {', '.join(names)} with the trailing dot in its configuration",
-        ),
-        (s["ndots2"]["queries"], 'set dnsConfig.options ndots: "2" in its pod template'),
-        (s["autopath"]["queries"], "enable autopath on the server (needs pods verified)"),
-    ]
+    fixes = []
+    if resolving:
+        n = sum(e for _, e in resolving)
+        names = ", ".join(name for name, _ in resolving[:3])
+        fixes.append((n, f"write {names} (with the trailing dot) in its configuration"))
+    fixes.append((s["ndots2"]["queries"], 'set dnsConfig.options ndots: "2" in its pod template'))
+    fixes.append((s["autopath"]["queries"], "enable autopath on the server (pods verified)"))
     fixes = sorted((f for f in fixes if f[0]), key=lambda f: -f[0])
     text = (
         f"{who}: {expansions} of its {queries} queries ({_pct(expansions, queries)}) were "
-        f"search-path expansions. Fix: "
-        + "; or ".join(f"{fix} (saves {n}, {_pct(n, queries)})" for n, fix in fixes)
-        + "."
+        "search-path expansions."
     )
-    if failed:
-        text += f" Names that never resolved: {', '.join(failed)}."
+    if fixes:
+        text += " Fix: " + "; or ".join(
+            f"{fix} (saves {n}, {_pct(n, queries)})" for n, fix in fixes
+        )
+        text += "."
+    if broken:
+        n = sum(e for _, e in broken)
+        names = ", ".join(name for name, _ in broken[:3])
+        text += (
+            f" {names} never resolved: fix or drop the lookup (its search walk alone "
+            f"cost {n} queries, {_pct(n, queries)})."
+        )
     return text
 
 
@@ -527,11 +537,11 @@ def _cluster_advice(entries: Sequence[dict[str, Any]], total: dict[str, Any]) ->
     s = total["savings"]
     return (
         f"{expansions} of {queries} queries ({_pct(expansions, queries)}) were search-path "
-        f"expansions, most from {pods}. Trailing dots on their top names would save "
+        f"expansions, most from {pods}. Fully qualified names (trailing dot) would save "
         f"{s['trailing_dot']['queries']} ({_pct(s['trailing_dot']['queries'], queries)}), "
-        f'ndots: "2" {s["ndots2"]["queries"]} ({_pct(s["ndots2"]["queries"], queries)}), '
-        f"autopath on the server {s['autopath']['queries']} "
-        f"({_pct(s['autopath']['queries'], queries)})."
+        f'dnsConfig ndots: "2" on those pods {s["ndots2"]["queries"]} '
+        f"({_pct(s['ndots2']['queries'], queries)}), autopath on the server "
+        f"{s['autopath']['queries']} ({_pct(s['autopath']['queries'], queries)})."
     )
 
 
@@ -571,6 +581,16 @@ def view(
     total = _sum_entries(entries)
     total["pods"] = _sum_entries(pod_entries)
     total["advice"] = _cluster_advice(pod_entries, total["pods"])
+    wasted: dict[str, list[int]] = {}
+    for e in pod_entries:
+        for n in e["expanded_names"]:
+            sums = wasted.setdefault(n["name"], [0, 0])
+            sums[0] += n["expansions"]
+            sums[1] += 1
+    total["wasted_names"] = [
+        {"name": name, "expansions": n, "pods": pods_}
+        for name, (n, pods_) in sorted(wasted.items(), key=lambda item: -item[1][0])[:TOP_NAMES]
+    ]
     return {
         "clients": entries[:top],
         "clients_total": len(entries),
@@ -600,7 +620,8 @@ def snapshot(
                       "nxdomain", "search_expansions", "waste_share", "expanded_names",
                       "failed_names", "top_names", "savings", "advice"}],
          "clients_total": N, "namespaces": [{"namespace", "clients", "queries", ...}],
-         "cluster": {"queries", "search_expansions", "savings", "pods": {...}, "advice"},
+         "cluster": {"queries", "search_expansions", "savings", "pods": {...}, "advice",
+                     "wasted_names": [{"name", "expansions", "pods"}]},
          "error_bound": {"clients": 0, "names": 0},
          "since_start": {same keys as the window: clients, namespaces, cluster, ...}}
 
