@@ -42,6 +42,7 @@ OWNERS = {
     "dnslib": {"plugins/"},
     "dns": {"tools/explain.py", "testing/server.py"},
     "pytest": {"testing/__init__.py"},
+    "rich": {"tools/top.py"},
 }
 
 # what the core may not use even from the standard library: I/O, concurrency, clocks
