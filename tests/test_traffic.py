@@ -102,6 +102,7 @@ def test_a_glibc_walk_from_a_pod_is_counted_exactly() -> None:
     assert snap["cluster"]["pods"]["search_expansions"] == 6
     assert "shop/web-0 (6)" in snap["cluster"]["advice"]
     assert snap["error_bound"] == {"clients": 0, "names": 0}
+    assert snap["totals"] == {"queries": 8, "rcodes": {"NOERROR": 2, "NXDOMAIN": 6}}
 
 
 def test_a_cluster_name_resolving_at_the_second_suffix() -> None:

@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -77,7 +78,7 @@ def busy_view(clock: Clock) -> TrafficView:
 @pytest.fixture
 def listener() -> Iterator[tuple[str, TrafficView, list[int], CollectorRegistry]]:
     """A real metrics listener on 127.0.0.1 (ephemeral port) with /traffic wired in."""
-    clock = Clock(time.time())
+    clock = Clock(time.time() // 5 * 5)  # on a bucket boundary: the same counts every run
     view = busy_view(clock)
     calls = [0]
 
@@ -109,7 +110,12 @@ def test_traffic_json_and_metrics_on_one_listener(listener: Any) -> None:
     assert (top["pod"], top["ip"]) == ("shop/web-0", WEB)
     assert top["search_expansions"] * 4 == top["queries"] * 3  # 6 of every 8
     assert "api.github.com." in top["advice"]
-    assert {n["namespace"] for n in snap["namespaces"]} == {"shop", "payments", "default", "monitoring"}
+    assert {n["namespace"] for n in snap["namespaces"]} == {
+        "shop",
+        "payments",
+        "default",
+        "monitoring",
+    }
     assert snap["cluster"]["wasted_names"][0]["name"] == "api.github.com"
     assert snap["series"] and snap["outcomes"][0] == "NOERROR"
     # /metrics is prometheus_client's own output, unchanged
@@ -139,6 +145,37 @@ def test_a_failing_snapshot_is_one_line_and_metrics_go_on() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_snapshots_while_a_serving_thread_notes() -> None:
+    """The serving thread notes while the HTTP side rotates and snapshots (CPython's GIL:
+    dict copies are atomic); afterwards every query is counted, once."""
+    clock = Clock(1000.0)
+    view = TrafficView(lambda: PODS, ZONE, clock=clock)
+    tally = view.tally()
+    done = threading.Event()
+    name = b"\x03web\x04shop\x03svc\x07cluster\x05local\x00"
+
+    def serve() -> None:
+        for i in range(60_000):
+            tally.note(WEB if i % 2 else f"10.9.{i >> 8 & 255}.{i & 255}", name, 0, 1)
+        done.set()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    snapshots = 0
+    while not done.is_set() or snapshots < 3:
+        clock.now += 0.7
+        view.snapshot()
+        snapshots += 1
+    thread.join()
+    clock.now += 1.0
+    snap = view.snapshot()
+    assert snap["since_start"]["totals"] == {"queries": 60_000, "rcodes": {"NOERROR": 60_000}}
+    (web,) = [c for c in snap["since_start"]["clients"] if c["ip"] == WEB]
+    slack = snap["since_start"]["error_bound"]["clients"]
+    assert 30_000 - slack <= web["queries"] <= 30_000
+    assert snapshots >= 3
 
 
 def chromium(url: str, *mode: str, size: str = "1400,1700") -> subprocess.CompletedProcess[str]:
@@ -181,7 +218,9 @@ def test_the_page_renders_in_a_real_browser(listener: Any) -> None:
     # the script drew the charts: SVG elements with the top pod's name as a bar label
     assert re.search(r'<svg[^>]*class="chart chart-rate"', dom), result.stderr[-2000:]
     assert re.search(r'<path[^>]*class="series"', dom)
-    assert re.search(r'<svg[^>]*class="chart chart-pods".*?class="bar-label">shop/web-0<', dom, re.S)
+    assert re.search(
+        r'<svg[^>]*class="chart chart-pods".*?class="bar-label">shop/web-0<', dom, re.S
+    )
     assert re.search(r'<td class="pod">shop/web-0<small>10\.244\.1\.10</small></td>', dom)
     assert "api.github.com." in dom
     assert calls[0] >= 3  # the page embedded one snapshot and fetched traffic.json again
@@ -189,7 +228,7 @@ def test_the_page_renders_in_a_real_browser(listener: Any) -> None:
 
 def screenshot(path: Path) -> None:
     """Serve a busy minute of traffic and write the page's screenshot to ``path``."""
-    clock = Clock(time.time())
+    clock = Clock(time.time() // 5 * 5)  # on a bucket boundary: the same counts every run
     view = busy_view(clock)
     server = serve_metrics("127.0.0.1:0", CollectorRegistry(), traffic=view.snapshot)
     try:

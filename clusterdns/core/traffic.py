@@ -623,7 +623,8 @@ def snapshot(
          "cluster": {"queries", "search_expansions", "savings", "pods": {...}, "advice",
                      "wasted_names": [{"name", "expansions", "pods"}]},
          "error_bound": {"clients": 0, "names": 0},
-         "since_start": {same keys as the window: clients, namespaces, cluster, ...}}
+         "totals": {"queries": N, "rcodes": {...}},  # exact, whatever the traffic
+         "since_start": {same keys as the window: clients, namespaces, cluster, totals...}}
 
     Times in ``series`` are seconds relative to ``now``; ``qps`` is queries per second over
     the bucket. Raises nothing on any tally content.
@@ -658,6 +659,10 @@ def snapshot(
                 "qps": {outcome_name(o): round(point[o] / span, 3) for o in order},
             }
         )
+    win_outcomes = [sum(b.outcomes[i] for b in window) for i in range(OUTCOMES)]
+    all_outcomes = [
+        win_outcomes[i] + sum(t.total_outcomes[i] for t in tallies) for i in range(OUTCOMES)
+    ]
     win_clients = merge(b.clients.frozen() for b in window)
     win_names = merge(b.names.frozen() for b in window)
     result: dict[str, Any] = {
@@ -669,8 +674,18 @@ def snapshot(
         "outcomes": [outcome_name(o) for o in order],
         "series": points,
         **view(win_clients, win_names, pods, zone, top),
+        "totals": _totals(win_outcomes),
     }
     all_clients = merge([t.total_clients for t in tallies] + [win_clients])
     all_names = merge([t.total_names for t in tallies] + [win_names])
     result["since_start"] = view(all_clients, all_names, pods, zone, top)
+    result["since_start"]["totals"] = _totals(all_outcomes)
     return result
+
+
+def _totals(outcomes: Sequence[int]) -> dict[str, Any]:
+    """Exact counts (not bounded summaries): queries and answers by outcome."""
+    return {
+        "queries": sum(outcomes),
+        "rcodes": {outcome_name(o): n for o, n in enumerate(outcomes) if n},
+    }

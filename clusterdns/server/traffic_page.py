@@ -332,8 +332,9 @@ function render() {
   const snap = span === "window" ? data : Object.assign({}, data, data.since_start);
   const c = snap.cluster, pods = c.pods;
   const seconds = span === "window" ? Math.max(data.covered_s, 1) : Math.max(data.since_s, 1);
-  document.getElementById("k-qps").textContent = fmt(c.queries / seconds);
-  document.getElementById("k-qps-sub").textContent = `${fmt(c.queries)} queries in ${fmt(seconds)} s`;
+  const total = snap.totals || {queries: c.queries};
+  document.getElementById("k-qps").textContent = fmt(total.queries / seconds);
+  document.getElementById("k-qps-sub").textContent = `${fmt(total.queries)} queries in ${fmt(seconds)} s`;
   document.getElementById("k-waste").textContent = pct(pods.waste_share);
   document.getElementById("k-waste-sub").textContent = `${fmt(pods.search_expansions)} expansions of ${fmt(pods.queries)} pod queries`;
   document.getElementById("k-nx").textContent = pct(c.queries ? c.nxdomain / c.queries : 0);

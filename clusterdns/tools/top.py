@@ -99,7 +99,7 @@ def render(data: dict[str, Any], since_start: bool = False, note: str = "") -> R
     head.append("clusterdns top", style="bold")
     head.append(
         f"  {'since start' if since_start else 'last ' + str(int(data['window_s'])) + ' s'}"
-        f"  ·  {cluster['queries'] / seconds:.1f} queries/s"
+        f"  ·  {span.get('totals', cluster)['queries'] / seconds:.1f} queries/s"
         f"  ·  search-path waste {_pct(pods['waste_share'])}"
         f" ({pods['search_expansions']} of {pods['queries']} pod queries)"
         f"  ·  NXDOMAIN {cluster['nxdomain']}"
