@@ -43,6 +43,7 @@ OWNERS = {
     "dns": {"tools/explain.py", "testing/server.py"},
     "pytest": {"testing/__init__.py"},
     "lark": {"plugins/viewexpr.py"},
+    "rich": {"tools/top.py"},
 }
 
 # what the core may not use even from the standard library: I/O, concurrency, clocks

@@ -22,6 +22,7 @@ from prometheus_client import (
     CollectorRegistry,
     PlatformCollector,
     ProcessCollector,
+    make_wsgi_app,
     start_http_server,
 )
 from prometheus_client.core import (
@@ -447,12 +448,24 @@ def registry(collector: Collector) -> CollectorRegistry:
     return reg
 
 
-def serve_metrics(address: str, reg: CollectorRegistry | None = None) -> Any:
+def serve_metrics(
+    address: str,
+    reg: CollectorRegistry | None = None,
+    traffic: Callable[[], dict[str, Any]] | None = None,
+) -> Any:
     """Serve ``/metrics`` on ``host:port`` in a daemon thread (prometheus_client's server).
 
-    Returns the HTTP server (``shutdown()`` stops it). Raises OSError if it cannot bind,
-    ValueError for an address that is not ``host:port``.
+    With ``traffic`` (a callable giving the snapshot, e.g. ``TrafficView.snapshot``), the
+    same listener also answers ``/traffic`` and ``/traffic.json``
+    (clusterdns/server/traffic_page.py); every other path goes to prometheus_client's own
+    WSGI application, unchanged. Returns the HTTP server (``shutdown()`` stops it). Raises
+    OSError if it cannot bind, ValueError for an address that is not ``host:port``.
     """
     host, port = split_hostport(address)
+    if traffic is not None:
+        from .traffic_page import serve_wsgi, traffic_app
+
+        app = traffic_app(make_wsgi_app(reg or REGISTRY), traffic)
+        return serve_wsgi(host or "0.0.0.0", port, app)
     server, _thread = start_http_server(port, addr=host or "0.0.0.0", registry=reg or REGISTRY)
     return server

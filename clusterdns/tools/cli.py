@@ -1,4 +1,4 @@
-"""Command line: ``clusterdns serve|check|resolvconf|resolve|env`` (``python -m clusterdns``
+"""Command line: ``clusterdns serve|check|resolvconf|resolve|env|top`` (``python -m clusterdns``
 and CoreDNS's ``-conf PATH`` work too).
 
 Each subcommand has one function that adds its arguments (``add_<command>``) and one that
@@ -29,6 +29,7 @@ from .arguments import Parser, int_range, parse_listen
 from .explain import Exposure, local_query, report, server_query
 from .serve import add_serve, run_serve
 from .servicelinks import service_env
+from .top import add_top, run_top
 
 CLUSTER_DNS_IP = "10.96.0.10"  # kubeadm's and kind's kube-dns Service IP
 HOST_RESOLV_CONF = Path("/etc/resolv.conf")
@@ -238,6 +239,7 @@ COMMANDS: dict[str, tuple[str, Adder, Runner]] = {
     "resolve": ("walk a pod's search list as its libc does", add_resolve, run_resolve),
     "env": ("print the service variables a pod gets", add_env, run_env),
     "check": ("validate manifests and count what they hold", add_check, run_check),
+    "top": ("show who sends the queries, live, from a server's /traffic.json", add_top, run_top),
 }
 """Subcommand -> (help, the function adding its arguments, the function running it)."""
 
