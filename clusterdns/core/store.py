@@ -455,6 +455,16 @@ class Store:
         """Services that have ``ip`` as a ready endpoint address, sorted."""
         return sorted(_values(self._endpoint_ips.get(ip)))
 
+    def pod_names(self) -> dict[str, tuple[str, str]]:
+        """Pod IP -> (namespace, name) of the live pods (the traffic view's attribution).
+        Safe from another thread: the pod table is copied first, in one C-level call."""
+        out: dict[str, tuple[str, str]] = {}
+        for pod in list(self._merged["Pod"].values()):
+            if isinstance(pod, Pod) and not pod.deleting:
+                for ip in pod.ips:
+                    out[ip] = (pod.namespace, pod.name)
+        return out
+
     def pod_namespace(self, ip: str) -> str | None:
         """The namespace of a live pod with ``ip`` (autopath's client), or None."""
         values = _values(self._pod_ips.get(ip))

@@ -46,8 +46,14 @@ class ServerConfig:
     reload: tuple[float, float] | None = None
     root: str = ""  # the root plugin: the directory relative file names are taken from
     bufsize: int | None = None  # bufsize: cap on the EDNS UDP payload honoured/advertised
+    traffic_view: bool | None = None  # who asks what (docs/traffic.md); None: with prometheus
     plugins: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+
+    def traffic_on(self) -> bool:
+        """Whether the block counts its queries by client for the traffic view: as
+        ``traffic_view`` says, else wherever the metrics listener is on (docs/traffic.md)."""
+        return self.traffic_view if self.traffic_view is not None else bool(self.prometheus)
 
     def enabled(self) -> tuple[str, ...]:
         """Every plugin the block loads, server settings included (CoreDNS's
@@ -204,6 +210,15 @@ def _root(server: ServerConfig, r: Reader) -> None:
     server.root = r.d.args[0]
 
 
+def _traffic_view(server: ServerConfig, r: Reader) -> None:
+    """``traffic_view [on|off]`` (clusterdns's own; not CoreDNS's external ``traffic`` plugin,
+    an xDS balancer, whose name it avoids)."""
+    r.count(r.d.args, 0, 1, "[on|off]")
+    if r.d.args and r.d.args[0] not in ("on", "off"):
+        raise r.error(f"want on or off, got {r.d.args[0]!r}")
+    server.traffic_view = not r.d.args or r.d.args[0] == "on"
+
+
 def _bufsize(server: ServerConfig, r: Reader) -> None:
     r.count(r.d.args, 0, 1, "[SIZE]")
     server.bufsize = r.integer(r.d.args[0], 512, 4096) if r.d.args else UDP_SIZE
@@ -218,6 +233,7 @@ DIRECTIVES: dict[str, Parser] = {
     "reload": _reload,
     "root": _root,
     "bufsize": _bufsize,
+    "traffic_view": _traffic_view,
 }
 """The server's own directives -> their parsers. The chain's plugins come from
 ``plugins.order``; LOG_ONLY ones are warned about; anything else is ``not supported``

@@ -16,6 +16,7 @@ from typing import Any
 from ..core.defaults import CACHE_SIZE, NEGATIVE_SHARE
 from ..core.errors import FormatError
 from ..core.rr import Rcode
+from ..core.traffic import TrafficTally
 from . import edns, message
 from .edns import DEFAULT_UDP_SIZE, check_options
 from .message import FLAG_CD, FLAG_QR, FLAG_RD, Query
@@ -50,17 +51,21 @@ class Tally:
     (folded into CoreDNS's metric families at scrape time); ``turn``: this thread's loadbalance
     turn; ``keep``: for a thread other than the cache's owner, the answers it made that the
     owner should keep (bounded by :data:`KEEP_MAX`, oldest dropped; None on the owner's thread,
-    which keeps them at once).
+    which keeps them at once); ``traffic``: this thread's traffic tally (who asked what,
+    ``core.traffic``), None when the traffic view is off.
     """
 
-    __slots__ = ("family", "hits", "served", "turn", "keep")
+    __slots__ = ("family", "hits", "served", "turn", "keep", "traffic")
 
-    def __init__(self, family: str = "1", owner: bool = True) -> None:
+    def __init__(
+        self, family: str = "1", owner: bool = True, traffic: TrafficTally | None = None
+    ) -> None:
         self.family = family
         self.hits = 0
         self.served: defaultdict[Served, int] = defaultdict(int)
         self.turn = 0
         self.keep: deque[Any] | None = None if owner else deque(maxlen=KEEP_MAX)
+        self.traffic = traffic
 
 
 class AnswerCache:
@@ -121,11 +126,13 @@ class AnswerCache:
         self.misses = 0  # written by the owner's thread only (:meth:`get`)
         self.udp_size = DEFAULT_UDP_SIZE  # our EDNS payload (bytes): see udp_limit
 
-    def tally(self, family: str = "1", owner: bool = True) -> Tally:
+    def tally(
+        self, family: str = "1", owner: bool = True, traffic: TrafficTally | None = None
+    ) -> Tally:
         """New counters for one serving thread (``owner``: the thread that writes this
         cache, the event loop's), registered so that :attr:`hits` and the metrics sum them.
         Call from the owner's thread, before the serving thread starts."""
-        tally = Tally(family, owner)
+        tally = Tally(family, owner, traffic)
         self.tallies.append(tally)
         return tally
 
@@ -138,7 +145,7 @@ class AnswerCache:
     # it and nothing else), and a call costs about as much as a tenth of it. Helpers
     # (parse_header, udp_limit, key) are inlined; literals stand for TCP_LIMIT,
     # PAYLOAD_BUCKETS and MIN_UDP (a constant is cheaper than a global).
-    def lookup(self, data: bytes, tcp: bool, tally: Tally) -> bytes | None:
+    def lookup(self, data: bytes, tcp: bool, tally: Tally, client: str = "") -> bytes | None:
         """The hot path: the whole reply for a query packet straight from its bytes.
 
         No parsing into objects, no dnslib: the header, the question's labels and an OPT
@@ -146,7 +153,8 @@ class AnswerCache:
         miss and for anything out of the ordinary (a response, another opcode, several
         questions, records other than one OPT, EDNS version > 0, a bad or compressed
         name): the caller then takes the full, checking path. Writes nothing but
-        ``tally`` (the calling thread's own counters): safe from any thread.
+        ``tally`` (the calling thread's own counters, its traffic tally noting ``client``,
+        the source IP): safe from any thread.
         """
         if len(data) < 17:
             return None
@@ -211,6 +219,9 @@ class AnswerCache:
         tally.served[
             (tcp, (data[pos + 1] << 8) | data[pos + 2], cached_flags & 0xF, end, len(reply))
         ] += 1
+        traffic = tally.traffic
+        if traffic is not None:
+            traffic.note(client, key[0], cached_flags & 0xF, counts[0] | counts[1])
         return reply
 
     def _rotated(self, key: CacheKey, tail: bytes, tally: Tally) -> bytes:

@@ -31,6 +31,7 @@ from ..core.names import find_zone
 from ..core.resolver import Answer, ZoneConfig
 from ..core.rr import QClass, QType, Rcode
 from ..core.store import Store
+from ..core.traffic import TrafficTally
 from ..dns.cache import AnswerCache, Tags, Tally
 from ..dns.edns import DEFAULT_UDP_SIZE, MIN_UDP, TCP_LIMIT, find_opt
 from ..dns.encode import encode_answer, error_response, header_only_response
@@ -78,6 +79,7 @@ def assemble(
     cache_size: int = defaults.CACHE_SIZE,
     negative_cache_size: int | None = None,
     udp_size: int = DEFAULT_UDP_SIZE,
+    traffic: Callable[[], TrafficTally] | None = None,
 ) -> Handler:
     """One server block's handler: every plugin in ``configs`` (directive name -> its
     config, as ``corefile.config`` reads them) built in the plugin table's order, with the
@@ -86,7 +88,8 @@ def assemble(
 
     ``addresses``: our own addresses (NS glue); ``cache_size``/``negative_cache_size``:
     positive and negative answers kept (default a tenth of ``cache_size``); ``udp_size``:
-    our EDNS payload in bytes, 512-65535 (ValueError outside). Raises ConfigError when a
+    our EDNS payload in bytes, 512-65535 (ValueError outside); ``traffic``: makes each serving
+    thread's traffic tally (the traffic view; None: off). Raises ConfigError when a
     plugin's configuration cannot be built (e.g. k8s_external without kubernetes). Call on
     the thread that mutates ``store``: the answer cache listens to its changes.
     """
@@ -108,7 +111,7 @@ def assemble(
             step.name, step.in_class = name, plugin.in_class
             steps.append(step)
     store.listen(cache)
-    return Handler(build, steps, udp_size)
+    return Handler(build, steps, udp_size, traffic)
 
 
 class Handler:
@@ -120,7 +123,13 @@ class Handler:
     capped at the smaller of it and the client's; our OPT advertises it, RFC 6891 6.2.5).
     """
 
-    def __init__(self, build: Build, steps: Sequence[Step], udp_size: int) -> None:
+    def __init__(
+        self,
+        build: Build,
+        steps: Sequence[Step],
+        udp_size: int,
+        traffic: Callable[[], TrafficTally] | None = None,
+    ) -> None:
         self.store = build.store
         self.zones = build.zones
         self.config: ZoneConfig | None = build.config
@@ -137,7 +146,11 @@ class Handler:
         self.negative = _fast_negative(self.steps) if self.querylog is None else None
         # the event loop's own counters, one per listener family (the cache's owner keeps
         # what it makes at once); serving threads ask for theirs with :meth:`tally`
-        self.loop_tallies = {family: self.cache.tally(family) for family in ("1", "2")}
+        self.traffic = traffic
+        self.loop_tallies = {
+            family: self.cache.tally(family, traffic=traffic() if traffic else None)
+            for family in ("1", "2")
+        }
         if self.metrics is not None:
             self.metrics.tallies = self.cache.tallies
 
@@ -145,7 +158,8 @@ class Handler:
         """Counters for a serving thread other than the event loop's (call on the loop,
         before the thread starts); what it answers from the template is kept by the loop
         (:meth:`keep_made`)."""
-        return self.cache.tally(family, owner=False)
+        traffic = self.traffic
+        return self.cache.tally(family, owner=False, traffic=traffic() if traffic else None)
 
     def drop_cache(self) -> None:
         """Forget every kept answer (hosts data changed)."""
@@ -153,13 +167,14 @@ class Handler:
 
     # ---- 1. the fast path -------------------------------------------------------------
 
-    def fast(self, data: bytes, tcp: bool, tally: Tally) -> Fast:
+    def fast(self, data: bytes, tcp: bool, tally: Tally, client: str = "") -> Fast:
         """The one fast path, from any thread (docs/design.md 4): the reply when a kept
         answer or a certain NXDOMAIN serves the datagram, None to send nothing, else the
-        parsed query for :meth:`answer`. Writes nothing but ``tally`` (the calling thread's):
-        an NXDOMAIN made off the loop is left in ``tally.keep`` for the loop to keep."""
+        parsed query for :meth:`answer`. ``client``: the source IP (the traffic view).
+        Writes nothing but ``tally`` (the calling thread's): an NXDOMAIN made off the loop
+        is left in ``tally.keep`` for the loop to keep."""
         if self.querylog is None:  # the log sees every query: the chain answers and logs
-            hit = self.cache.lookup(data, tcp, tally)
+            hit = self.cache.lookup(data, tcp, tally, client)
             if hit is not None:
                 return hit
         query = parse_or_reply(data, self.udp_size)
@@ -180,6 +195,8 @@ class Handler:
         header, tail, tags = made
         reply = header + query.question + tail
         tally.served[(tcp, query.qtype, Rcode.NXDOMAIN, len(data), len(reply))] += 1
+        if tally.traffic is not None:
+            tally.traffic.note(client, query.question[:-4].lower(), Rcode.NXDOMAIN, 0)
         if tally.keep is None:
             self.cache.put(query, query.limit(tcp), header, tail, tags=tags)
         else:
@@ -205,7 +222,7 @@ class Handler:
         client's address (autopath, log)."""
         if type(data) is not bytes:  # a bytearray or memoryview: keys must be bytes
             data = bytes(data)
-        out = self.fast(data, tcp, self.loop_tallies[family])
+        out = self.fast(data, tcp, self.loop_tallies[family], client)
         if type(out) is Query:
             return self.answer(out, data, tcp, family, client, port)
         return out  # type: ignore[return-value]
@@ -242,7 +259,7 @@ class Handler:
                     reply, plugin = error_response(query, Rcode.SERVFAIL), ""
                 if reply is not None and not isinstance(reply, bytes):
                     reply = _guarded(reply, query, plugin)
-        if self.metrics is None and self.querylog is None:
+        if self.metrics is None and self.querylog is None and self.traffic is None:
             return reply
         if isinstance(reply, bytes) or reply is None:
             self._report(query, data, tcp, family, client, port, reply, plugin, began)
@@ -288,6 +305,10 @@ class Handler:
             self.metrics.observe(proto, family, query.qtype, len(data), reply, plugin, seconds, do)
         if self.querylog is not None:
             self.querylog.record(client, port, tcp, data, reply, seconds)
+        traffic = self.loop_tallies[family].traffic
+        if traffic is not None and reply is not None and len(reply) >= 12:
+            name = query.question[:-4].lower()
+            traffic.note(client, name, reply[3] & 0xF, reply[6] | reply[7])
 
     async def _report_later(
         self,
@@ -446,19 +467,20 @@ class Mux:
         """Counters for a serving thread: one per block."""
         return [handler.tally(family) for handler in self.handlers]
 
-    def fast(self, data: bytes, tcp: bool, tally: list[Tally]) -> Fast:
+    def fast(self, data: bytes, tcp: bool, tally: list[Tally], client: str = "") -> Fast:
         """:meth:`Handler.fast` for the block the name belongs to."""
         for handler, mine in zip(self.handlers, tally, strict=True):
-            hit = handler.cache.lookup(data, tcp, mine) if handler.querylog is None else None
-            if hit is not None:
-                return hit
+            if handler.querylog is None:
+                hit = handler.cache.lookup(data, tcp, mine, client)
+                if hit is not None:
+                    return hit
         query = parse_or_reply(data, self.handlers[0].udp_size)
         if type(query) is not Query:
             return query
         index = self._block(query)
         if index is None:
             return error_response(query, Rcode.REFUSED)
-        return self.handlers[index].fast(data, tcp, tally[index])
+        return self.handlers[index].fast(data, tcp, tally[index], client)
 
     def _block(self, query: Query) -> int | None:
         zone = find_zone(query.qname, self._zones)
@@ -496,7 +518,7 @@ class Mux:
         if len(self.handlers) == 1:
             return self.handlers[0].handle(data, tcp, family, client, port)
         tallies = [h.loop_tallies[family] for h in self.handlers]
-        out = self.fast(data, tcp, tallies)
+        out = self.fast(data, tcp, tallies, client)
         if type(out) is Query:
             return self.answer(out, data, tcp, family, client, port)
         return out  # type: ignore[return-value]

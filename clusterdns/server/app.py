@@ -37,12 +37,14 @@ from .health import Readiness, health_route, serve_http
 from .metrics import Collector, registry, serve_metrics
 from .reload import Reloader
 from .sourcing import Sources
+from .traffic_page import TrafficView
 from .transport import DNSServer
 from .workers import run_workers
 
 log = logging.getLogger("clusterdns")
 
 STOP_GRACE = 10.0  # seconds from "stopping" to a forced exit (after any lameduck)
+TRAFFIC_ROTATE = 1.0  # seconds between closing the traffic view's time buckets
 
 
 
@@ -92,6 +94,14 @@ class App:
         self.exit_code = 0
         self.watchdog: threading.Timer | None = None  # set once stopping begins
         self.reloader = Reloader(self)
+        # who asks what (docs/traffic.md): one view for every block that counts, served
+        # on the metrics listener; pods are named from the store when a page is asked for
+        self.traffic_zone_set = False
+        self.traffic = (
+            TrafficView(self.store.pod_names, defaults.CLUSTER_DOMAIN + ".")
+            if any(s.traffic_on() for s in servers)
+            else None
+        )
 
     # ---- start ------------------------------------------------------------------------
 
@@ -115,10 +125,7 @@ class App:
             return self.exit_code
         try:
             starting.result()
-            self.blocks = [
-                build_block(s, self.store, self.options.cache_size, self.options.udp_size)
-                for s in self.servers
-            ]
+            self.blocks = [self.build(s) for s in self.servers]
             await self._start_listeners()
             self._start_http()
         except (ClusterDNSError, OSError) as exc:
@@ -126,6 +133,8 @@ class App:
             await self._stop()
             return 1
         self._log_started()
+        if self.traffic is not None:
+            self.tasks.append(asyncio.create_task(self._rotate_traffic()))
         reload = next((s.reload for s in self.servers if s.reload), None)
         if reload and self.options.corefile is not None:
             self.tasks.append(asyncio.create_task(self.reloader.follow(*reload)))
@@ -245,7 +254,29 @@ class App:
         return serve_http(address, {"/ready": self.readiness.route})
 
     def _serve_metrics(self, address: str) -> Any:
-        return serve_metrics(address, registry(self.collector))
+        snapshot = self.traffic.snapshot if self.traffic is not None else None
+        return serve_metrics(address, registry(self.collector), traffic=snapshot)
+
+    def build(self, server: ServerConfig) -> Block:
+        """One block built for this server (start-up and reload): its handler counts into
+        the traffic view when the block has it on; the view takes the cluster domain of
+        the first block that has a cluster zone."""
+        block = build_block(
+            server, self.store, self.options.cache_size, self.options.udp_size, self.traffic
+        )
+        config = block.handler.config
+        if self.traffic is not None and config is not None and not self.traffic_zone_set:
+            self.traffic.zone = config.cluster_domain
+            self.traffic_zone_set = True
+        return block
+
+    async def _rotate_traffic(self) -> None:
+        """Close the traffic view's time buckets every second (a page asked rarely still
+        sees the last minute)."""
+        assert self.traffic is not None
+        while True:
+            await asyncio.sleep(TRAFFIC_ROTATE)
+            self.traffic.rotate()
 
     def _log_started(self) -> None:
         """One line: version, addresses, event loop, zones, what was loaded from where, and

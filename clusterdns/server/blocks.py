@@ -21,6 +21,7 @@ from ..plugins import order
 from ..plugins.chain import Handler, assemble
 from ..plugins.plugin import Started
 from .metrics import Metrics
+from .traffic_page import TrafficView
 
 
 def own_addresses(host: str) -> tuple[str, ...]:
@@ -90,10 +91,15 @@ def block_metrics(server: ServerConfig) -> Metrics | None:
 
 
 def build_block(
-    server: ServerConfig, store: Store, cache_size: int, udp_size: int = UDP_SIZE
+    server: ServerConfig,
+    store: Store,
+    cache_size: int,
+    udp_size: int = UDP_SIZE,
+    traffic: TrafficView | None = None,
 ) -> Block:
     """One server block's handler and metrics. ``udp_size``: our EDNS payload in bytes,
-    unless the block sets its own (Corefile ``bufsize``).
+    unless the block sets its own (Corefile ``bufsize``); ``traffic``: the server's traffic
+    view, which the block's serving threads count into when the block has it on.
 
     Raises ConfigError when a plugin cannot be built (an upstream list that cannot be
     resolved, k8s_external without kubernetes, autopath without pods verified).
@@ -109,5 +115,6 @@ def build_block(
         root=server.root,
         cache_size=cache_size,
         udp_size=server.bufsize or udp_size,
+        traffic=traffic.tally if traffic is not None and server.traffic_on() else None,
     )
     return Block(server, handler, metrics)

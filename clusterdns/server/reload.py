@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 from ..core.errors import ClusterDNSError, ConfigError
 from ..corefile.config import ServerConfig, imported_files
 from ..corefile.config import load as load_corefile
-from .blocks import build_block
 from .transport import DNSServer
 
 if TYPE_CHECKING:
@@ -93,10 +92,7 @@ class Reloader:
         name = str(app.options.corefile or "Corefile")
         try:
             servers = load_corefile(text, name)
-            blocks = [
-                build_block(s, app.store, app.options.cache_size, app.options.udp_size)
-                for s in servers
-            ]
+            blocks = [app.build(s) for s in servers]
         except ClusterDNSError as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
             app.collector.reload_failed += 1

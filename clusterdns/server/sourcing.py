@@ -144,8 +144,9 @@ class Sources:
         except Exception as exc:  # the client raises several kinds for a bad config
             raise ConfigError(f"cannot load the Kubernetes configuration: {exc}") from None
         pods = any(
-            "kubernetes" in s.plugins
-            and (s.plugins["kubernetes"].pods == "verified" or "autopath" in s.plugins)
+            ("kubernetes" in s.plugins
+             and (s.plugins["kubernetes"].pods == "verified" or "autopath" in s.plugins))
+            or s.traffic_on()  # the traffic view names clients by their pods
             for s in self.servers
         )
         loop = asyncio.get_running_loop()

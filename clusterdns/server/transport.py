@@ -174,7 +174,7 @@ class UDPThread:
             if mine is None or mine[0] is not handler:  # reloaded: the loop answers
                 out: Any = data  # until the keeper made this thread's counters
             else:
-                out = handler.fast(data, False, mine[1])
+                out = handler.fast(data, False, mine[1], addr[0])
                 if type(out) is bytes:
                     with contextlib.suppress(OSError):
                         sendto(out, addr)

@@ -85,6 +85,13 @@ def _add_serve_answers(serve: argparse.ArgumentParser) -> None:
         help="answer a pod's search list on the server (needs --pods verified)",
     )
     serve.add_argument(
+        "--traffic",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="count queries by client for /traffic and clusterdns top (default: on with "
+        "--metrics)",
+    )
+    serve.add_argument(
         "--log",
         action="store_true",
         help="a line per query on stdout, in CoreDNS's log format (the log plugin)",
@@ -233,6 +240,7 @@ def flags_config(args: argparse.Namespace) -> ServerConfig:
         health=args.health or "",
         ready=args.ready or "",
         prometheus=args.metrics or "",
+        traffic_view=args.traffic,
         plugins=plugins,
     )
 
