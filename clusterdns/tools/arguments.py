@@ -8,6 +8,7 @@ import argparse
 import ipaddress
 
 from ..core.names import split_hostport
+from ..server.workers import usable_cpus
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -39,4 +40,20 @@ def parse_ttl(text: str) -> int:
         value = -1
     if not 0 <= value <= 3600:
         raise argparse.ArgumentTypeError(f"want seconds from 0 to 3600, got {text!r}")
+    return value
+
+
+def parse_workers(text: str) -> int:
+    """``N`` (1 or more) or ``auto``: one worker per CPU this process may use (its
+    affinity mask, capped by its cgroup CPU quota: ``server.workers.usable_cpus``).
+    Raises ArgumentTypeError."""
+    if text.strip().lower() == "auto":
+        return usable_cpus()
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"want a number of processes (1 or more) or auto, "
+                                         f"got {text!r}")
     return value
