@@ -4,7 +4,7 @@ the reference, all in one run (issue 11).
 One command (from the repository root, with the project's virtualenv)::
 
     python bench/churn.py [--services 1000] [--rate 50] [--duration 10] [--clients 16]
-                          [--flood 300000] [--udp-thread] [--keep]
+                          [--flood 300000] [--udp-thread] [--workers 1 2] [--keep]
 
 What it does (everything on 127.0.0.1, bounded in time and count):
 
@@ -28,7 +28,11 @@ What it does (everything on 127.0.0.1, bounded in time and count):
    names the change altered (a headless service's A records; each endpoint's PTR, gone
    when not ready; the PTR of each address moved away) and counts answers that are not
    current.
-6. Prints a markdown table and the ratios (clusterdns/Knot static, churn/static).
+6. With ``--workers 1 2`` (any counts): the still cluster again at full load, with
+   ``serve --workers N`` for each N (one process per N, each a fresh start), the server's
+   CPU summed over its workers.
+7. Prints a markdown table and the ratios (clusterdns/Knot static, churn/static, N
+   workers/1 worker).
 
 Every process it starts is in its own process group and is stopped on exit.
 """
@@ -170,7 +174,7 @@ def check_current(port: int, churn: Churn) -> tuple[int, int]:
     return checked, wrong
 
 
-def start_clusterdns(work: Work, kubeconfig: Path, extra: list[str]
+def start_clusterdns(work: Work, kubeconfig: Path, extra: list[str], workers: int = 1
                      ) -> tuple[subprocess.Popen, int, Path]:
     port = free_port()
     log_path = work.root / "clusterdns.log"
@@ -178,7 +182,7 @@ def start_clusterdns(work: Work, kubeconfig: Path, extra: list[str]
            "--listen", f"127.0.0.1:{port}", *extra]
     with open(log_path, "w") as log_file:
         process = work.procs.start(cmd, stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT)
-    wait_ready(process, port, log_path, 1)
+    wait_ready(process, port, log_path, workers)
     return process, port, log_path
 
 
@@ -232,6 +236,9 @@ def parse_args() -> argparse.Namespace:
                         help="distinct random names of the flood runs (0: no flood runs)")
     parser.add_argument("--udp-thread", action="store_true",
                         help="run clusterdns with --udp-thread (cache hits from a thread)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[], metavar="N",
+                        help="also measure the still cluster at full load with serve "
+                        "--workers N for each N (e.g. --workers 1 2)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
     return parser.parse_args()
@@ -297,6 +304,15 @@ def main() -> int:
             log("clusterdns: random-name flood")
             results["flood"] = full_load(work, port, process.pid, flood, args, once=True)
         work.procs.stop(process)
+        extra = ["--udp-thread"] if args.udp_thread else []
+        for count in args.workers:
+            process, port, _ = start_clusterdns(work, kubeconfig,
+                                                [*extra, "--workers", str(count)], count)
+            dnsperf(work, Pseudo(port), mix.warm, duration=60,  # type: ignore[arg-type]
+                    clients=args.clients, once=True)
+            log(f"clusterdns static, {count} workers: full load")
+            results[f"workers-{count}"] = full_load(work, port, process.pid, mix.path, args)
+            work.procs.stop(process)
         report(results, args, churn, checked, wrong)
     finally:
         api.stop()
@@ -331,6 +347,11 @@ def report(results: dict[str, dict], args: argparse.Namespace, churn: Churn, che
             r = results[key]
             print(f"| {title} | {r['qps']:,.0f} | {r['cpu']:.1f} | {r['per_cpu']:,.0f} | - "
                   f"| {r['lost']} of {r['sent']} |")
+    for count in args.workers:
+        r = results[f"workers-{count}"]
+        print(f"| clusterdns, static cluster, {count} worker{'s' if count > 1 else ''} "
+              f"| {r['qps']:,.0f} | {r['cpu']:.1f} | {r['per_cpu']:,.0f} | - "
+              f"| {r['lost']} of {r['sent']} |")
     k, s, c = results["knot"]["per_cpu"], results["static"]["per_cpu"], results["churn"]["per_cpu"]
     print()
     print(f"- clusterdns static / Knot: {s / k:.2f}x (queries per server CPU second)")
@@ -338,6 +359,12 @@ def report(results: dict[str, dict], args: argparse.Namespace, churn: Churn, che
     if "flood" in results:
         ratio = results["flood"]["per_cpu"] / results["knot-flood"]["per_cpu"]
         print(f"- random-name flood, clusterdns / Knot: {ratio:.2f}x")
+    if len(args.workers) > 1:
+        one = results[f"workers-{args.workers[0]}"]
+        for count in args.workers[1:]:
+            r = results[f"workers-{count}"]
+            print(f"- {count} workers / {args.workers[0]}: {r['qps'] / one['qps']:.2f}x the "
+                  f"queries/s, {r['per_cpu'] / one['per_cpu']:.2f}x per server CPU second")
     print(f"- churn: {churn.count} EndpointSlice changes over {len(churn.changed)} services; "
           f"1 s after the last: {checked} changed names asked, {wrong} not current")
 

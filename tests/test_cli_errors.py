@@ -18,7 +18,7 @@ USAGE_ERRORS = [
     (["serve", "--ttl", "-5"], "clusterdns serve", "argument --ttl: want seconds from 0 to 3600, got '-5'"),
     (["serve", "--listen", "127.0.0.1:99999"], "clusterdns serve", "argument --listen: want a port from 0 to 65535, got '127.0.0.1:99999'"),
     (["serve", "--listen", "dns.local:53"], "clusterdns serve", "argument --listen: want an IP address as HOST in HOST:PORT, got 'dns.local' in 'dns.local:53'"),
-    (["serve", "--workers", "0"], "clusterdns serve", "argument --workers: want 1 to 1024 processes, got '0'"),
+    (["serve", "--workers", "0"], "clusterdns serve", "argument --workers: want a number of processes from 1 to 1024, or auto, got '0'"),
     (["serve", "--udp-size", "100"], "clusterdns serve", "argument --udp-size/--bufsize: want 512 to 65535 bytes, got '100'"),
     (["serve", "--cache-size", "0"], "clusterdns serve", "argument --cache-size: want 1 to 100000000 entries, got '0'"),
     (["serve", "--startup-timeout", "-1"], "clusterdns serve", "argument --startup-timeout: want seconds, 0 or more, got '-1'"),

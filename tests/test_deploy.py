@@ -310,6 +310,15 @@ def test_dockerfile_is_ready_for_a_read_only_root_filesystem() -> None:
     assert "PYTHONDONTWRITEBYTECODE=1" in env.split()
 
 
+def test_image_runs_one_worker_per_cpu_by_default() -> None:
+    """The image's default is ``--workers auto`` through the environment, so the
+    Deployment's args stay CoreDNS's (``-conf`` only) and kubeadm's args get it too."""
+    env = " ".join(args for word, args in final_stage() if word == "ENV")
+    assert "CLUSTERDNS_WORKERS=auto" in env.split()
+    assert container()["args"] == ARGS
+    assert not any(e.get("name") == "CLUSTERDNS_WORKERS" for e in container().get("env", []))
+
+
 def test_dockerignore_keeps_the_working_tree_out() -> None:
     ignored = {
         line.strip()

@@ -4,8 +4,9 @@
 ``blocks`` (a server block's configuration -> its handler), ``sourcing`` (zones/ and the
 Kubernetes API filling the store), ``reload`` (Corefile reload), ``signals``, ``workers``
 (several processes on one port through SO_REUSEPORT), ``transport`` (asyncio UDP and
-TCP, the optional UDP thread), ``health`` (/health, /ready), ``metrics`` (CoreDNS's metric
-families, folded at scrape time).
+TCP, the optional UDP thread), ``batch`` (recvmmsg/sendmmsg for a serving thread),
+``health`` (/health, /ready), ``metrics`` (CoreDNS's metric families, folded at scrape
+time).
 
 May import: everything below it (core, dns, plugins, corefile, sources), the standard
 library, uvloop (the event loop) and prometheus_client (metrics).

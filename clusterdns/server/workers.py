@@ -1,7 +1,9 @@
 """Several worker processes on one port (``serve --workers N``, the ``workers`` option).
 
 Each worker is a fork of this process serving the same addresses through SO_REUSEPORT
-(the kernel spreads queries over them), with its own sources and store. The parent waits
+(the kernel spreads queries over them), with its own sources and store (so N times the
+store's memory and N sets of API watches). ``--workers auto`` is one worker per usable
+CPU (:func:`usable_cpus`), the image's default. The parent waits
 for them, passes signals on (:func:`.signals.pass_on`) and returns the worst exit status.
 Each worker asks the kernel for SIGTERM when the parent dies (Linux PR_SET_PDEATHSIG), so
 no orphan keeps serving old data on the shared port (docs/reliability.md).
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import signal
 import socket
@@ -66,6 +69,46 @@ def run_workers(
         _, status = os.waitpid(child, 0)
         worst = max(worst, os.waitstatus_to_exitcode(status) & 0xFF)
     return worst
+
+
+def usable_cpus(cgroup_root: str = "/sys/fs/cgroup") -> int:
+    """How many CPUs this process may keep busy: the CPUs its affinity mask allows
+    (``sched_getaffinity``: cpusets, ``taskset``, Kubernetes' static CPU manager), at most
+    its cgroup's CPU quota rounded up (cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us`` /
+    ``cpu.cfs_period_us``: a container's ``resources.limits.cpu``); at least 1. What
+    ``--workers auto`` resolves to. ``cgroup_root``: where the cgroup tree is mounted."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    quota = cgroup_cpu_quota(cgroup_root)
+    if quota is not None:
+        cpus = min(cpus, math.ceil(quota))
+    return max(1, cpus)
+
+
+def cgroup_cpu_quota(root: str = "/sys/fs/cgroup") -> float | None:
+    """This process's cgroup CPU limit in CPUs (1.5 for ``150000 100000``), or None when
+    it has none or it cannot be read. cgroup v2: ``cpu.max`` of the process's own group
+    (``0::/path`` in /proc/self/cgroup), else of the root as a container sees it; v1:
+    ``cpu/cpu.cfs_quota_us`` over ``cpu/cpu.cfs_period_us`` (-1: no limit)."""
+    own = ""
+    with contextlib.suppress(OSError), open("/proc/self/cgroup") as f:
+        for line in f:
+            if line.startswith("0::"):
+                own = line[3:].strip().strip("/")
+    for path in dict.fromkeys([os.path.join(root, own, "cpu.max"), os.path.join(root, "cpu.max")]):
+        with contextlib.suppress(OSError, ValueError):
+            with open(path) as f:
+                quota, period = f.read().split()[:2]
+            return None if quota == "max" else int(quota) / int(period)
+    with contextlib.suppress(OSError, ValueError):
+        with open(os.path.join(root, "cpu", "cpu.cfs_quota_us")) as f:
+            quota_us = int(f.read())
+        with open(os.path.join(root, "cpu", "cpu.cfs_period_us")) as f:
+            period_us = int(f.read())
+        return None if quota_us <= 0 or period_us <= 0 else quota_us / period_us
+    return None
 
 
 def die_with_parent(parent: int) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from ..core.names import split_hostport
+from ..server.workers import usable_cpus
 
 USAGE_ERROR = 2  # argparse's exit status for a usage error, kept for every subcommand
 
@@ -99,4 +100,21 @@ def parse_seconds(text: str) -> float:
         value = -1.0
     if not (value >= 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"want seconds, 0 or more, got {text!r}")
+    return value
+
+
+def parse_workers(text: str) -> int:
+    """``N`` (1 or more) or ``auto``: one worker per CPU this process may use (its
+    affinity mask, capped by its cgroup CPU quota: ``server.workers.usable_cpus``).
+    Raises ArgumentTypeError."""
+    if text.strip().lower() == "auto":
+        return usable_cpus()
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 1024:
+        raise argparse.ArgumentTypeError(
+            f"want a number of processes from 1 to 1024, or auto, got {text!r}"
+        )
     return value

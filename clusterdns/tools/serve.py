@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 from ..core import defaults
@@ -19,9 +20,20 @@ from ..plugins.kubernetes_setup import KubernetesConfig
 from ..plugins.querylog import QueryLogConfig
 from ..server.app import Options, run
 from ..server.reload import load_conf
-from .arguments import int_range, parse_address, parse_listen, parse_seconds, parse_ttl
+from .arguments import (
+    int_range,
+    parse_address,
+    parse_listen,
+    parse_seconds,
+    parse_ttl,
+    parse_workers,
+)
 
 log = logging.getLogger("clusterdns")
+
+# the default of --workers when set (N or auto); the image sets auto (Dockerfile), so that
+# kubeadm's own Deployment args (-conf only) get one worker per CPU too
+WORKERS_ENV = "CLUSTERDNS_WORKERS"
 
 
 def add_serve(serve: argparse.ArgumentParser) -> None:
@@ -196,10 +208,11 @@ def _add_serve_listeners(serve: argparse.ArgumentParser) -> None:
     )
     serve.add_argument(
         "--workers",
-        type=int_range(1, 1024, "processes"),
-        default=1,
-        metavar="N",
-        help="N processes on the same port (SO_REUSEPORT), each with its own store (1)",
+        type=parse_workers,
+        default=os.environ.get(WORKERS_ENV, "1"),
+        metavar="N|auto",
+        help="N processes on the same port (SO_REUSEPORT), each with its own store; auto: "
+        f"one per usable CPU (${WORKERS_ENV}, else 1; the image sets auto)",
     )
     for flag, what in (("--health", "/health"), ("--ready", "/ready"), ("--metrics", "/metrics")):
         serve.add_argument(
