@@ -38,20 +38,20 @@ class Served:
         self.sock.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
         self.address = self.sock.getsockname()[:2]
         self.seen: list[tuple[bytes, Any]] = []
-        self.handed: list[list[tuple[bytes, Any]]] = []
+        self.handed: list[list[tuple[bytes, Any, Any]]] = []
         self.lock = threading.Lock()
 
         def recording(data: bytes, addr: Any) -> bytes | None:
             self.seen.append((data, addr))
             return answer(data, addr)
 
-        def hand_off(items: list[tuple[bytes, Any]]) -> None:
+        def hand_off(items: list[tuple[bytes, Any, Any]]) -> None:
             with self.lock:
                 self.handed.append(list(items))
 
         self.server = BatchServer(self.sock, recording, hand_off, **kwargs)
 
-    def handed_items(self) -> list[tuple[bytes, Any]]:
+    def handed_items(self) -> list[tuple[bytes, Any, Any]]:
         with self.lock:
             return [item for call in self.handed for item in call]
 
@@ -179,7 +179,8 @@ def test_declined_datagrams_are_handed_off_with_their_sources() -> None:
         assert sorted(data for data, _ in replies) == [b"Rhit1", b"Rhit2"]
         wait_for(lambda: served.server.received == 6 and len(served.handed_items()) == 3)
         me = sock.getsockname()
-        assert sorted(served.handed_items()) == [(b"boom", me), (b"loop1", me), (b"loop2", me)]
+        assert sorted(served.handed_items(), key=lambda item: item[0]) == [
+            (b"boom", me, None), (b"loop1", me, None), (b"loop2", me, None)]
         assert all(served.handed), "hand_off is never called with nothing"
         assert served.server.dropped == 1
         sock.settimeout(0.2)

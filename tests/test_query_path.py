@@ -6,6 +6,7 @@ loop is represented by its own counters (``Handler.tally``), as the UDP thread h
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import dns.message
@@ -69,3 +70,50 @@ def test_a_miss_is_parsed_once_and_handed_on() -> None:
     reply = handler.answer(out, wire, False)
     assert isinstance(reply, bytes)
     assert dns.message.from_wire(reply).rcode() == 0
+
+
+def test_the_udp_thread_serves_batches_on_the_one_fast_path() -> None:
+    """``--udp-thread`` (recvmmsg/sendmmsg where available): kept answers and certain
+    NXDOMAINs from the thread, misses answered by the loop's chain; every reply right; the
+    thread counts into its own tally and its traffic tally names the client."""
+    import asyncio
+    import threading
+
+    import dns.query
+    import dns.rcode
+
+    from clusterdns.plugins.chain import assemble
+    from clusterdns.server.batch import available
+    from clusterdns.server.traffic_page import TrafficView
+    from clusterdns.server.transport import DNSServer
+
+    store = _store()
+    view = TrafficView(lambda: {}, "cluster.local.")
+    handler = assemble(store, ZoneConfig().zones, {"kubernetes": ZoneConfig()}, traffic=view.tally)
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()
+    server = DNSServer(handler, "127.0.0.1", 0, udp_thread=True)
+    asyncio.run_coroutine_threadsafe(server.start(), loop).result(5)
+    try:
+        udp = server._udp
+        assert udp is not None and (udp.batch is not None) == available()  # type: ignore[union-attr]
+
+        def ask(name: str) -> dns.message.Message:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.bind(("127.0.0.3", 0))
+                query = dns.message.make_query(name, "A")
+                return dns.query.udp(query, "127.0.0.1", port=server.port, sock=sock, timeout=5)
+
+        for _ in range(3):  # a miss (the loop), then kept answers (the thread)
+            reply = ask("kubernetes.default.svc.cluster.local.")
+            assert [r[0].address for r in reply.answer] == ["10.96.0.1"]
+        assert ask("nosuch.default.svc.cluster.local.").rcode() == dns.rcode.NXDOMAIN
+        thread = [t for t in handler.cache.tallies if t.keep is not None]
+        assert len(thread) == 1 and thread[0].hits >= 2
+        clients = {c["ip"]: c["queries"] for c in view.snapshot()["clients"]}
+        assert clients == {"127.0.0.3": 4}
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(5)

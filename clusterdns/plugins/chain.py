@@ -462,6 +462,8 @@ class Mux:
     def __init__(self, handlers: Sequence[Handler]) -> None:
         self.handlers = list(handlers)
         self._zones = tuple(z for h in self.handlers for z in h.zones)
+        self.udp_size = max(h.udp_size for h in self.handlers)
+        self.traffic = next((h.traffic for h in self.handlers if h.traffic), None)
 
     def tally(self, family: str) -> list[Tally]:
         """Counters for a serving thread: one per block."""

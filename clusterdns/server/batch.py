@@ -56,8 +56,8 @@ SEND_TRIES = 8  # sendmmsg calls per batch that send nothing before the rest is 
 POLL_MS = 200  # a non-blocking socket is polled this long before the stop flag is re-read
 
 Address = tuple[str, int] | tuple[str, int, int, int]  # as socket.recvfrom returns it
-Answer = Callable[[bytes, Any], "bytes | None"]  # (query, source address) -> reply or None
-HandOff = Callable[[list[tuple[bytes, Any]]], None]
+Answer = Callable[[bytes, Any], Any]  # (query, source address) -> reply bytes, or not bytes
+HandOff = Callable[[list[tuple[bytes, Any, Any]]], None]  # (query, source, what answer gave)
 
 
 class _Iovec(ctypes.Structure):
@@ -133,12 +133,13 @@ class BatchServer:
     ``answer(data, addr)``: called once per datagram on this thread with the query bytes
     and the source address as ``socket.recvfrom`` gives it (``(host, port)`` for IPv4,
     ``(host, port, flowinfo, scope_id)`` for IPv6); returns the reply bytes, ``b""`` to
-    drop the datagram, or None to decline it. An exception it raises counts as a decline
-    (logged once per server).
+    drop the datagram, or anything that is not bytes (None, a parsed query) to decline it.
+    An exception it raises counts as a decline with None (logged once per server).
 
     ``hand_off(items)``: called once per batch, after the batch's replies are sent, with
-    the declined datagrams as a list of ``(data, addr)``; meant to pass them to the event
-    loop (``loop.call_soon_threadsafe``). A RuntimeError from it (the loop is closed) ends
+    the declined datagrams as a list of ``(data, addr, what answer returned)`` (a parsed
+    query is not parsed again); meant to pass them to the event loop
+    (``loop.call_soon_threadsafe``). A RuntimeError from it (the loop is closed) ends
     :meth:`run`.
 
     ``batch``: datagrams per system call (1-1024). ``slot``: bytes per receive slot, the
@@ -291,7 +292,7 @@ class BatchServer:
             self.received += n
             answered: list[int] = []  # slots holding their reply in place
             big: list[tuple[int, bytes]] = []  # (slot, reply) for replies over the slot
-            declined: list[tuple[bytes, Any]] = []
+            declined: list[tuple[bytes, Any, Any]] = []
             for i in range(n):
                 base = i * step
                 if u32[base + flags_at] & MSG_TRUNC:
@@ -307,8 +308,8 @@ class BatchServer:
                         self._failed_logged = True
                         log.exception("batch: answer failed; handing the datagram over")
                     reply = None
-                if reply is None:
-                    declined.append((data, addr if decode else address(i)))
+                if type(reply) is not bytes:  # declined: handed over with what answer said
+                    declined.append((data, addr if decode else address(i), reply))
                 elif reply:
                     size = len(reply)
                     if size <= slot:

@@ -25,6 +25,8 @@ from ..core.rr import Rcode
 from ..dns.wire import error_response, header_only_response, parse_header, parse_query
 from ..plugins.chain import Handler, Mux
 from ..plugins.plugin import Reply
+from .batch import SLOT, BatchServer
+from .batch import available as batch_available
 
 log = logging.getLogger("clusterdns.server.transport")
 
@@ -138,6 +140,20 @@ class UDPThread:
         self.protocol.connection_made(self.transport)  # type: ignore[arg-type]
         self.stopping = False
         self.thread = threading.Thread(target=self.run, name="udp", daemon=True)
+        handler = server.handler
+        # recvmmsg/sendmmsg where the platform has them (Linux): many datagrams per call;
+        # the source address is decoded for the fast path only when the traffic view counts
+        self.batch = (
+            BatchServer(
+                sock,
+                self._fast,
+                self._hand_off,
+                slot=max(SLOT, handler.udp_size),
+                addresses=handler.traffic is not None,
+            )
+            if batch_available()
+            else None
+        )
         # this thread's counters, per handler (a reload swaps the handler): made on the loop
         self.tallies: dict[int, tuple[Handler | Mux, Any]] = {}
         self.keeper: asyncio.TimerHandle | None = None
@@ -158,7 +174,11 @@ class UDPThread:
         self.keeper = self.loop.call_later(KEEP_INTERVAL, self._keep)
 
     def run(self) -> None:
-        """The serving loop (the thread's body)."""
+        """The serving loop (the thread's body): batched where it can be, else one
+        ``recvfrom``/``sendto`` per datagram."""
+        if self.batch is not None:
+            self.batch.run()
+            return
         recvfrom, sendto = self.sock.recvfrom, self.sock.sendto
         call = self.loop.call_soon_threadsafe
         on_loop = self._answer
@@ -188,6 +208,28 @@ class UDPThread:
             except RuntimeError:  # the loop is closed: shutting down
                 return
 
+    def _fast(self, data: bytes, addr: Any) -> Any:
+        """The batch's answer callable, on this thread: the fast path's reply (``b""``:
+        send nothing), else what the loop must answer (the parsed query; None while a
+        reloaded handler has no counters here yet)."""
+        handler = self.server.handler
+        mine = self.tallies.get(id(handler))
+        if mine is None or mine[0] is not handler:
+            return None
+        out = handler.fast(data, False, mine[1], addr[0] if addr is not None else "")
+        return b"" if out is None else out
+
+    def _hand_off(self, items: list[tuple[bytes, Any, Any]]) -> None:
+        """The batch's datagrams the fast path left, to the loop in one call."""
+        self.loop.call_soon_threadsafe(self._answer_all, items)
+
+    def _answer_all(self, items: list[tuple[bytes, Any, Any]]) -> None:
+        """On the loop: the chain answers each datagram the batch left."""
+        if self.stopping:
+            return
+        for data, addr, out in items:
+            self._answer(data if out is None else out, data, addr)
+
     def _answer(self, out: Any, data: bytes, addr: tuple[str | int, ...]) -> None:
         """On the loop: the chain answers a query the fast path left (``out``: the parsed
         query, or the raw datagram while a reloaded handler has no counters here yet)."""
@@ -209,6 +251,8 @@ class UDPThread:
     def stop(self) -> None:
         """Stop the thread: a flag, then a datagram to itself to end its ``recvfrom``."""
         self.stopping = True
+        if self.batch is not None:
+            self.batch.stopping = True
         self.transport.close()
         with contextlib.suppress(OSError):
             wake = socket.socket(self.sock.family, socket.SOCK_DGRAM)
