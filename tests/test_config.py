@@ -131,7 +131,7 @@ def test_reload_accepts_what_coredns_accepts(line: str, want: tuple[float, float
 
 
 @pytest.mark.parametrize("name", ["frobnicate", "etcd", "federation", "proxy", "file",
-                                  "nsid", "minimal", "view", "mdns", "filterlist"])
+                                  "nsid", "minimal", "mdns", "filterlist"])
 def test_unknown_directive_stops_the_start_naming_the_line(name: str) -> None:
     with pytest.raises(ConfigError) as info:
         load(f".:53 {{\n    errors\n    {name} foo bar\n}}\n", "conf/Corefile")

@@ -8,7 +8,8 @@ imports), AKS (default plus the documented coredns-custom *.override/*.server ex
 EKS, minikube (host.minikube.internal in hosts), MicroK8s, RKE2 (rke2-coredns chart), Talos,
 k0s, kops, kubespray, vcluster (rewrite of node names), OpenShift (the DNS operator's
 default with bufsize and chaos, and its DNS-over-TLS upstream option), NodeLocal DNSCache
-(node-local-dns ConfigMap), Gardener (rewrites in coredns-custom)."""
+(node-local-dns ConfigMap), Gardener (rewrites in coredns-custom; provider-local's two
+blocks on one port split by `view`)."""
 
 from __future__ import annotations
 
@@ -36,18 +37,21 @@ WWW = "93.184.216.34"  # www.example.com at the test upstream
 class Case:
     """A Corefile (``{up}``: the upstream's address, ``{cluster_up}``: an upstream serving
     cluster.local, ``{dir}``: the Corefile's directory, ``{tls}``/``{pki}``: the DoT
-    upstream), files beside it, and queries ``(name, type, rcode, answers, port, class)``
-    (answers: sorted RDATA texts, None: not checked) - or the error it must give."""
+    upstream), files beside it, and queries ``(name, type, rcode, answers, port, class,
+    tcp)`` (answers: sorted RDATA texts, None: not checked) - or the error it must give."""
 
     corefile: str
     files: dict[str, str] = field(default_factory=dict)
-    queries: list[tuple[str, str, str, list[str] | None, int | None, str]] = field(default_factory=list)
+    queries: list[Query] = field(default_factory=list)
     error: str = ""
 
 
+Query = tuple[str, str, str, list[str] | None, int | None, str, bool]
+
+
 def q(name: str, rcode: str = "NOERROR", answers: list[str] | None = None, qtype: str = "A",
-      port: int | None = None, rdclass: str = "IN") -> tuple[str, str, str, list[str] | None, int | None, str]:
-    return (name, qtype, rcode, answers, port, rdclass)
+      port: int | None = None, rdclass: str = "IN", tcp: bool = False) -> Query:
+    return (name, qtype, rcode, answers, port, rdclass, tcp)
 
 
 KUBEADM_QUERIES = [
@@ -452,15 +456,65 @@ import custom/*.server
       "rewrite stop {\n  name exact metrics.prow.example.local web.shop.svc.cluster.local\n}\n"},
         [q("web.shop.svc.cluster.local.svc.cluster.local.", answers=[WEB]),
          q("metrics.prow.example.local.", answers=[WEB]), *KUBEADM_QUERIES]),
-    # genuinely unsupported: refused with the line
+    # Gardener's provider-local CoreDNS (charts/gardener/provider-local, coredns configmap):
+    # TCP queries see the `external` view (hosts for the istio ingress gateways), UDP ones
+    # the fallback block (no hosts: forwarded, and the test upstream refuses cluster.local)
     "gardener-provider-local-view": Case("""\
 .:9053 {
     view external {
       expr proto() == 'tcp'
     }
     errors
+    health {
+       lameduck 5s
+    }
+    ready
+    import custom/*.override
+    prometheus :9153
+    hosts {
+      172.18.255.1 istio-ingressgateway.istio-ingress.svc.cluster.local
+      172.18.255.10 istio-ingressgateway.istio-ingress--0.svc.cluster.local
+      fallthrough
+    }
+    forward . {up} {
+       max_concurrent 1000
+    }
+    cache 30
+    loop
+    log
+    reload
+    loadbalance
 }
-""", error="{dir}/Corefile:2: plugin 'view' is not supported by clusterdns"),
+.:9053 {
+    errors
+    health {
+       lameduck 5s
+    }
+    ready
+    import custom/*.override
+    rewrite stop {
+      name regex (.*)\\.ingress\\.local\\.seed\\.local\\.gardener\\.cloud istio-ingressgateway.istio-ingress.svc.cluster.local answer auto
+    }
+    prometheus :9153
+    forward . {up} {
+       max_concurrent 1000
+    }
+    cache 30
+    loop
+    log
+    reload
+    loadbalance
+}
+""", queries=[
+        q("istio-ingressgateway.istio-ingress.svc.cluster.local.", answers=["172.18.255.1"], tcp=True),
+        q("istio-ingressgateway.istio-ingress--0.svc.cluster.local.", answers=["172.18.255.10"],
+          tcp=True),
+        q("www.example.com.", answers=[WWW], tcp=True),
+        q("istio-ingressgateway.istio-ingress.svc.cluster.local.", "REFUSED"),
+        q("www.example.com.", answers=[WWW]),
+        q("istio-ingressgateway.istio-ingress.svc.cluster.local.", answers=["172.18.255.1"], tcp=True),
+    ]),
+    # genuinely unsupported: refused with the line
     "skydns-etcd": Case("""\
 .:53 {
     errors
@@ -519,8 +573,8 @@ def test_real_corefile(
         assert str(info.value) == fill(case.error)
         return
     with serve(corefile.read_text(), str(corefile)) as s:
-        for qname, qtype, rcode, answers, port, rdclass in case.queries:
-            reply = s.ask(qname, qtype, port=port, rdclass=rdclass)
+        for qname, qtype, rcode, answers, port, rdclass, tcp in case.queries:
+            reply = s.ask(qname, qtype, port=port, rdclass=rdclass, tcp=tcp)
             assert dns.rcode.to_text(reply.rcode()) == rcode, (qname, reply)
             if answers is not None:
                 got = sorted(rr.to_text() for rrset in reply.answer for rr in rrset

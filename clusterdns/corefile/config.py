@@ -91,7 +91,8 @@ def load(text: str, filename: str = "Corefile") -> list[ServerConfig]:
     """Parse and check a Corefile, ``import`` and snippets expanded. Raises ConfigError
     naming ``file:line``: a directive clusterdns does not support
     (``plugin 'NAME' is not supported by clusterdns``), a bad argument, a zone served twice
-    on one port (CoreDNS refuses a duplicate server block key).
+    on one port by two blocks without ``view`` (CoreDNS refuses a duplicate server block key
+unless the block has a filter).
 
     Each returned ServerConfig carries its ``warnings`` (logging-only directives that are
     accepted but do nothing), one line each, naming ``file:line``.
@@ -110,6 +111,10 @@ def load(text: str, filename: str = "Corefile") -> list[ServerConfig]:
         for directive in block.directives:
             _apply(server, setup, directive, filename)
         for zone in zones:
+            if "view" in server.plugins:
+                # CoreDNS register.go: a block with a filter (view) may share a zone and
+                # port with any other; only unfiltered blocks are checked and registered
+                continue
             other = seen.get((zone, server.port))
             if other is not None and (
                 not other[2] or not server.bind or set(other[2]) & set(server.bind)

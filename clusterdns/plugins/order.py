@@ -33,6 +33,7 @@ ORDER: tuple[tuple[str, str], ...] = (
     ("kubernetes", "kubernetes"),
     ("forward", "forward"),
     ("whoami", "whoami"),
+    ("view", "view"),  # no step: picks the block (chain.Mux), after whoami in plugin.cfg
 )
 """(directive name, module) in chain order."""
 
