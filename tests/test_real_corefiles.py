@@ -31,6 +31,7 @@ from .upstream import Upstream
 KUBE = "10.96.0.1"  # kubernetes.default.svc.cluster.local in zones/
 WEB = "10.96.100.10"  # web.shop.svc.cluster.local
 WWW = "93.184.216.34"  # www.example.com at the test upstream
+IO_WWW = "198.51.100.7"  # www.example.io at the root test upstream (it has www.example.com too)
 
 
 @dataclass
@@ -303,6 +304,57 @@ import custom/*.server
     loadbalance
 }
 """, queries=KUBEADM_QUERIES),
+    # kubespray's coredns_external_zones (docs/dns-stack.md's example, rendered by
+    # coredns-config.yml.j2): `example.com example.io:1053` serves each key on its own port
+    "kubespray-external-zones": Case("""\
+example.com example.io:1053 {
+    log
+    errors {
+    }
+    forward . {io_up}
+    loadbalance
+    cache 5
+    reload
+}
+mydomain.tld {
+    log
+    errors {
+    }
+    rewrite name substring website.tld web.shop.svc.cluster.local
+    forward . {cluster_up}
+    loadbalance
+    cache 5
+    reload
+}
+.:53 {
+    errors {
+    }
+    health {
+        lameduck 5s
+    }
+    ready
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+      pods insecure
+      fallthrough in-addr.arpa ip6.arpa
+    }
+    prometheus :9153
+    forward . {up} {
+      prefer_udp
+      max_concurrent 1000
+    }
+    cache 30
+    loop
+    reload
+    loadbalance
+}
+""", queries=[
+        q("www.example.com.", answers=[WWW], port=53),
+        q("www.example.com.", answers=[WWW], port=53, tcp=True),
+        q("www.example.io.", answers=[IO_WWW], port=1053),
+        q("www.example.io.", answers=[IO_WWW], port=1053, tcp=True),
+        q("www.example.com.", "REFUSED", port=1053),  # example.com is not served on 1053
+        q("kubernetes.default.svc.cluster.local.", answers=[KUBE], port=53),
+    ]),
     "vcluster": Case("""\
 .:1053 {
     errors
@@ -536,25 +588,30 @@ import custom/*.server
 
 
 @pytest.fixture(scope="module")
-def upstreams(pki: Path) -> Iterator[tuple[Upstream, Upstream, TLSUpstream]]:  # noqa: F811
+def upstreams(pki: Path) -> Iterator[tuple[Upstream, Upstream, TLSUpstream, Upstream]]:  # noqa: F811
     cluster = Upstream(
         "$TTL 30\n@ IN SOA ns hostmaster 1 7200 3600 1209600 30\n@ IN NS ns\nns IN A 10.96.0.10\n"
         f"kubernetes.default.svc IN A {KUBE}\n", origin="cluster.local.")
-    with Upstream() as up, cluster:
+    io = Upstream(
+        "$TTL 30\n@ IN SOA ns hostmaster 1 7200 3600 1209600 30\n@ IN NS ns\nns IN A 10.96.0.10\n"
+        f"www.example.io. IN A {IO_WWW}\nwww.example.com. IN A {WWW}\n", origin=".")
+    with Upstream() as up, cluster, io:
         tls = TLSUpstream(pki)
         try:
-            yield up, cluster, tls
+            yield up, cluster, tls, io
         finally:
             tls.stop()
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_real_corefile(
-    name: str, tmp_path: Path, pki: Path, upstreams: tuple[Upstream, Upstream, TLSUpstream]  # noqa: F811
+    name: str, tmp_path: Path, pki: Path,  # noqa: F811
+    upstreams: tuple[Upstream, Upstream, TLSUpstream, Upstream],
 ) -> None:
     case = CASES[name]
-    up, cluster, tls = upstreams
-    values = {"{up}": up.address, "{cluster_up}": cluster.address, "{dir}": str(tmp_path),
+    up, cluster, tls, io = upstreams
+    values = {"{up}": up.address, "{cluster_up}": cluster.address, "{io_up}": io.address,
+              "{dir}": str(tmp_path),
               "{tls}": str(tls.port), "{pki}": str(pki)}
 
     def fill(text: str) -> str:
