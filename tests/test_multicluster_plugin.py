@@ -176,3 +176,26 @@ def test_a_cluster_without_the_crd_is_one_log_line(
     assert len(missing) == 1 and MCS in missing[0], missing
     assert ask(server, WEB) == ("NXDOMAIN", [])
     assert ask(server, "web.shop.svc.cluster.local.") == ("NOERROR", ["10.96.0.20"])
+
+
+# ---- clusterdns resolve: which import answered, or why not -----------------------------------
+
+
+@pytest.mark.parametrize(("qname", "why"), [
+    (WEB, f"{WEB} (multicluster {Z}): ServiceImport shop/web (ClusterSetIP): spec.ips 10.112.0.20"),
+    (DB, f"{DB} (multicluster {Z}): ServiceImport shop/db (Headless): ready endpoints 10.245.1.20 "
+         "(kind-east), 10.246.1.20 (kind-west) from EndpointSlices labelled "
+         "multicluster.kubernetes.io/service-name=db"),
+    (f"nope.shop.svc.{Z}", f"nope.shop.svc.{Z} (multicluster {Z}): NXDOMAIN: no ServiceImport shop/nope"),
+    (f"web.nowhere.svc.{Z}", f"web.nowhere.svc.{Z} (multicluster {Z}): NXDOMAIN: no namespace nowhere"),
+])
+def test_resolve_command_explains(capsys: pytest.CaptureFixture[str], qname: str, why: str) -> None:
+    from clusterdns.__main__ import main
+
+    from .corefile_server import ZONES
+
+    code = main(["resolve", qname, "--zones", str(ZONES), "--type", "A",
+                 "--clusterset-zone", "clusterset.local"])
+    out = capsys.readouterr().out
+    assert code == (0 if "NXDOMAIN" not in why else 2)
+    assert f"why: {why}" in out.splitlines()

@@ -136,7 +136,11 @@ def add_resolve(rs: argparse.ArgumentParser) -> None:
     )
     rs.add_argument("--zones", action="append", type=Path, metavar="DIR")
     rs.add_argument("--cluster-domain", default=defaults.CLUSTER_DOMAIN)
-    for flag, kind in (("--gateway-zone", "k8s_gateway"), ("--external-zone", "k8s_external")):
+    for flag, kind in (
+        ("--gateway-zone", "k8s_gateway"),
+        ("--external-zone", "k8s_external"),
+        ("--clusterset-zone", "multicluster (clusterset.local)"),
+    ):
         rs.add_argument(
             flag,
             action="append",
@@ -159,6 +163,7 @@ def run_resolve(args: argparse.Namespace) -> int:
     exposure = Exposure(
         tuple(absolute(z) for z in args.gateway_zone),
         tuple(absolute(z) for z in args.external_zone),
+        clusterset_zones=tuple(absolute(z) for z in args.clusterset_zone),
     )
     if args.server is not None:
         query = server_query(*args.server)
@@ -176,7 +181,7 @@ def run_resolve(args: argparse.Namespace) -> int:
     qtypes = ("A", "AAAA") if args.type == "both" else (args.type,)
     result = walk(args.name, conf, query, Libc(args.libc), qtypes)
     print("\n".join(report(result)))
-    if exposure.gateway or exposure.external:
+    if exposure.gateway or exposure.external or exposure.clusterset:
         print("\n".join(exposure.why(result.name or args.name)))
     if result.resolved:
         return 0
