@@ -175,3 +175,11 @@ def test_refused_with_file_line_and_column(text: str, error: str) -> None:
 def test_a_view_without_expr_matches_everything() -> None:
     with served(". {\n  view all\n  hosts {\n    1.1.1.1 test\n  }\n}\n") as server:
         assert addresses(ask(server.port, "test.", source="127.0.0.3")) == ["1.1.1.1"]
+
+
+def test_metrics_carry_the_view_name() -> None:
+    """CoreDNS labels a view block's series with its name (two blocks on one zone and port
+    would otherwise export the same series twice)."""
+    servers = load(SPLIT.replace("  hosts {", "  prometheus :9153\n  hosts {"))
+    blocks = [build_block(s, Store(), 100) for s in servers]
+    assert [b.metrics.view if b.metrics else None for b in blocks] == ["one", "two", ""]

@@ -110,4 +110,6 @@ def build_block(
         cache_size=cache_size,
         udp_size=server.bufsize or udp_size,
     )
+    if metrics is not None and handler.view is not None:
+        metrics.view = handler.view.name  # CoreDNS labels a view's series with its name
     return Block(server, handler, metrics)
