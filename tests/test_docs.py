@@ -56,3 +56,16 @@ def test_readme_command_line_lists_every_option() -> None:
     missing = sorted(o for o in options(build_parser()) if not re.search(rf"{o}\b", section))
     assert not missing, missing
     assert "-conf COREFILE" in section
+
+
+def test_every_directive_is_documented() -> None:
+    """docs/corefile.md has a row and the README's supported list a mention for every
+    directive the parser accepts (the server's own and the plugin table's)."""
+    from clusterdns.corefile.config import supported
+
+    table = (ROOT / "docs" / "corefile.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    listed = readme[readme.index("Supported: ") : readme.index("## Follow a live cluster")]
+    assert not [d for d in supported() if not re.search(rf"^\| `{d}\b", table, re.M)
+                and not re.search(rf"^\| `[^|]*`{d}\b", table, re.M)]
+    assert not [d for d in supported() if f"`{d}`" not in listed]
