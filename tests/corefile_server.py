@@ -19,7 +19,7 @@ import dns.rdataclass
 
 from clusterdns.core.store import Store
 from clusterdns.corefile.config import load
-from clusterdns.plugins.chain import Mux
+from clusterdns.plugins.chain import for_port
 from clusterdns.server.blocks import Block, build_block
 from clusterdns.server.transport import DNSServer
 from clusterdns.sources.manifests import ManifestSource
@@ -79,7 +79,7 @@ def serve(text: str, filename: str = "Corefile", zones: Path | None = ZONES) -> 
         ports = {}
         for port, group in by_port.items():
             handlers = [b.handler for b in group]
-            server = DNSServer(handlers[0] if len(handlers) == 1 else Mux(handlers), "127.0.0.1", 0)
+            server = DNSServer(for_port(handlers), "127.0.0.1", 0)
             await server.start()
             listeners.append(server)
             ports[port] = server.port

@@ -2,7 +2,7 @@
 
 Real HTTP/1.1 on 127.0.0.1, answered the way kube-apiserver answers, for the cluster-wide
 collections of the kinds in :data:`_KINDS` (Namespace, Service, Pod, EndpointSlice, and the
-exposure kinds Ingress, Gateway, HTTPRoute, GRPCRoute, TLSRoute):
+exposure kinds Ingress, Gateway, HTTPRoute, GRPCRoute, TLSRoute, and ServiceImport):
 
 * ``GET <collection>?limit=N[&continue=T][&fieldSelector=S]``: one page of a LIST. Pages of
   one list are a consistent snapshot at its resourceVersion; the continue token is etcd's
@@ -118,6 +118,7 @@ _KINDS = {
         _Kind("HTTPRoute", f"{_GW}/v1", "httproutes"),
         _Kind("GRPCRoute", f"{_GW}/v1", "grpcroutes"),
         _Kind("TLSRoute", f"{_GW}/v1alpha2", "tlsroutes"),  # served at v1alpha2 only, like the CRD
+        _Kind("ServiceImport", "multicluster.x-k8s.io/v1alpha1", "serviceimports"),
     )
 }
 _BY_PATH = {k.path: k for k in _KINDS.values()}

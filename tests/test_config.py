@@ -131,7 +131,7 @@ def test_reload_accepts_what_coredns_accepts(line: str, want: tuple[float, float
 
 
 @pytest.mark.parametrize("name", ["frobnicate", "etcd", "federation", "proxy", "file",
-                                  "nsid", "minimal", "view", "mdns", "filterlist"])
+                                  "nsid", "minimal", "mdns", "filterlist"])
 def test_unknown_directive_stops_the_start_naming_the_line(name: str) -> None:
     with pytest.raises(ConfigError) as info:
         load(f".:53 {{\n    errors\n    {name} foo bar\n}}\n", "conf/Corefile")
@@ -148,6 +148,15 @@ def test_environment_variables_and_quotes(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("DNS_TTL", "12")
     (server,) = load('.:53 {\n  kubernetes "cluster.local" {\n    ttl {$DNS_TTL}\n  }\n}\n')
     assert server.plugins.get("kubernetes") is not None and server.plugins.get("kubernetes").ttl == 12
+
+
+def test_several_ports_in_one_blocks_keys() -> None:
+    """kubespray's coredns_external_zones: each key on its own port (CoreDNS), the block's
+    directives read once for all its keys (a plugin's zones default to all of them)."""
+    servers = load("example.com example.net example.io:1053 {\n  errors\n  whoami\n}\n")
+    assert [(s.zones, s.port) for s in servers] == [
+        (("example.com.", "example.net."), 53), (("example.io.",), 1053)]
+    assert all(s.errors and "whoami" in s.plugins for s in servers)
 
 
 @pytest.mark.parametrize(
@@ -197,7 +206,8 @@ def test_environment_variables_and_quotes(monkeypatch: pytest.MonkeyPatch) -> No
          "Corefile:3: cache: option 'servfail' is not supported by clusterdns"),
         (".:53 {\n  kubernetes cluster.local 10.300.0.0/16\n}",
          "Corefile:2: kubernetes: '10.300.0.0/16' does not appear to be an IPv4 or IPv6 network"),
-        (".:53 cluster.local:54 {\n}", "Corefile:1: one port per server block, got {53, 54}"),
+        ("example.org:53 example.io:1053 {\n}\nexample.io:1053 {\n}",
+         "Corefile:3: cannot serve dns://example.io.:1053: it is already defined at Corefile:1"),
         (".:dns {\n}", "Corefile:1: .:dns: bad port 'dns'"),
         ('.:53 {\n  forward . "1.1.1.1\n}', "Corefile:2: unclosed quote"),
         ("", "Corefile: no server block"),

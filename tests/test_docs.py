@@ -84,6 +84,8 @@ WITH_OPTION = {
     "k8s_external": "k8s_external example.org {\n OPT\n}",
     "k8s_gateway": "k8s_gateway example.org {\n OPT\n}",
     "rewrite": "rewrite OPT a b",  # its "options" are the fields it rewrites
+    "view": "view v {\n OPT true\n}",
+    "multicluster": "multicluster clusterset.local {\n OPT\n}",
 }
 NOT_RECOGNISED = re.compile(r"is not supported by clusterdns|unknown (option|field)|or an option, got")
 
@@ -240,3 +242,16 @@ def test_the_docs_index_lists_every_page() -> None:
     pages = {p.name for p in (ROOT / "docs").glob("*.md")} - {"README.md"}
     assert pages <= index, sorted(pages - index)
     assert "docs/troubleshooting.md" in LINK.findall((ROOT / "README.md").read_text())
+
+
+def test_every_directive_is_documented() -> None:
+    """docs/corefile.md has a row and the README's supported list a mention for every
+    directive the parser accepts (the server's own and the plugin table's)."""
+    from clusterdns.corefile.config import supported
+
+    table = (ROOT / "docs" / "corefile.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    listed = readme[readme.index("Supported: ") : readme.index("## Follow a live cluster")]
+    assert not [d for d in supported() if not re.search(rf"^\| `{d}\b", table, re.M)
+                and not re.search(rf"^\| `[^|]*`{d}\b", table, re.M)]
+    assert not [d for d in supported() if f"`{d}`" not in listed]

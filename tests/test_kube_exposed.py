@@ -124,17 +124,17 @@ def test_exposure_kinds_are_watched_only_when_asked(
     server = serve("--external-zone", "example.org")  # k8s_external reads Services only
     server.wait_for_log("synced with the API:")
     paths = {path for _, path, _ in list(api.requests)}
-    assert not [p for p in paths if "ingresses" in p or GW in p], paths
+    assert not [p for p in paths if "ingresses" in p or GW in p or "serviceimports" in p], paths
     api.create(lb_service("edge", "172.18.255.210"))
     eventually(server, "edge.shop.example.org.", ("NOERROR", ["172.18.255.210"]))
 
 
 def test_deploy_opt_in_rbac_block_grants_what_the_source_reads() -> None:
-    """deploy/clusterdns.yaml: uncommenting the k8s_gateway block gives list and watch on
-    exactly the resources the live source reads for k8s_gateway, nothing else."""
+    """deploy/clusterdns.yaml: uncommenting the k8s_gateway and multicluster blocks gives
+    list and watch on exactly the resources the live source reads for them, nothing else."""
     import yaml
 
-    from clusterdns.sources.kube import EXPOSURE_RESOURCES
+    from clusterdns.sources.kube import EXPOSURE_RESOURCES, MULTICLUSTER_RESOURCES
 
     from .conftest import ROOT
 
@@ -145,8 +145,8 @@ def test_deploy_opt_in_rbac_block_grants_what_the_source_reads() -> None:
     rules = yaml.safe_load("\n".join(block))
     granted = {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"]
                for v in rule["verbs"]}
-    assert granted == {(r.group, r.plural, v) for r in EXPOSURE_RESOURCES.values()
-                       for v in ("list", "watch")}
+    wanted = [*EXPOSURE_RESOURCES.values(), *MULTICLUSTER_RESOURCES.values()]
+    assert granted == {(r.group, r.plural, v) for r in wanted for v in ("list", "watch")}
 
 
 class _Sink:

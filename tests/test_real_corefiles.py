@@ -8,7 +8,8 @@ imports), AKS (default plus the documented coredns-custom *.override/*.server ex
 EKS, minikube (host.minikube.internal in hosts), MicroK8s, RKE2 (rke2-coredns chart), Talos,
 k0s, kops, kubespray, vcluster (rewrite of node names), OpenShift (the DNS operator's
 default with bufsize and chaos, and its DNS-over-TLS upstream option), NodeLocal DNSCache
-(node-local-dns ConfigMap), Gardener (rewrites in coredns-custom)."""
+(node-local-dns ConfigMap), Gardener (rewrites in coredns-custom; provider-local's two
+blocks on one port split by `view`)."""
 
 from __future__ import annotations
 
@@ -30,24 +31,28 @@ from .upstream import Upstream
 KUBE = "10.96.0.1"  # kubernetes.default.svc.cluster.local in zones/
 WEB = "10.96.100.10"  # web.shop.svc.cluster.local
 WWW = "93.184.216.34"  # www.example.com at the test upstream
+IO_WWW = "198.51.100.7"  # www.example.io at the root test upstream (it has www.example.com too)
 
 
 @dataclass
 class Case:
     """A Corefile (``{up}``: the upstream's address, ``{cluster_up}``: an upstream serving
     cluster.local, ``{dir}``: the Corefile's directory, ``{tls}``/``{pki}``: the DoT
-    upstream), files beside it, and queries ``(name, type, rcode, answers, port, class)``
-    (answers: sorted RDATA texts, None: not checked) - or the error it must give."""
+    upstream), files beside it, and queries ``(name, type, rcode, answers, port, class,
+    tcp)`` (answers: sorted RDATA texts, None: not checked) - or the error it must give."""
 
     corefile: str
     files: dict[str, str] = field(default_factory=dict)
-    queries: list[tuple[str, str, str, list[str] | None, int | None, str]] = field(default_factory=list)
+    queries: list[Query] = field(default_factory=list)
     error: str = ""
 
 
+Query = tuple[str, str, str, list[str] | None, int | None, str, bool]
+
+
 def q(name: str, rcode: str = "NOERROR", answers: list[str] | None = None, qtype: str = "A",
-      port: int | None = None, rdclass: str = "IN") -> tuple[str, str, str, list[str] | None, int | None, str]:
-    return (name, qtype, rcode, answers, port, rdclass)
+      port: int | None = None, rdclass: str = "IN", tcp: bool = False) -> Query:
+    return (name, qtype, rcode, answers, port, rdclass, tcp)
 
 
 KUBEADM_QUERIES = [
@@ -299,6 +304,57 @@ import custom/*.server
     loadbalance
 }
 """, queries=KUBEADM_QUERIES),
+    # kubespray's coredns_external_zones (docs/dns-stack.md's example, rendered by
+    # coredns-config.yml.j2): `example.com example.io:1053` serves each key on its own port
+    "kubespray-external-zones": Case("""\
+example.com example.io:1053 {
+    log
+    errors {
+    }
+    forward . {io_up}
+    loadbalance
+    cache 5
+    reload
+}
+mydomain.tld {
+    log
+    errors {
+    }
+    rewrite name substring website.tld web.shop.svc.cluster.local
+    forward . {cluster_up}
+    loadbalance
+    cache 5
+    reload
+}
+.:53 {
+    errors {
+    }
+    health {
+        lameduck 5s
+    }
+    ready
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+      pods insecure
+      fallthrough in-addr.arpa ip6.arpa
+    }
+    prometheus :9153
+    forward . {up} {
+      prefer_udp
+      max_concurrent 1000
+    }
+    cache 30
+    loop
+    reload
+    loadbalance
+}
+""", queries=[
+        q("www.example.com.", answers=[WWW], port=53),
+        q("www.example.com.", answers=[WWW], port=53, tcp=True),
+        q("www.example.io.", answers=[IO_WWW], port=1053),
+        q("www.example.io.", answers=[IO_WWW], port=1053, tcp=True),
+        q("www.example.com.", "REFUSED", port=1053),  # example.com is not served on 1053
+        q("kubernetes.default.svc.cluster.local.", answers=[KUBE], port=53),
+    ]),
     "vcluster": Case("""\
 .:1053 {
     errors
@@ -452,15 +508,65 @@ import custom/*.server
       "rewrite stop {\n  name exact metrics.prow.example.local web.shop.svc.cluster.local\n}\n"},
         [q("web.shop.svc.cluster.local.svc.cluster.local.", answers=[WEB]),
          q("metrics.prow.example.local.", answers=[WEB]), *KUBEADM_QUERIES]),
-    # genuinely unsupported: refused with the line
+    # Gardener's provider-local CoreDNS (charts/gardener/provider-local, coredns configmap):
+    # TCP queries see the `external` view (hosts for the istio ingress gateways), UDP ones
+    # the fallback block (no hosts: forwarded, and the test upstream refuses cluster.local)
     "gardener-provider-local-view": Case("""\
 .:9053 {
     view external {
       expr proto() == 'tcp'
     }
     errors
+    health {
+       lameduck 5s
+    }
+    ready
+    import custom/*.override
+    prometheus :9153
+    hosts {
+      172.18.255.1 istio-ingressgateway.istio-ingress.svc.cluster.local
+      172.18.255.10 istio-ingressgateway.istio-ingress--0.svc.cluster.local
+      fallthrough
+    }
+    forward . {up} {
+       max_concurrent 1000
+    }
+    cache 30
+    loop
+    log
+    reload
+    loadbalance
 }
-""", error="{dir}/Corefile:2: plugin 'view' is not supported by clusterdns"),
+.:9053 {
+    errors
+    health {
+       lameduck 5s
+    }
+    ready
+    import custom/*.override
+    rewrite stop {
+      name regex (.*)\\.ingress\\.local\\.seed\\.local\\.gardener\\.cloud istio-ingressgateway.istio-ingress.svc.cluster.local answer auto
+    }
+    prometheus :9153
+    forward . {up} {
+       max_concurrent 1000
+    }
+    cache 30
+    loop
+    log
+    reload
+    loadbalance
+}
+""", queries=[
+        q("istio-ingressgateway.istio-ingress.svc.cluster.local.", answers=["172.18.255.1"], tcp=True),
+        q("istio-ingressgateway.istio-ingress--0.svc.cluster.local.", answers=["172.18.255.10"],
+          tcp=True),
+        q("www.example.com.", answers=[WWW], tcp=True),
+        q("istio-ingressgateway.istio-ingress.svc.cluster.local.", "REFUSED"),
+        q("www.example.com.", answers=[WWW]),
+        q("istio-ingressgateway.istio-ingress.svc.cluster.local.", answers=["172.18.255.1"], tcp=True),
+    ]),
+    # genuinely unsupported: refused with the line
     "skydns-etcd": Case("""\
 .:53 {
     errors
@@ -482,25 +588,30 @@ import custom/*.server
 
 
 @pytest.fixture(scope="module")
-def upstreams(pki: Path) -> Iterator[tuple[Upstream, Upstream, TLSUpstream]]:  # noqa: F811
+def upstreams(pki: Path) -> Iterator[tuple[Upstream, Upstream, TLSUpstream, Upstream]]:  # noqa: F811
     cluster = Upstream(
         "$TTL 30\n@ IN SOA ns hostmaster 1 7200 3600 1209600 30\n@ IN NS ns\nns IN A 10.96.0.10\n"
         f"kubernetes.default.svc IN A {KUBE}\n", origin="cluster.local.")
-    with Upstream() as up, cluster:
+    io = Upstream(
+        "$TTL 30\n@ IN SOA ns hostmaster 1 7200 3600 1209600 30\n@ IN NS ns\nns IN A 10.96.0.10\n"
+        f"www.example.io. IN A {IO_WWW}\nwww.example.com. IN A {WWW}\n", origin=".")
+    with Upstream() as up, cluster, io:
         tls = TLSUpstream(pki)
         try:
-            yield up, cluster, tls
+            yield up, cluster, tls, io
         finally:
             tls.stop()
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_real_corefile(
-    name: str, tmp_path: Path, pki: Path, upstreams: tuple[Upstream, Upstream, TLSUpstream]  # noqa: F811
+    name: str, tmp_path: Path, pki: Path,  # noqa: F811
+    upstreams: tuple[Upstream, Upstream, TLSUpstream, Upstream],
 ) -> None:
     case = CASES[name]
-    up, cluster, tls = upstreams
-    values = {"{up}": up.address, "{cluster_up}": cluster.address, "{dir}": str(tmp_path),
+    up, cluster, tls, io = upstreams
+    values = {"{up}": up.address, "{cluster_up}": cluster.address, "{io_up}": io.address,
+              "{dir}": str(tmp_path),
               "{tls}": str(tls.port), "{pki}": str(pki)}
 
     def fill(text: str) -> str:
@@ -519,8 +630,8 @@ def test_real_corefile(
         assert str(info.value) == fill(case.error)
         return
     with serve(corefile.read_text(), str(corefile)) as s:
-        for qname, qtype, rcode, answers, port, rdclass in case.queries:
-            reply = s.ask(qname, qtype, port=port, rdclass=rdclass)
+        for qname, qtype, rcode, answers, port, rdclass, tcp in case.queries:
+            reply = s.ask(qname, qtype, port=port, rdclass=rdclass, tcp=tcp)
             assert dns.rcode.to_text(reply.rcode()) == rcode, (qname, reply)
             if answers is not None:
                 got = sorted(rr.to_text() for rrset in reply.answer for rr in rrset

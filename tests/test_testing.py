@@ -413,3 +413,23 @@ def test_marker_serves_exposed_names(pytester: pytest.Pytester) -> None:
     )
     result = pytester.runpytest(*PLUGIN_ARGS, "--strict-markers", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+def test_clusterset_zone_serves_service_imports() -> None:
+    """clusterset_zone= answers KEP-1645 names as the multicluster plugin; apply() and
+    delete() of a ServiceImport are seen at once."""
+    from clusterdns.testing import ClusterDNS
+
+    imp = {"apiVersion": "multicluster.x-k8s.io/v1alpha1", "kind": "ServiceImport",
+           "metadata": {"name": "web", "namespace": "default"},
+           "spec": {"type": "ClusterSetIP", "ips": ["10.112.0.20"],
+                    "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}}
+    with ClusterDNS(objects=[imp], clusterset_zone="clusterset.local") as server:
+        resolver = server.resolver()
+        name = "web.default.svc.clusterset.local."
+        assert [r.address for r in resolver.resolve(name, "A")] == ["10.112.0.20"]
+        server.apply({**imp, "spec": {**imp["spec"], "ips": ["10.112.0.21"]}})
+        assert [r.address for r in resolver.resolve(name, "A")] == ["10.112.0.21"]
+        server.delete("ServiceImport", "default", "web")
+        with pytest.raises(Exception, match="does not exist"):
+            resolver.resolve(name, "A")

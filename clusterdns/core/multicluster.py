@@ -40,7 +40,12 @@ _Item = tuple[str, tuple[str, ...], tuple[Port, ...]]  # (target name, addresses
 
 
 def resolve_clusterset(
-    store: Store, qname: str, qtype: int, zone: str = CLUSTERSET_ZONE, ttl: int = TTL
+    store: Store,
+    qname: str,
+    qtype: int,
+    zone: str = CLUSTERSET_ZONE,
+    ttl: int = TTL,
+    endpoints: bool = True,
 ) -> Answer | None:
     """Answer ``qname``/``qtype`` (class IN) of the clusterset ``zone`` from ``store``;
     None when ``qname`` is not in ``zone`` (the caller hands it on).
@@ -49,12 +54,14 @@ def resolve_clusterset(
     the SOA minimum). Every answer is authoritative; negative ones carry the zone SOA
     (RFC 2308 3). Before the store has synced, NXDOMAIN becomes SERVFAIL, as the
     multicluster plugin answers before its watches have synced. Fallthrough is the
-    caller's (``answer.rcode == Rcode.NXDOMAIN``).
+    caller's (``answer.rcode == Rcode.NXDOMAIN``). ``endpoints`` False (the plugin's
+    ``noendpoints``): every name of a Headless import is NXDOMAIN, as the plugin answers
+    without its endpoints watch.
     """
     if find_zone(qname, (zone,)) is None:
         return None
     q = _Question(store, qname, qtype, zone, ZoneConfig(zones=(zone,), ttl=ttl), 0)
-    answer = _answer(q, store, qname, qtype, zone)
+    answer = _answer(q, store, qname, qtype, zone, endpoints)
     if answer.rcode == Rcode.NXDOMAIN and not store.synced:
         return Answer(Rcode.SERVFAIL, zone)
     return answer
@@ -80,7 +87,9 @@ def clusterset_dependencies(qname: str, zone: str = CLUSTERSET_ZONE) -> tuple[Ta
     return (("ns", namespace), ("mcs", namespace, labels[-3]))
 
 
-def _answer(q: _Question, store: Store, qname: str, qtype: int, zone: str) -> Answer:
+def _answer(
+    q: _Question, store: Store, qname: str, qtype: int, zone: str, endpoints: bool
+) -> Answer:
     if qname == zone:
         # The plugin answers SOA here and NODATA for the rest (NS included).
         return Answer(Rcode.NOERROR, zone, [q.soa()]) if qtype == QType.SOA else q.nodata()
@@ -101,7 +110,7 @@ def _answer(q: _Question, store: Store, qname: str, qtype: int, zone: str) -> An
     if len(labels) == 2:
         return q.nodata()  # <ns>.svc.<zone>
     imp = store.imports.get((namespace, labels[-3]))
-    if imp is None:
+    if imp is None or (not endpoints and imp.kind is ImportKind.HEADLESS):
         return q.nxdomain()
     fqdn = ".".join(labels[-3:]) + "." + zone
     rest = labels[:-3]

@@ -13,7 +13,7 @@ This module reads the server-level directives and dispatches the rest (``DIRECTI
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..core.defaults import UDP_SIZE
@@ -97,7 +97,8 @@ def load(text: str, filename: str = "Corefile") -> list[ServerConfig]:
     """Parse and check a Corefile, ``import`` and snippets expanded. Raises ConfigError
     naming ``file:line``: a directive clusterdns does not support
     (``plugin 'NAME' is not supported by clusterdns``), a bad argument, a zone served twice
-    on one port (CoreDNS refuses a duplicate server block key).
+    on one port by two blocks without ``view`` (CoreDNS refuses a duplicate server block key
+unless the block has a filter).
 
     Each returned ServerConfig carries its ``warnings`` (logging-only directives that are
     accepted but do nothing), one line each, naming ``file:line``.
@@ -107,26 +108,51 @@ def load(text: str, filename: str = "Corefile") -> list[ServerConfig]:
     for block in parse_blocks(text, filename):
         where = block.file
         keys = [_zone_key(k, where, block.line) for k in block.keys]
-        ports = {port for _, port in keys}
-        if len(ports) != 1:
-            raise ConfigError(f"{where}:{block.line}: one port per server block, got {ports}")
         zones = tuple(dict.fromkeys(z for zs, _ in keys for z in zs))
-        server = ServerConfig(zones, ports.pop())
-        setup = Setup(zones, server.plugins, server.warnings)
+        # the directives read once, against every key's zones (CoreDNS: a plugin's zones
+        # default to all the block's keys, its instance shared by every key's config)
+        first = ServerConfig(zones, keys[0][1])
+        setup = Setup(zones, first.plugins, first.warnings)
         for directive in block.directives:
-            _apply(server, setup, directive, filename)
-        for zone in zones:
-            other = seen.get((zone, server.port))
-            if other is not None and (
-                not other[2] or not server.bind or set(other[2]) & set(server.bind)
-            ):
-                raise ConfigError(
-                    f"{where}:{block.line}: cannot serve dns://{zone}:{server.port}: it is "
-                    f"already defined at {other[0]}:{other[1]}"
-                )
-            seen[(zone, server.port)] = (where, block.line, server.bind)
-        servers.append(server)
+            _apply(first, setup, directive, filename)
+        # one server per port among the keys (kubespray's `example.com example.io:1053`):
+        # CoreDNS serves each key on its own port, with the block's directives
+        by_port: dict[int, list[str]] = {}
+        for key_zones, port in keys:
+            by_port.setdefault(port, []).extend(key_zones)
+        for i, (port, port_zones) in enumerate(by_port.items()):
+            if i == 0 and len(by_port) == 1:
+                server = first
+            else:
+                server = replace(first, zones=tuple(dict.fromkeys(port_zones)), port=port,
+                                 warnings=list(first.warnings) if i == 0 else [])
+            _register(server, seen, where, block.line)
+            servers.append(server)
     return servers
+
+
+def _register(
+    server: ServerConfig,
+    seen: dict[tuple[str, int], tuple[str, int, tuple[str, ...]]],
+    where: str,
+    line: int,
+) -> None:
+    """Refuse a zone served twice on one port by blocks without ``view`` (CoreDNS
+    register.go ``validateZonesAndListeningAddresses``)."""
+    if "view" in server.plugins:
+        # a block with a filter (view) may share a zone and port with any other; only
+        # unfiltered blocks are checked and registered
+        return
+    for zone in server.zones:
+        other = seen.get((zone, server.port))
+        if other is not None and (
+            not other[2] or not server.bind or set(other[2]) & set(server.bind)
+        ):
+            raise ConfigError(
+                f"{where}:{line}: cannot serve dns://{zone}:{server.port}: it is "
+                f"already defined at {other[0]}:{other[1]}"
+            )
+        seen[(zone, server.port)] = (where, line, server.bind)
 
 
 def not_supported(r: Reader, line: int = 0, name: str = "") -> ConfigError:

@@ -38,7 +38,7 @@ from ..dns.encode import encode_answer, error_response, header_only_response
 from ..dns.message import Drop, Query
 from ..dns.wire import parse_header, parse_query
 from . import order
-from .plugin import Ask, Build, Outcome, Reply, Step
+from .plugin import Ask, Build, Outcome, Reply, Step, View
 from .report import FAULTS, QueryMetrics
 
 log = logging.getLogger("clusterdns.plugins.chain")
@@ -51,6 +51,10 @@ Negative = Callable[[Query], tuple[bytes, bytes, Tags] | None]
 """A certain negative decided from the question alone: (header, tail, tags) or None."""
 
 NOT_FAST = frozenset((QType.AXFR, QType.IXFR, QType.HINFO))  # transfers, loop probes
+
+NOWHERE: tuple[str, int] = ("", 0)
+"""An address not known (an in-process call): ``local``, the server's (ip, port) a query
+came in on, read by ``view`` expressions (``server_ip()``, ``server_port()``)."""
 
 
 def parse_or_reply(data: bytes, udp_size: int = DEFAULT_UDP_SIZE) -> Query | bytes | None:
@@ -139,6 +143,7 @@ class Handler:
         self.rotations = build.rotations
         self.autopath_search = build.autopath
         self.querylog = build.querylog
+        self.view: View | None = build.view  # picks this block on a shared port (Mux)
         self.udp_size = udp_size
         self.steps = list(steps)
         self.step_names = [step.name for step in self.steps]
@@ -167,12 +172,21 @@ class Handler:
 
     # ---- 1. the fast path -------------------------------------------------------------
 
-    def fast(self, data: bytes, tcp: bool, tally: Tally, client: str = "") -> Fast:
+    def fast(
+        self,
+        data: bytes,
+        tcp: bool,
+        tally: Tally,
+        client: str = "",
+        port: int = 0,
+        local: tuple[str, int] = NOWHERE,
+    ) -> Fast:
         """The one fast path, from any thread (docs/design.md 4): the reply when a kept
         answer or a certain NXDOMAIN serves the datagram, None to send nothing, else the
-        parsed query for :meth:`answer`. ``client``: the source IP (the traffic view).
-        Writes nothing but ``tally`` (the calling thread's): an NXDOMAIN made off the loop
-        is left in ``tally.keep`` for the loop to keep."""
+        parsed query for :meth:`answer`. Writes nothing but ``tally`` (the calling thread's):
+        an NXDOMAIN made off the loop is left in ``tally.keep`` for the loop to keep.
+        ``client``/``port``/``local``: who asked and where (the client's IP for the traffic
+        view; all three for :meth:`Mux.fast`'s views; one signature for every transport)."""
         if self.querylog is None:  # the log sees every query: the chain answers and logs
             hit = self.cache.lookup(data, tcp, tally, client)
             if hit is not None:
@@ -214,17 +228,24 @@ class Handler:
                 self.cache.put(query, query.limit(tcp), made[0], made[1], tags=made[2])
 
     def handle(
-        self, data: bytes, tcp: bool, family: str = "1", client: str = "", port: int = 0
+        self,
+        data: bytes,
+        tcp: bool,
+        family: str = "1",
+        client: str = "",
+        port: int = 0,
+        local: tuple[str, int] = NOWHERE,
     ) -> Reply:
         """Answer one DNS message on the event loop's thread: :meth:`fast`, then
         :meth:`answer`. None means send nothing (RFC 1035 4.1.1, docs/behaviour.md 13).
         ``family``: "1" IPv4 or "2" IPv6 listener (metrics); ``client``/``port``: the
-        client's address (autopath, log)."""
+        client's address (autopath, log, view); ``local``: the server's (ip, port) the
+        query came in on (view)."""
         if type(data) is not bytes:  # a bytearray or memoryview: keys must be bytes
             data = bytes(data)
         out = self.fast(data, tcp, self.loop_tallies[family], client)
         if type(out) is Query:
-            return self.answer(out, data, tcp, family, client, port)
+            return self.answer(out, data, tcp, family, client, port, local)
         return out  # type: ignore[return-value]
 
     # ---- 2. the chain -----------------------------------------------------------------
@@ -237,9 +258,11 @@ class Handler:
         family: str = "1",
         client: str = "",
         port: int = 0,
+        local: tuple[str, int] = NOWHERE,
     ) -> Reply:
         """Answer a parsed query (``data``: the packet as received) on the event loop's
-        thread: a kept answer, else the chain; counted in the metrics and logged."""
+        thread: a kept answer, else the chain; counted in the metrics and logged.
+        ``local``: as :meth:`handle` (read by :meth:`Mux.answer`)."""
         began = time.perf_counter()
         query.udp_size = self.udp_size
         if query.edns is not None and query.edns[0] > self.udp_size:
@@ -453,42 +476,94 @@ async def _guarded(pending: Awaitable[bytes | None], query: Query, plugin: str) 
         return error_response(query, Rcode.SERVFAIL)
 
 
+def for_port(handlers: Sequence[Handler]) -> Handler | Mux:
+    """What serves one port: the block's own handler when it is alone there and has no
+    ``view`` (nothing to choose: the fast path as is), else a :class:`Mux`."""
+    if len(handlers) == 1 and handlers[0].view is None:
+        return handlers[0]
+    return Mux(handlers)
+
+
 class Mux:
     """Several server blocks on one port: each query goes to the block with the longest
-    matching zone (CoreDNS core/dnsserver); a name no block serves is REFUSED. The fast
-    path is each block's own: a kept answer is only ever in the cache of the block that
-    answered it."""
+    matching zone (CoreDNS core/dnsserver); a name no block serves is REFUSED.
+
+    Without views the fast path is each block's own: a kept answer is only ever in the
+    cache of the block that answered it. With views (CoreDNS plugin/view, server.go
+    ``ServeDNS``) the zones are walked from the longest matching one to the root, and among
+    each zone's blocks, in Corefile order, the first whose view matches the request (a
+    block without a view matches all) answers; none: REFUSED. The view is evaluated on the
+    parsed query before that block's kept answers are looked at, so the fast path never
+    serves one view's kept answer to another view's client.
+    """
 
     def __init__(self, handlers: Sequence[Handler]) -> None:
         self.handlers = list(handlers)
         self._zones = tuple(z for h in self.handlers for z in h.zones)
         self.udp_size = max(h.udp_size for h in self.handlers)
         self.traffic = next((h.traffic for h in self.handlers if h.traffic), None)
+        self.views = any(h.view is not None for h in self.handlers)
+        # with views: the zones longest first, each with its blocks in Corefile order
+        by_zone: dict[str, list[int]] = {}
+        for i, handler in enumerate(self.handlers):
+            for zone in handler.zones:
+                by_zone.setdefault(zone, []).append(i)
+        self._walk = tuple(
+            (zone, tuple(by_zone[zone]))
+            for zone in sorted(by_zone, key=lambda z: (z == ".", -len(z)))
+        )
 
     def tally(self, family: str) -> list[Tally]:
         """Counters for a serving thread: one per block."""
         return [handler.tally(family) for handler in self.handlers]
 
-    def fast(self, data: bytes, tcp: bool, tally: list[Tally], client: str = "") -> Fast:
-        """:meth:`Handler.fast` for the block the name belongs to."""
-        for handler, mine in zip(self.handlers, tally, strict=True):
-            if handler.querylog is None:
-                hit = handler.cache.lookup(data, tcp, mine, client)
-                if hit is not None:
-                    return hit
+    def fast(
+        self,
+        data: bytes,
+        tcp: bool,
+        tally: list[Tally],
+        client: str = "",
+        port: int = 0,
+        local: tuple[str, int] = NOWHERE,
+    ) -> Fast:
+        """:meth:`Handler.fast` for the block the query belongs to."""
+        if not self.views:
+            for handler, mine in zip(self.handlers, tally, strict=True):
+                if handler.querylog is None:
+                    hit = handler.cache.lookup(data, tcp, mine, client)
+                    if hit is not None:
+                        return hit
         query = parse_or_reply(data, self.handlers[0].udp_size)
         if type(query) is not Query:
             return query
-        index = self._block(query)
+        index = self._block(query, len(data), tcp, client, port, local)
         if index is None:
             return error_response(query, Rcode.REFUSED)
         return self.handlers[index].fast(data, tcp, tally[index], client)
 
-    def _block(self, query: Query) -> int | None:
-        zone = find_zone(query.qname, self._zones)
-        for i, handler in enumerate(self.handlers):
-            if zone in handler.zones:
-                return i
+    def _block(
+        self, query: Query, size: int, tcp: bool, client: str, port: int, local: tuple[str, int]
+    ) -> int | None:
+        if not self.views:
+            zone = find_zone(query.qname, self._zones)
+            for i, handler in enumerate(self.handlers):
+                if zone in handler.zones:
+                    return i
+            return None
+        from .viewexpr import request_of  # only a Corefile with view loads the language
+
+        qname, request = query.qname, None
+        for zone, blocks in self._walk:
+            if not (qname == zone or zone == "." or qname.endswith("." + zone)):
+                continue
+            for i in blocks:
+                view = self.handlers[i].view
+                if view is None:
+                    return i
+                if request is None:
+                    request = request_of(query, size, tcp, (client, port), local)
+                if view.matches(request):
+                    return i
         return None
 
     def keep_made(self, tally: list[Tally]) -> None:
@@ -504,23 +579,31 @@ class Mux:
         family: str = "1",
         client: str = "",
         port: int = 0,
+        local: tuple[str, int] = NOWHERE,
     ) -> Reply:
-        """:meth:`Handler.answer` of the block the name belongs to."""
-        index = self._block(query)
+        """:meth:`Handler.answer` of the block the query belongs to (its view evaluated
+        again: the same request picks the same block)."""
+        index = self._block(query, len(data), tcp, client, port, local)
         if index is None:
             return error_response(query, Rcode.REFUSED)
-        return self.handlers[index].answer(query, data, tcp, family, client, port)
+        return self.handlers[index].answer(query, data, tcp, family, client, port, local)
 
     def handle(
-        self, data: bytes, tcp: bool, family: str = "1", client: str = "", port: int = 0
+        self,
+        data: bytes,
+        tcp: bool,
+        family: str = "1",
+        client: str = "",
+        port: int = 0,
+        local: tuple[str, int] = NOWHERE,
     ) -> Reply:
         """As :meth:`Handler.handle`."""
         if type(data) is not bytes:
             data = bytes(data)
-        if len(self.handlers) == 1:
-            return self.handlers[0].handle(data, tcp, family, client, port)
+        if len(self.handlers) == 1 and not self.views:
+            return self.handlers[0].handle(data, tcp, family, client, port, local)
         tallies = [h.loop_tallies[family] for h in self.handlers]
-        out = self.fast(data, tcp, tallies, client)
+        out = self.fast(data, tcp, tallies, client, port, local)
         if type(out) is Query:
-            return self.answer(out, data, tcp, family, client, port)
+            return self.answer(out, data, tcp, family, client, port, local)
         return out  # type: ignore[return-value]

@@ -31,8 +31,10 @@ ORDER: tuple[tuple[str, str], ...] = (
     ("k8s_gateway", "k8s_gateway"),
     ("k8s_external", "k8s_external"),
     ("kubernetes", "kubernetes"),
+    ("multicluster", "multicluster"),  # external; its README: just below kubernetes
     ("forward", "forward"),
     ("whoami", "whoami"),
+    ("view", "view"),  # no step: picks the block (chain.Mux), after whoami in plugin.cfg
 )
 """(directive name, module) in chain order."""
 

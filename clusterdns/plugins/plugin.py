@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ..corefile.reader import Reader, Setup
     from ..dns.cache import AnswerCache, Tags
     from .report import QueryMetrics
+    from .viewexpr import Request
 
 Reply = Union[bytes, None, Awaitable[Union[bytes, None]]]  # noqa: UP007 - a runtime alias
 """What answering a query gives: the reply bytes, None (send nothing), or an awaitable of
@@ -114,6 +115,18 @@ class Chain(Protocol):
         """autopath on an NXDOMAIN: the reply along the client's search path, or None."""
 
 
+class View(Protocol):
+    """A block's ``view`` (CoreDNS plugin/view, ``dnsserver.Viewer``): ``name``, and
+    ``matches(request)``: whether the block handles a query (every ``expr`` true)."""
+
+    @property
+    def name(self) -> str:
+        """The view's name (CoreDNS: metadata ``view/name``)."""
+
+    def matches(self, request: Request) -> bool:
+        """True when every expression of the view is true for ``request``."""
+
+
 class Step:
     """A plugin's place in one block's chain: ``run(chain, ask)`` gives an
     :data:`Outcome` or None to go on to the next step. ``start``/``stop``: what runs beside
@@ -156,7 +169,8 @@ class Build:
     ``root``: the directory relative file names are taken from (root plugin).
     Set by plugins for later ones and the chain: ``config`` (kubernetes: the cluster zone),
     ``forwarders`` (forward), ``rotations`` (loadbalance), ``autopath`` (autopath),
-    ``querylog`` (log: sees every query and its reply, the fast path's too).
+    ``querylog`` (log: sees every query and its reply, the fast path's too), ``view``
+    (view: the filter that picks this block among those on the same zone and port).
     """
 
     store: Store
@@ -171,6 +185,7 @@ class Build:
     rotations: Callable[[Query, Answer, int], list[bytes]] | None = None
     autopath: Any = None
     querylog: Any = None
+    view: View | None = None
 
 
 @dataclass(frozen=True)

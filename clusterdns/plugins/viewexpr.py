@@ -45,6 +45,7 @@ from typing import Any, NoReturn
 import lark
 
 from ..core.errors import ConfigError
+from ..dns.message import Query
 
 MAX_TEXT = 4096  # characters of one expression
 MAX_DEPTH = 64  # levels of the syntax tree (parentheses, not, each operator of a chain)
@@ -81,6 +82,30 @@ class Request:
     msg_id: int = 0
     do: bool = False
     size: int = 0
+
+
+def request_of(
+    query: Query, size: int, tcp: bool, client: tuple[str, int], local: tuple[str, int]
+) -> Request:
+    """The :class:`Request` of a parsed query (``size``: the message's length in bytes)
+    that came from ``client`` (ip, port) to ``local`` (our ip, port) over TCP or UDP.
+    CoreDNS: ``request.Request`` on the ``dns.ResponseWriter``'s addresses."""
+    edns = query.edns
+    return Request(
+        client[0],
+        client[1],
+        local[0],
+        local[1],
+        "tcp" if tcp else "udp",
+        query.qname,
+        query.qtype,
+        (query.flags >> 11) & 0xF,
+        edns[0] if edns is not None else 0,
+        qclass=query.qclass,
+        msg_id=query.id,
+        do=bool(edns is not None and edns[2]),
+        size=size,
+    )
 
 
 class ExprError(ConfigError):

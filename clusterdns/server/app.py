@@ -30,7 +30,7 @@ from ..core.errors import ClusterDNSError, listen_error
 from ..core.names import split_hostport
 from ..core.store import KINDS, Store
 from ..corefile.config import ServerConfig
-from ..plugins.chain import Handler, Mux
+from ..plugins.chain import Handler, Mux, for_port
 from . import signals
 from .blocks import Block, build_block
 from .health import Readiness, health_route, serve_http
@@ -194,7 +194,7 @@ class App:
             by_port.setdefault(block.config.port, []).append(block.handler)
             hosts[block.config.port] = block.config.bind or ("0.0.0.0",)
         return {
-            (host, port): (handlers[0] if len(handlers) == 1 else Mux(handlers))
+            (host, port): for_port(handlers)
             for port, handlers in by_port.items()
             for host in hosts[port]
         }

@@ -117,4 +117,6 @@ def build_block(
         udp_size=server.bufsize or udp_size,
         traffic=traffic.tally if traffic is not None and server.traffic_on() else None,
     )
+    if metrics is not None and handler.view is not None:
+        metrics.view = handler.view.name  # CoreDNS labels a view's series with its name
     return Block(server, handler, metrics)

@@ -104,6 +104,7 @@ class Metrics(QueryMetrics):
     def __init__(self, server: str, zone: str) -> None:
         self.server = server
         self.zone = zone
+        self.view = ""  # the block's view name (CoreDNS's ``view`` label), "" without one
         self.requests: defaultdict[tuple[str, str, str], int] = defaultdict(int)
         self.responses: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.do_requests = 0
@@ -301,47 +302,51 @@ FAMILIES: tuple[Family, ...] = (
         "coredns_plugin_enabled", "gauge",
         "A metric that indicates whether a plugin is enabled on per server and zone basis.",
         ("server", "zone", "view", "name"),
-        lambda s: [((m.server, m.zone, "", n), 1) for m in s.servers for n in m.plugins],
+        lambda s: [((m.server, m.zone, m.view, n), 1) for m in s.servers for n in m.plugins],
     ),
     Family(
         "coredns_dns_requests", "counter",
         "Counter of DNS requests made per zone, protocol and family.",
         (*SERVER, "proto", "family", "type"),
-        lambda s: [((m.server, m.zone, "", *k), n) for m, k, n in _each(s, lambda m: m.requests)],
+        lambda s: [
+            ((m.server, m.zone, m.view, *k), n) for m, k, n in _each(s, lambda m: m.requests)
+        ],
     ),
     Family(
         "coredns_dns_responses", "counter", "Counter of response status codes.",
         (*SERVER, "rcode", "plugin"),
-        lambda s: [((m.server, m.zone, "", *k), n) for m, k, n in _each(s, lambda m: m.responses)],
+        lambda s: [
+            ((m.server, m.zone, m.view, *k), n) for m, k, n in _each(s, lambda m: m.responses)
+        ],
     ),
     Family(
         "coredns_dns_do_requests", "counter", "Counter of DNS requests with DO bit set per zone.",
         ("server", "view", "zone"),
-        lambda s: [((m.server, "", m.zone), m.do_requests) for m in s.servers],
+        lambda s: [((m.server, m.view, m.zone), m.do_requests) for m in s.servers],
     ),
     Family(
         "coredns_dns_request_duration_seconds", "histogram",
         "Histogram of the time (in seconds) each request took per zone.",
-        SERVER, lambda s: [((m.server, m.zone, ""), m.duration) for m in s.servers],
+        SERVER, lambda s: [((m.server, m.zone, m.view), m.duration) for m in s.servers],
     ),
     Family(
         "coredns_dns_request_size_bytes", "histogram", "Size of the request in bytes.",
         (*SERVER, "proto"),
         lambda s: [
-            ((m.server, m.zone, "", p), h) for m, p, h in _each(s, lambda m: m.request_size)
+            ((m.server, m.zone, m.view, p), h) for m, p, h in _each(s, lambda m: m.request_size)
         ],
     ),
     Family(
         "coredns_dns_response_size_bytes", "histogram", "Size of the returned response in bytes.",
         (*SERVER, "proto"),
         lambda s: [
-            ((m.server, m.zone, "", p), h) for m, p, h in _each(s, lambda m: m.response_size)
+            ((m.server, m.zone, m.view, p), h) for m, p, h in _each(s, lambda m: m.response_size)
         ],
     ),
     Family(
         "coredns_cache_entries", "gauge", "The number of elements in the cache.", CACHE,
         lambda s: [
-            ((m.server, kind, m.cache_zones, ""), n)
+            ((m.server, kind, m.cache_zones, m.view), n)
             for m in _cached(s)
             for kind, n in (m.cache_entries() if m.cache_entries else {}).items()
         ],
@@ -349,7 +354,7 @@ FAMILIES: tuple[Family, ...] = (
     Family(
         "coredns_cache_hits", "counter", "The count of cache hits.", CACHE,
         lambda s: [
-            ((m.server, kind, m.cache_zones, ""), m.cache_hits.get(kind, 0))
+            ((m.server, kind, m.cache_zones, m.view), m.cache_hits.get(kind, 0))
             for m in _cached(s)
             for kind in ("success", "denial")
         ],
@@ -358,12 +363,12 @@ FAMILIES: tuple[Family, ...] = (
         "coredns_cache_misses", "counter",
         "The count of cache misses. Deprecated, derive misses from cache hits/requests counters.",
         CACHE_TOTALS,
-        lambda s: [((m.server, m.cache_zones, ""), m.cache_misses) for m in _cached(s)],
+        lambda s: [((m.server, m.cache_zones, m.view), m.cache_misses) for m in _cached(s)],
     ),
     Family(
         "coredns_cache_requests", "counter", "The count of cache requests.", CACHE_TOTALS,
         lambda s: [
-            ((m.server, m.cache_zones, ""), m.cache_misses + sum(m.cache_hits.values()))
+            ((m.server, m.cache_zones, m.view), m.cache_misses + sum(m.cache_hits.values()))
             for m in _cached(s)
         ],
     ),

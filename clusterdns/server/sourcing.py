@@ -89,8 +89,10 @@ class Sources:
         return [s.plugins[name] for s in self.servers if name in s.plugins]
 
     def _cluster_plugins(self) -> tuple[Any, Any]:
-        """The first kubernetes and k8s_gateway configs (the API connection is theirs)."""
-        k, g = self._each("kubernetes"), self._each("k8s_gateway")
+        """The first kubernetes config, and the first k8s_gateway or multicluster one (the
+        API connection is theirs; the latter two have ``kubeconfig`` and ``context``)."""
+        k = self._each("kubernetes")
+        g = self._each("k8s_gateway") + self._each("multicluster")
         return (k[0] if k else None), (g[0] if g else None)
 
     def _api_wanted(self) -> bool:
@@ -99,7 +101,7 @@ class Sources:
         explicit = (
             bool(self.options.kubeconfig or self.options.kube_api)
             or any(k.kubeconfig or k.endpoint for k in self._each("kubernetes"))
-            or any(g.kubeconfig for g in self._each("k8s_gateway"))
+            or any(g.kubeconfig for g in self._each("k8s_gateway") + self._each("multicluster"))
         )
         return has_kubernetes and (explicit or in_cluster())
 

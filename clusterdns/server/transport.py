@@ -65,7 +65,9 @@ class UDPProtocol(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        reply = self.server.handler.handle(data, False, self.family, str(addr[0]), int(addr[1]))
+        reply = self.server.handler.handle(
+            data, False, self.family, str(addr[0]), int(addr[1]), self.server.local
+        )
         self.send(reply, addr)
 
     def send(self, reply: Reply, addr: tuple[str | int, ...]) -> None:
@@ -143,13 +145,14 @@ class UDPThread:
         handler = server.handler
         # recvmmsg/sendmmsg where the platform has them (Linux): many datagrams per call;
         # the source address is decoded for the fast path only when the traffic view counts
+        # or a view picks the block by it
         self.batch = (
             BatchServer(
                 sock,
                 self._fast,
                 self._hand_off,
                 slot=max(SLOT, handler.udp_size),
-                addresses=handler.traffic is not None,
+                addresses=handler.traffic is not None or getattr(handler, "views", False),
             )
             if batch_available()
             else None
@@ -182,6 +185,7 @@ class UDPThread:
         recvfrom, sendto = self.sock.recvfrom, self.sock.sendto
         call = self.loop.call_soon_threadsafe
         on_loop = self._answer
+        local = self.server.local  # the bound address: what view's server_ip() reads
         while not self.stopping:
             try:
                 data, addr = recvfrom(65535)
@@ -194,7 +198,7 @@ class UDPThread:
             if mine is None or mine[0] is not handler:  # reloaded: the loop answers
                 out: Any = data  # until the keeper made this thread's counters
             else:
-                out = handler.fast(data, False, mine[1], addr[0])
+                out = handler.fast(data, False, mine[1], addr[0], addr[1], local)
                 if type(out) is bytes:
                     with contextlib.suppress(OSError):
                         sendto(out, addr)
@@ -216,7 +220,10 @@ class UDPThread:
         mine = self.tallies.get(id(handler))
         if mine is None or mine[0] is not handler:
             return None
-        out = handler.fast(data, False, mine[1], addr[0] if addr is not None else "")
+        if addr is None:
+            out = handler.fast(data, False, mine[1])
+        else:
+            out = handler.fast(data, False, mine[1], addr[0], addr[1], self.server.local)
         return b"" if out is None else out
 
     def _hand_off(self, items: list[tuple[bytes, Any, Any]]) -> None:
@@ -237,7 +244,9 @@ class UDPThread:
         if isinstance(out, bytes):
             self.protocol.datagram_received(data, addr)
             return
-        reply = handler.answer(out, data, False, self.family, str(addr[0]), int(addr[1]))
+        reply = handler.answer(
+            out, data, False, self.family, str(addr[0]), int(addr[1]), self.server.local
+        )
         self.protocol.send(reply, addr)
 
     def _keep(self) -> None:
@@ -296,6 +305,9 @@ class DNSServer:
         self._connections: set[asyncio.StreamWriter] = set()
         self._tcp_tasks: set[asyncio.Task[None]] = set()
         self.family = "2" if ":" in host else "1"
+        # the UDP socket's own (ip, port) once bound: a view's server_ip()/server_port()
+        # over UDP (CoreDNS: the listener's LocalAddr, the wildcard on a wildcard bind)
+        self.local: tuple[str, int] = (host, port)
 
     async def start(self) -> None:
         """Bind UDP, then TCP on the same port (retrying ephemeral ports a few times).
@@ -317,6 +329,7 @@ class DNSServer:
                         raise
                     udp = UDPThread(self, sock, "2" if family == socket.AF_INET6 else "1")
                     port = sock.getsockname()[1]
+                    self.local = (str(sock.getsockname()[0]), port)
                 else:
                     udp, _ = await loop.create_datagram_endpoint(
                         lambda: UDPProtocol(self, "2" if family == socket.AF_INET6 else "1"),
@@ -324,7 +337,8 @@ class DNSServer:
                         family=family,
                         reuse_port=self.reuse_port or None,
                     )
-                    port = udp.get_extra_info("sockname")[1]
+                    name = udp.get_extra_info("sockname")
+                    port, self.local = name[1], (str(name[0]), int(name[1]))
             except OSError as exc:
                 raise listen_error(exc, self.host, self.port, "udp") from None
             try:
@@ -379,6 +393,8 @@ class DNSServer:
         peername = writer.get_extra_info("peername")
         peer = str(peername[0]) if peername else ""
         peer_port = int(peername[1]) if peername else 0
+        sockname = writer.get_extra_info("sockname")  # the address the client reached
+        local = (str(sockname[0]), int(sockname[1])) if sockname else self.local
         pending: set[asyncio.Task[None]] = set()
         try:
             for _ in range(self.max_tcp_queries):
@@ -393,7 +409,7 @@ class DNSServer:
                 length = int.from_bytes(prefix, "big")
                 data = await asyncio.wait_for(reader.readexactly(length), self.idle_timeout)
                 try:
-                    reply = self.handler.handle(data, True, self.family, peer, peer_port)
+                    reply = self.handler.handle(data, True, self.family, peer, peer_port, local)
                 except Exception:  # a bug costs this query, not the connection
                     log.exception("internal error answering a TCP query from %s", peer)
                     reply = servfail(data)

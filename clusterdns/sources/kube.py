@@ -46,7 +46,9 @@ from .resources import (
     ENDPOINTSLICES,
     EXPOSURE_RESOURCES,
     GATEWAY_API,
+    MULTICLUSTER_RESOURCES,
     NAMESPACES,
+    OPTIONAL_RESOURCES,
     PODS,
     SERVICES,
     Resource,
@@ -59,6 +61,7 @@ __all__ = [
     "CONNECT_TIMEOUT",
     "ENDPOINTSLICES",
     "EXPOSURE_RESOURCES",
+    "MULTICLUSTER_RESOURCES",
     "Backoff",
     "Expired",
     "GATEWAY_API",
@@ -126,8 +129,9 @@ class KubeSource:
 
     ``kinds``: Namespaces, Services and EndpointSlices always; Pods when ``pods`` is set
     (verified pod records, autopath); the ``exposure`` kinds (Ingress, Gateway, routes:
-    :data:`EXPOSURE_RESOURCES`) a k8s_gateway directive reads. ``clock``: returns Unix
-    time in seconds.
+    :data:`EXPOSURE_RESOURCES`) a k8s_gateway directive reads, and ServiceImports for a
+    multicluster directive (:data:`MULTICLUSTER_RESOURCES`): every ``Plugin.kinds``.
+    ``clock``: returns Unix time in seconds.
     """
 
     def __init__(
@@ -146,7 +150,7 @@ class KubeSource:
         self.loop = loop
         self.clock = clock or time.time
         self.resources = [NAMESPACES, SERVICES, ENDPOINTSLICES] + ([PODS] if pods else [])
-        self.resources += [EXPOSURE_RESOURCES[kind] for kind in exposure]
+        self.resources += [OPTIONAL_RESOURCES[kind] for kind in exposure]
         self._unlisted = {r.kind for r in self.resources}
         self.synced = threading.Event()
         store.add_source(SOURCE)

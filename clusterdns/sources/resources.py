@@ -2,7 +2,8 @@
 
 The four kinds every cluster zone needs (Namespaces, Services, EndpointSlices, Pods) and
 the exposure kinds a k8s_gateway directive reads (Ingress and the Gateway API kinds:
-:data:`EXPOSURE_RESOURCES`). Paths and groups as the Kubernetes API serves them
+:data:`EXPOSURE_RESOURCES`), and ServiceImports for a multicluster directive
+(:data:`MULTICLUSTER_RESOURCES`). Paths and groups as the Kubernetes API serves them
 (https://kubernetes.io/docs/reference/using-api/api-concepts/); the Gateway API kinds
 are CRDs (https://gateway-api.sigs.k8s.io/), absent from a cluster that did not install
 them.
@@ -88,3 +89,20 @@ EXPOSURE_RESOURCES = {
         ),
     )
 }
+
+MULTICLUSTER_API = "multicluster.x-k8s.io"
+
+# Multi-cluster services (KEP-1645; a multicluster directive): a CRD, listed and watched
+# only when a directive reads it; a cluster without it answers 404.
+MULTICLUSTER_RESOURCES = {
+    "ServiceImport": Resource(
+        "ServiceImport",
+        "/apis/multicluster.x-k8s.io/v1alpha1/serviceimports",
+        MULTICLUSTER_API,
+        "serviceimports",
+        optional=True,
+    ),
+}
+
+OPTIONAL_RESOURCES = {**EXPOSURE_RESOURCES, **MULTICLUSTER_RESOURCES}
+"""Every kind a plugin may ask the live source for (``Plugin.kinds``), by kind."""

@@ -15,8 +15,8 @@ installed, ``-p clusterdns.testing``, but not both: it would be registered twice
 
 - the ``clusterdns`` fixture: a started :class:`ClusterDNS`, stopped after the test, serving
   what ``@pytest.mark.clusterdns(manifests=[...], objects=[...], zone=..., ttl=..., pods=...,
-  gateway_zone=..., external_zone=...)`` gives (on the test, its class or its module);
-  relative manifest paths are taken from the test file's directory;
+  gateway_zone=..., external_zone=..., clusterset_zone=...)`` gives (on the test, its class
+  or its module); relative manifest paths are taken from the test file's directory;
 - the ``clusterdns_factory`` fixture: ``clusterdns_factory(**options)`` starts another one
   with those options (same path rule); all are stopped after the test.
 
@@ -41,7 +41,8 @@ __all__ = ["DEFAULT_OBJECTS", "ClusterDNS", "convert_objects", "load_manifests"]
 
 MARKER = (
     f"clusterdns(manifests=(), objects=(), zone={defaults.CLUSTER_DOMAIN!r}, "
-    f"ttl={defaults.TTL}, pods='insecure', gateway_zone=(), external_zone=()): what the "
+    f"ttl={defaults.TTL}, pods='insecure', gateway_zone=(), external_zone=(), "
+    "clusterset_zone=()): what the "
     "clusterdns fixture serves (relative manifest paths from the test file's directory)"
 )
 
@@ -105,6 +106,6 @@ else:
             raise TypeError(
                 "@pytest.mark.clusterdns takes keyword arguments only: "
                 "manifests=[...], objects=[...], zone=, ttl=, pods=, gateway_zone=, "
-                "external_zone="
+                "external_zone=, clusterset_zone="
             )
         return clusterdns_factory(**marker.kwargs)

@@ -157,8 +157,11 @@ class ClusterDNS:
     a zone (or several) answered like CoreDNS's k8s_gateway (Ingress hosts, Gateway API
     route hostnames, LoadBalancer Services) and k8s_external (Services' external IPs) do,
     with their default options (docs/exposed-names.md); objects may then include Ingress,
-    Gateway, HTTPRoute, TLSRoute and GRPCRoute. Names outside these zones, the cluster zone
-    and the reverse zones are answered REFUSED: there is no upstream.
+    Gateway, HTTPRoute, TLSRoute and GRPCRoute. ``clusterset_zone``: a zone (KEP-1645 says
+    ``clusterset.local``) answered like CoreDNS's multicluster plugin from ServiceImports
+    and the EndpointSlices labelled ``multicluster.kubernetes.io/service-name``. Names
+    outside these zones, the cluster zone and the reverse zones are answered REFUSED:
+    there is no upstream.
 
     Invalid objects or manifests raise ValueError (naming the object) here, before anything
     starts; a missing manifest path raises FileNotFoundError.
@@ -179,10 +182,12 @@ class ClusterDNS:
         pods: str = "insecure",
         gateway_zone: str | Sequence[str] = (),
         external_zone: str | Sequence[str] = (),
+        clusterset_zone: str | Sequence[str] = (),
     ) -> None:
         from ..core.resolver import PodMode, ZoneConfig
         from ..plugins.k8s_external import ExternalConfig
         from ..plugins.k8s_gateway import GatewayConfig
+        from ..plugins.multicluster import MulticlusterConfig
 
         self.zone = zone.strip().strip(".").lower()
         if not self.zone:
@@ -210,7 +215,9 @@ class ClusterDNS:
             if external
             else None
         )
-        self.zones = self.config.zones + gateway + external
+        clusterset = _zones("clusterset_zone", clusterset_zone)
+        self.clusterset = MulticlusterConfig(clusterset) if clusterset else None
+        self.zones = self.config.zones + gateway + external + clusterset
         self._initial = [
             *convert_objects(DEFAULT_OBJECTS),
             *load_manifests(manifests),
@@ -277,6 +284,8 @@ class ClusterDNS:
             plugins["k8s_gateway"] = self.gateway
         if self.external is not None:
             plugins["k8s_external"] = self.external
+        if self.clusterset is not None:
+            plugins["multicluster"] = self.clusterset
         block = ServerConfig(self.zones, 0, (self.host,), plugins=plugins)
         handler = build_block(block, store, defaults.CACHE_SIZE).handler
         server = DNSServer(handler, self.host, 0)

@@ -139,7 +139,11 @@ def add_resolve(rs: argparse.ArgumentParser) -> None:
     )
     rs.add_argument("--zones", action="append", type=Path, metavar="DIR")
     rs.add_argument("--cluster-domain", default=defaults.CLUSTER_DOMAIN)
-    for flag, kind in (("--gateway-zone", "k8s_gateway"), ("--external-zone", "k8s_external")):
+    for flag, kind in (
+        ("--gateway-zone", "k8s_gateway"),
+        ("--external-zone", "k8s_external"),
+        ("--clusterset-zone", "multicluster (clusterset.local)"),
+    ):
         rs.add_argument(
             flag,
             action="append",
@@ -162,6 +166,7 @@ def run_resolve(args: argparse.Namespace) -> int:
     exposure = Exposure(
         tuple(absolute(z) for z in args.gateway_zone),
         tuple(absolute(z) for z in args.external_zone),
+        clusterset_zones=tuple(absolute(z) for z in args.clusterset_zone),
     )
     if args.server is not None:
         query = server_query(*args.server)
@@ -191,7 +196,7 @@ def run_resolve(args: argparse.Namespace) -> int:
         print(f"cannot ask {where}: {why}", file=sys.stderr)
         return 1
     print("\n".join(report(result)))
-    if exposure.gateway or exposure.external:
+    if exposure.gateway or exposure.external or exposure.clusterset:
         print("\n".join(exposure.why(result.name or args.name)))
     if result.resolved:
         return 0

@@ -28,6 +28,8 @@ from ..plugins.k8s_external import ExternalConfig
 from ..plugins.k8s_external import explain as external_explain
 from ..plugins.k8s_gateway import GatewayConfig
 from ..plugins.k8s_gateway import explain as gateway_explain
+from ..plugins.multicluster import MulticlusterConfig
+from ..plugins.multicluster import explain as clusterset_explain
 from ..sources.manifests import ManifestSource
 
 TIMEOUT = 2.0  # seconds per query
@@ -71,12 +73,19 @@ def server_query(host: str, port: int) -> Query:
 
 @dataclass
 class Exposure:
-    """The k8s_gateway and k8s_external zones ``clusterdns resolve`` also answers and
-    explains (absolute, lower-case); :func:`local_query` fills in :attr:`store`."""
+    """The k8s_gateway, k8s_external and multicluster (clusterset) zones ``clusterdns
+    resolve`` also answers and explains (absolute, lower-case); :func:`local_query` fills
+    in :attr:`store`."""
 
     gateway_zones: tuple[str, ...] = ()
     external_zones: tuple[str, ...] = ()
     store: Store | None = None
+    clusterset_zones: tuple[str, ...] = ()
+
+    @property
+    def clusterset(self) -> MulticlusterConfig | None:
+        """The multicluster configuration (defaults), or None without zones."""
+        return MulticlusterConfig(self.clusterset_zones) if self.clusterset_zones else None
 
     @property
     def gateway(self) -> GatewayConfig | None:
@@ -99,8 +108,10 @@ class Exposure:
             lines.extend(gateway_explain(self.store, qname, self.gateway))
         if self.external is not None:
             lines.extend(external_explain(self.store, qname, self.external))
+        if self.clusterset is not None:
+            lines.extend(clusterset_explain(self.store, qname, self.clusterset))
         return [f"why: {line}" for line in lines] or [
-            f"why: {qname} is in no k8s_gateway or k8s_external zone"
+            f"why: {qname} is in no k8s_gateway, k8s_external or multicluster zone"
         ]
 
 
@@ -114,12 +125,19 @@ def local_query(
     ManifestSource(store, paths).load(time.time())
     exposure = exposure or Exposure()
     exposure.store = store
-    zones = config.zones + exposure.gateway_zones + exposure.external_zones
+    zones = (
+        config.zones
+        + exposure.gateway_zones
+        + exposure.external_zones
+        + exposure.clusterset_zones
+    )
     plugins: dict[str, object] = {"kubernetes": config}
     if exposure.gateway is not None:
         plugins["k8s_gateway"] = exposure.gateway
     if exposure.external is not None:
         plugins["k8s_external"] = exposure.external
+    if exposure.clusterset is not None:
+        plugins["multicluster"] = exposure.clusterset
     handler = assemble(store, zones, plugins)
 
     def ask(name: str, qtype: str) -> Reply:
