@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import random
 import subprocess
 import sys
@@ -48,6 +49,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import dns.rcode
 
@@ -174,14 +176,17 @@ def check_current(port: int, churn: Churn) -> tuple[int, int]:
     return checked, wrong
 
 
-def start_clusterdns(work: Work, kubeconfig: Path, extra: list[str], workers: int = 1
-                     ) -> tuple[subprocess.Popen, int, Path]:
+def start_clusterdns(work: Work, kubeconfig: Path, extra: list[str], workers: int = 1,
+                     source: Path = ROOT) -> tuple[subprocess.Popen, int, Path]:
+    """``clusterdns serve`` from the tree at ``source`` (its package first on the path)."""
     port = free_port()
     log_path = work.root / "clusterdns.log"
     cmd = [sys.executable, "-m", "clusterdns", "serve", "--kubeconfig", str(kubeconfig),
            "--listen", f"127.0.0.1:{port}", *extra]
+    env = {**os.environ, "PYTHONPATH": str(source)}
     with open(log_path, "w") as log_file:
-        process = work.procs.start(cmd, stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT)
+        process = work.procs.start(cmd, stdout=log_file, stderr=subprocess.STDOUT, cwd=source,
+                                   env=env)
     wait_ready(process, port, log_path, workers)
     return process, port, log_path
 
@@ -239,6 +244,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, nargs="+", default=[], metavar="N",
                         help="also measure the still cluster at full load with serve "
                         "--workers N for each N (e.g. --workers 1 2)")
+    parser.add_argument("--variant", action="append", default=[], metavar="LABEL=FLAGS",
+                        help="also measure clusterdns with these serve flags (static, churn, "
+                        "flood), e.g. --variant 'thread=--udp-thread'; repeatable")
+    parser.add_argument("--compare", type=Path, default=None, metavar="TREE",
+                        help="also measure clusterdns from another source tree (e.g. a git "
+                        "worktree of an older commit), in the same run")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
     return parser.parse_args()
@@ -286,24 +297,22 @@ def main() -> int:
                 results["knot-flood"] = full_load(work, knot.port, knot.process.pid, flood,
                                                   args, once=True)
 
-        process, port, _ = start_clusterdns(work, kubeconfig,
-                                            ["--udp-thread"] if args.udp_thread else [])
-        dnsperf(work, Pseudo(port), mix.warm, duration=60,  # type: ignore[arg-type]
-                clients=args.clients, once=True)
-        log("clusterdns static: full load")
-        results["static"] = full_load(work, port, process.pid, mix.path, args)
-        results["static"].update(latency(work, port, mix.path, args))
+        extra = ["--udp-thread"] if args.udp_thread else []
+        runs = [("", extra, ROOT)]
+        runs += [(v.split("=", 1)[0], v.split("=", 1)[1].split(), ROOT) for v in args.variant]
+        if args.compare is not None:
+            runs.append((f"tree {args.compare.name}", extra, args.compare))
+        checked = wrong = 0
         churn = Churn(api, slices, args.rate, args.seed)
-        log(f"clusterdns under {args.rate:g} EndpointSlice changes/s: full load")
-        with churn:
-            results["churn"] = full_load(work, port, process.pid, mix.path, args)
-            results["churn"].update(latency(work, port, mix.path, args))
-        time.sleep(1.0)  # "current within 1 s of its watch event"
-        checked, wrong = check_current(port, churn)
-        if args.flood:
-            log("clusterdns: random-name flood")
-            results["flood"] = full_load(work, port, process.pid, flood, args, once=True)
-        work.procs.stop(process)
+        for label, flags, source in runs:
+            churn = Churn(api, slices, args.rate, args.seed)
+            part, checked_here, wrong_here = measure(
+                work, kubeconfig, flags, source, mix, flood, churn, args)
+            checked, wrong = checked + checked_here, wrong + wrong_here
+            for key, value in part.items():
+                results[f"{label}:{key}" if label else key] = value
+            if label:
+                args.labels = [*getattr(args, "labels", []), label]
         extra = ["--udp-thread"] if args.udp_thread else []
         for count in args.workers:
             process, port, _ = start_clusterdns(work, kubeconfig,
@@ -324,6 +333,34 @@ def main() -> int:
         else:
             subprocess.run(["rm", "-rf", str(root)], check=False)
     return 0
+
+
+def measure(work: Work, kubeconfig: Path, flags: list[str], source: Path, mix: Any,
+            flood: Path, churn: Churn, args: argparse.Namespace) -> tuple[dict, int, int]:
+    """One clusterdns (``flags``, from ``source``): static and churn at full load with their
+    latency, the changed names checked, then one pass of the real mix, the random-name
+    flood, and the real mix's first pass after it (what a flood leaves of the kept
+    answers)."""
+    results: dict[str, dict] = {}
+    process, port, _ = start_clusterdns(work, kubeconfig, flags, source=source)
+    dnsperf(work, Pseudo(port), mix.warm, duration=60,  # type: ignore[arg-type]
+            clients=args.clients, once=True)
+    log(f"clusterdns {' '.join(flags)} ({source.name}) static: full load")
+    results["static"] = full_load(work, port, process.pid, mix.path, args)
+    results["static"].update(latency(work, port, mix.path, args))
+    log(f"clusterdns under {args.rate:g} EndpointSlice changes/s: full load")
+    with churn:
+        results["churn"] = full_load(work, port, process.pid, mix.path, args)
+        results["churn"].update(latency(work, port, mix.path, args))
+    time.sleep(1.0)  # "current within 1 s of its watch event"
+    checked, wrong = check_current(port, churn)
+    if args.flood:
+        results["before-flood"] = full_load(work, port, process.pid, mix.path, args, once=True)
+        log("clusterdns: random-name flood")
+        results["flood"] = full_load(work, port, process.pid, flood, args, once=True)
+        results["after-flood"] = full_load(work, port, process.pid, mix.path, args, once=True)
+    work.procs.stop(process)
+    return results, checked, wrong
 
 
 def report(results: dict[str, dict], args: argparse.Namespace, churn: Churn, checked: int,
@@ -347,6 +384,15 @@ def report(results: dict[str, dict], args: argparse.Namespace, churn: Churn, che
             r = results[key]
             print(f"| {title} | {r['qps']:,.0f} | {r['cpu']:.1f} | {r['per_cpu']:,.0f} | - "
                   f"| {r['lost']} of {r['sent']} |")
+    for label in getattr(args, "labels", []):
+        for title, key in (("static cluster", "static"), ("under churn", "churn"),
+                           ("random-name flood", "flood")):
+            r = results.get(f"{label}:{key}")
+            if r is None:
+                continue
+            p = f"{r['p50']:.2f} / {r['p99']:.2f}" if "p50" in r else "-"
+            print(f"| clusterdns [{label}], {title} | {r['qps']:,.0f} | {r['cpu']:.1f} "
+                  f"| {r['per_cpu']:,.0f} | {p} | {r['lost']} of {r['sent']} |")
     for count in args.workers:
         r = results[f"workers-{count}"]
         print(f"| clusterdns, static cluster, {count} worker{'s' if count > 1 else ''} "
@@ -359,6 +405,24 @@ def report(results: dict[str, dict], args: argparse.Namespace, churn: Churn, che
     if "flood" in results:
         ratio = results["flood"]["per_cpu"] / results["knot-flood"]["per_cpu"]
         print(f"- random-name flood, clusterdns / Knot: {ratio:.2f}x")
+    for label in ["", *getattr(args, "labels", [])]:
+        prefix = f"{label}:" if label else ""
+        name = f"[{label}] " if label else ""
+        r = results.get(f"{prefix}static")
+        if r is None:
+            continue
+        if label:
+            print(f"- {name}static / Knot: {r['per_cpu'] / k:.2f}x; static / the first "
+                  f"clusterdns's static: {r['per_cpu'] / s:.2f}x; churn / its static: "
+                  f"{results[prefix + 'churn']['per_cpu'] / r['per_cpu']:.2f}x")
+            if f"{prefix}flood" in results:
+                flood = results[f"{prefix}flood"]["per_cpu"] / results["knot-flood"]["per_cpu"]
+                print(f"- {name}random-name flood / Knot: {flood:.2f}x")
+        before, after = results.get(f"{prefix}before-flood"), results.get(f"{prefix}after-flood")
+        if before and after:
+            print(f"- {name}the real mix's first pass after the flood: "
+                  f"{after['per_cpu'] / before['per_cpu']:.2f}x its pass before "
+                  f"(queries per server CPU second)")
     if len(args.workers) > 1:
         one = results[f"workers-{args.workers[0]}"]
         for count in args.workers[1:]:
