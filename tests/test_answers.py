@@ -220,6 +220,8 @@ def test_a_change_drops_exactly_the_names_it_changes(case: Case) -> None:
     store = load_store(COREDNS)
     handler = make_handler(store, CONFIG)
     before = {label: _answer(handler, label) for label in WATCHED}
+    for label in WATCHED:  # a certain NXDOMAIN is kept the second time its name comes
+        assert _answer(handler, label) == before[label]
     cached = {label: handler.cache.entries[_key(label)] for label in WATCHED}
     serial = store.serial
 
@@ -294,6 +296,7 @@ def test_quick_negative_answers_equal_the_resolvers() -> None:
             mine = quick.handle(wire, False)
             theirs = slow.handle(wire, False)
             assert mine == theirs, name
+            assert quick.handle(wire, False) == mine  # asked again: now kept
             assert isinstance(mine, bytes)
             assert dns.message.from_wire(mine).rcode() == dns.rcode.NXDOMAIN, name
     assert len(quick.cache.negatives) == len(names) * 2
@@ -422,6 +425,8 @@ def test_udp_thread_answers_hits_while_the_loop_is_busy() -> None:
         # certainly NXDOMAIN: the thread answers it too, from the store, writing nothing
         nx = ask_udp("nosuch.testns.svc.cluster.local.", 1)
         assert nx.rcode() == dns.rcode.NXDOMAIN and nx.authority
+        # asked again: a name that repeats is worth keeping (once the loop is free)
+        assert ask_udp("nosuch.testns.svc.cluster.local.", 1).rcode() == dns.rcode.NXDOMAIN
         with pytest.raises(dns.exception.Timeout):
             ask_udp("svc6.testns.svc.cluster.local.", 0.3)  # a miss waits for the loop
         key = AnswerCache.key(
@@ -452,7 +457,10 @@ def test_quick_nxdomain_off_the_loop_advertises_the_blocks_payload(udp_size: int
     reply = dns.message.from_wire(made)
     assert reply.rcode() == dns.rcode.NXDOMAIN and reply.payload == udp_size
     assert handler.cache.lookup(query.to_wire(), False, thread) is None
-    handler.keep_made(thread)  # the loop keeps it afterwards
+    handler.keep_made(thread)  # seen once: not kept (a flood's names are asked once)
+    assert handler.cache.lookup(query.to_wire(), False, thread) is None
+    assert handler.fast(query.to_wire(), False, thread) == made
+    handler.keep_made(thread)  # the loop keeps it afterwards: the name came again
     hit = handler.cache.lookup(query.to_wire(), False, thread)
     assert hit is not None and dns.message.from_wire(hit).payload == udp_size
 

@@ -117,3 +117,28 @@ def test_the_udp_thread_serves_batches_on_the_one_fast_path() -> None:
         asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         runner.join(5)
+
+
+def test_the_answer_table_is_exported() -> None:
+    """clusterdns_answers_{hits,misses,evictions}_total and _entries by kind: what an
+    operator reads to see the answer table's hit rate (coredns_cache_* count only the
+    forward cache). A name asked once is answered from the template and not kept."""
+    from clusterdns.server.metrics import Collector, registry
+
+    metrics = Metrics("dns://:53", "cluster.local.")
+    handler = make_handler(_store(), ZoneConfig(), metrics=metrics)
+    collector = Collector()
+    collector.add(metrics)
+    reg = registry(collector)
+    for name in ("kubernetes.default.svc.cluster.local.",) * 3 + ("nosuch.default.svc.cluster.local.",):
+        handler.handle(dns.message.make_query(name, "A").to_wire(), False)
+    server = {"server": "dns://:53"}
+
+    def value(family: str, **labels: str) -> float | None:
+        return reg.get_sample_value(family, {**server, **labels})
+
+    assert value("clusterdns_answers_hits_total") == 2
+    assert value("clusterdns_answers_misses_total") == 1  # the first ask, parsed
+    assert value("clusterdns_answers_evictions_total") == 0
+    assert value("clusterdns_answers_entries", kind="positive") == 1
+    assert value("clusterdns_answers_entries", kind="negative") == 0  # asked once

@@ -35,6 +35,7 @@ Tags = tuple[Any, ...]
 INTERN_MAX = 4096  # shared copies of small repeated values (tags, counts, qtype bytes)
 SMALL = 8  # keys under one tag kept in a list up to this many, then in a set
 KEEP_MAX = 100  # answers another thread made, waiting for the owner of the cache to keep
+SEEN_MAX = 10_000  # template negatives remembered as seen once (see AnswerCache.repeated)
 
 
 Served = tuple[bool, int, int, int, int]
@@ -101,6 +102,8 @@ class AnswerCache:
         "shared",
         "tallies",
         "misses",
+        "evictions",
+        "seen",
         "udp_size",
         "__weakref__",
     )
@@ -124,6 +127,10 @@ class AnswerCache:
         self.max_negative = max_negative
         self.tallies: list[Tally] = []  # every serving thread's counters (see :meth:`tally`)
         self.misses = 0  # written by the owner's thread only (:meth:`get`)
+        self.evictions = 0  # entries dropped to stay within the bounds (owner's thread)
+        # negative answers made from the template, seen once: kept only when they come again
+        # (a flood of names asked once cannot evict the negatives real clients repeat)
+        self.seen: set[bytes] = set()
         self.udp_size = DEFAULT_UDP_SIZE  # our EDNS payload (bytes): see udp_limit
 
     def tally(
@@ -140,6 +147,33 @@ class AnswerCache:
     def hits(self) -> int:
         """Replies served from kept answers, summed over every serving thread."""
         return sum(t.hits for t in self.tallies)
+
+    def stats(self) -> dict[str, int]:
+        """The table's counts for the metrics (any thread: integers, a moment old): hits,
+        misses, evictions, and the entries kept, positive and negative."""
+        negative = len(self.negatives)
+        return {
+            "hits": self.hits,
+            "misses": self.misses,
+            "evictions": self.evictions,
+            "positive": len(self.entries) - negative,
+            "negative": negative,
+        }
+
+    def repeated(self, query: Query) -> bool:
+        """Whether a negative answer for ``query`` was made before (the owner's thread):
+        True the second time a question comes, when it is worth keeping. The memory of
+        names seen once is bounded by :data:`SEEN_MAX` (forgotten all at once when full)."""
+        question = query.question
+        key = question[:-4].lower() + question[-4:]
+        seen = self.seen
+        if key in seen:
+            seen.discard(key)
+            return True
+        if len(seen) >= SEEN_MAX:
+            seen.clear()
+        seen.add(key)
+        return False
 
     # One function of about 70 lines on purpose: this is the hot path (every cache hit runs
     # it and nothing else), and a call costs about as much as a tenth of it. Helpers
@@ -305,6 +339,7 @@ class AnswerCache:
 
     def clear(self) -> None:
         """Drop every entry."""
+        self.seen.clear()
         self.entries.clear()
         self.rotations.clear()
         self.by_tag.clear()
@@ -328,6 +363,7 @@ class AnswerCache:
         victims = list(itertools.islice(self.negatives, max(1, self.max_negative // 10)))
         for key in victims:
             self._drop(key)
+        self.evictions += len(victims)
         self.negatives = dict.fromkeys(self.negatives)
 
     def _evict_positive(self) -> None:
@@ -338,6 +374,7 @@ class AnswerCache:
         victims = list(itertools.islice((k for k in self.entries if k not in negatives), drop))
         for key in victims:
             self._drop(key)
+        self.evictions += len(victims)
         self.entries = dict(self.entries)
 
     def put(

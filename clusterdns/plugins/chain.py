@@ -158,6 +158,7 @@ class Handler:
         }
         if self.metrics is not None:
             self.metrics.tallies = self.cache.tallies
+            self.metrics.answers = self.cache.stats
 
     def tally(self, family: str) -> Tally:
         """Counters for a serving thread other than the event loop's (call on the loop,
@@ -212,17 +213,21 @@ class Handler:
         if tally.traffic is not None:
             tally.traffic.note(client, query.question[:-4].lower(), Rcode.NXDOMAIN, 0)
         if tally.keep is None:
-            self.cache.put(query, query.limit(tcp), header, tail, tags=tags)
+            if self.cache.repeated(query):  # a name asked once is not kept (floods)
+                self.cache.put(query, query.limit(tcp), header, tail, tags=tags)
         else:
             tally.keep.append((query, tcp))
         return reply
 
     def keep_made(self, tally: Tally) -> None:
-        """On the loop: keep the NXDOMAINs a serving thread made, each decided afresh from
-        the store (it may have changed since the thread answered)."""
-        keep, negative = tally.keep, self.negative
+        """On the loop: keep the NXDOMAINs a serving thread made whose names came before
+        (:meth:`AnswerCache.repeated`), each decided afresh from the store (it may have
+        changed since the thread answered)."""
+        keep, negative, cache = tally.keep, self.negative, self.cache
         while keep:
             query, tcp = keep.popleft()
+            if not cache.repeated(query):  # a name asked once is not kept (floods)
+                continue
             made = negative(query) if negative is not None else None
             if made is not None:
                 self.cache.put(query, query.limit(tcp), made[0], made[1], tags=made[2])

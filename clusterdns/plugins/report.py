@@ -69,6 +69,7 @@ class QueryMetrics(ForwardMetrics):
     tallies: list[Any] = []  # noqa: RUF012 - set per instance: the serving threads' counters
     cache_entries: Callable[[], dict[str, int]] | None = None  # the forward cache's sizes
     cache_zones = ""  # the forward cache's zones
+    answers: Callable[[], dict[str, int]] | None = None  # the answer table's counts
 
     def observe(
         self,

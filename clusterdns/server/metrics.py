@@ -124,6 +124,7 @@ class Metrics(QueryMetrics):
         # folded into the families above at scrape time; the handler lends its list
         self.tallies: list[Tally] = []
         self.cache_entries: Callable[[], dict[str, int]] | None = None
+        self.answers: Callable[[], dict[str, int]] | None = None  # the answer table's counts
         self.cache_zones = ""
         self.autopath_success = 0
 
@@ -268,6 +269,26 @@ def _cached(scrape: Scrape) -> Iterator[Metrics]:
     return (m for m in scrape.servers if m.cache_entries is not None)
 
 
+def _answering(scrape: Scrape) -> Iterator[tuple[Metrics, dict[str, int]]]:
+    """The servers whose answer table is counted, with its counts."""
+    for m in scrape.servers:
+        if m.answers is not None:
+            yield m, m.answers()
+
+
+def _answer_counts(what: str) -> Callable[[Scrape], Iterable[Sample]]:
+    """The samples of one answer-table counter (hits, misses, evictions), by server."""
+    return lambda scrape: [((m.server,), n[what]) for m, n in _answering(scrape)]
+
+
+def _answer_entries(scrape: Scrape) -> Iterable[Sample]:
+    return [
+        ((m.server, kind), n[kind])
+        for m, n in _answering(scrape)
+        for kind in ("positive", "negative")
+    ]
+
+
 def _build(_: Scrape) -> Iterable[Sample]:
     return [((__version__, "clusterdns", f"python{platform.python_version()}"), 1)]
 
@@ -395,6 +416,18 @@ FAMILIES: tuple[Family, ...] = (
         "Counter of the number of queries rejected because the concurrent queries were at "
         "maximum.", (),
         lambda s: [((), sum(m.max_concurrent_rejects for m in s.servers))],
+    ),
+    *(
+        Family(
+            f"clusterdns_answers_{what}", "counter", f"Answer-table {what} (kept cluster "
+            "answers, served from the packet's bytes; docs/performance.md).", ("server",),
+            _answer_counts(what),
+        )
+        for what in ("hits", "misses", "evictions")
+    ),
+    Family(
+        "clusterdns_answers_entries", "gauge", "Answers kept in the answer table, by kind "
+        "(positive, negative).", ("server", "kind"), _answer_entries,
     ),
     Family(
         "coredns_autopath_success", "counter", "Counter of requests that did autopath.",
