@@ -59,11 +59,16 @@ class Tally:
     __slots__ = ("family", "hits", "served", "turn", "keep", "traffic")
 
     def __init__(
-        self, family: str = "1", owner: bool = True, traffic: TrafficTally | None = None
+        self,
+        family: str = "1",
+        owner: bool = True,
+        traffic: TrafficTally | None = None,
+        served: bool = True,
     ) -> None:
         self.family = family
         self.hits = 0
-        self.served: defaultdict[Served, int] = defaultdict(int)
+        # None when nobody reads them (no metrics): one dict update less per reply
+        self.served: defaultdict[Served, int] | None = defaultdict(int) if served else None
         self.turn = 0
         self.keep: deque[Any] | None = None if owner else deque(maxlen=KEEP_MAX)
         self.traffic = traffic
@@ -134,12 +139,17 @@ class AnswerCache:
         self.udp_size = DEFAULT_UDP_SIZE  # our EDNS payload (bytes): see udp_limit
 
     def tally(
-        self, family: str = "1", owner: bool = True, traffic: TrafficTally | None = None
+        self,
+        family: str = "1",
+        owner: bool = True,
+        traffic: TrafficTally | None = None,
+        served: bool = True,
     ) -> Tally:
         """New counters for one serving thread (``owner``: the thread that writes this
-        cache, the event loop's), registered so that :attr:`hits` and the metrics sum them.
-        Call from the owner's thread, before the serving thread starts."""
-        tally = Tally(family, owner, traffic)
+        cache, the event loop's; ``served``: count replies by kind for the metrics),
+        registered so that :attr:`hits` and the metrics sum them. Call from the owner's
+        thread, before the serving thread starts."""
+        tally = Tally(family, owner, traffic, served)
         self.tallies.append(tally)
         return tally
 
@@ -250,9 +260,10 @@ class AnswerCache:
             + tail
         )
         tally.hits += 1
-        tally.served[
-            (tcp, (data[pos + 1] << 8) | data[pos + 2], cached_flags & 0xF, end, len(reply))
-        ] += 1
+        served = tally.served
+        if served is not None:
+            qtype = (data[pos + 1] << 8) | data[pos + 2]
+            served[(tcp, qtype, cached_flags & 0xF, end, len(reply))] += 1
         traffic = tally.traffic
         if traffic is not None:
             traffic.note(client, key[0], cached_flags & 0xF, counts[0] | counts[1])

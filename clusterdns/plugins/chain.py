@@ -152,8 +152,9 @@ class Handler:
         # the event loop's own counters, one per listener family (the cache's owner keeps
         # what it makes at once); serving threads ask for theirs with :meth:`tally`
         self.traffic = traffic
+        served = self.metrics is not None
         self.loop_tallies = {
-            family: self.cache.tally(family, traffic=traffic() if traffic else None)
+            family: self.cache.tally(family, traffic=traffic() if traffic else None, served=served)
             for family in ("1", "2")
         }
         if self.metrics is not None:
@@ -165,7 +166,10 @@ class Handler:
         before the thread starts); what it answers from the template is kept by the loop
         (:meth:`keep_made`)."""
         traffic = self.traffic
-        return self.cache.tally(family, owner=False, traffic=traffic() if traffic else None)
+        return self.cache.tally(
+            family, owner=False, traffic=traffic() if traffic else None,
+            served=self.metrics is not None,
+        )
 
     def drop_cache(self) -> None:
         """Forget every kept answer (hosts data changed)."""
@@ -192,6 +196,11 @@ class Handler:
             hit = self.cache.lookup(data, tcp, tally, client)
             if hit is not None:
                 return hit
+        return self._unkept(data, tcp, tally, client)
+
+    def _unkept(self, data: bytes, tcp: bool, tally: Tally, client: str) -> Fast:
+        """The fast path past the kept answers: parse once, then a certain NXDOMAIN from
+        the template, else the parsed query."""
         query = parse_or_reply(data, self.udp_size)
         negative = self.negative
         if negative is None or type(query) is not Query:
@@ -209,7 +218,8 @@ class Handler:
             return query
         header, tail, tags = made
         reply = header + query.question + tail
-        tally.served[(tcp, query.qtype, Rcode.NXDOMAIN, len(data), len(reply))] += 1
+        if tally.served is not None:
+            tally.served[(tcp, query.qtype, Rcode.NXDOMAIN, len(data), len(reply))] += 1
         if tally.traffic is not None:
             tally.traffic.note(client, query.question[:-4].lower(), Rcode.NXDOMAIN, 0)
         if tally.keep is None:
@@ -248,7 +258,13 @@ class Handler:
         query came in on (view)."""
         if type(data) is not bytes:  # a bytearray or memoryview: keys must be bytes
             data = bytes(data)
-        out = self.fast(data, tcp, self.loop_tallies[family], client)
+        # Handler.fast, its first step inlined: a call less on the loop's every hit (~5%)
+        tally = self.loop_tallies[family]
+        if self.querylog is None:
+            hit = self.cache.lookup(data, tcp, tally, client)
+            if hit is not None:
+                return hit
+        out = self._unkept(data, tcp, tally, client)
         if type(out) is Query:
             return self.answer(out, data, tcp, family, client, port, local)
         return out  # type: ignore[return-value]

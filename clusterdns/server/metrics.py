@@ -171,7 +171,10 @@ class Metrics(QueryMetrics):
         # each thread's replies from the fast path (kept answers, template NXDOMAINs): well
         # under 0.25 ms each, so in the first duration bucket
         served = [
-            (t.family, key, n) for t in list(self.tallies) for key, n in t.served.copy().items()
+            (t.family, key, n)
+            for t in list(self.tallies)
+            if t.served is not None
+            for key, n in t.served.copy().items()
         ]
         for family, (tcp, qtype, rcode, request, reply), n in served:
             proto = "tcp" if tcp else "udp"
