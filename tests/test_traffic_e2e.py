@@ -48,7 +48,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningSe
         shutil.copy(path, zones / path.name)
     (zones / "walker.yaml").write_text(WALKER)
     metrics = f"127.0.0.1:{_free_port()}"
-    server = start_server("--zones", str(zones), "--metrics", metrics)
+    server = start_server("--zones", str(zones), "--metrics", metrics, "--traffic")
     try:
         yield server, f"http://{metrics}"
     finally:
