@@ -277,7 +277,7 @@ def test_quick_negative_answers_equal_the_resolvers() -> None:
     store = load_store(COREDNS)
     quick = make_handler(store, CONFIG)
     slow = make_handler(store, CONFIG)
-    slow.negative = None
+    slow.negative = slow.wire_negative = None
     next(s for s in slow.steps if s.name == "kubernetes").quick = False  # type: ignore[attr-defined]
     names = [
         "NoSuch.TestNs.svc.Cluster.Local.",
@@ -500,3 +500,48 @@ def test_udp_thread_leaves_every_query_to_the_log() -> None:
         runner.join(5)
         loop.close()
         querylog.stop()
+
+
+def test_wire_negatives_equal_the_parsed_ones() -> None:
+    """The flood's path (NXDOMAIN decided and encoded from the datagram's bytes) gives byte
+    for byte the reply of the parsing path, with and without EDNS and DO, in the client's
+    case; and declines (None) what it must leave to the parser."""
+    store = load_store(COREDNS)
+    handler = make_handler(store, CONFIG)
+    step = next(s for s in handler.steps if s.name == "kubernetes")
+    assert step.wire_negative is not None and step.negative is not None
+    names = [
+        "NoSuch.TestNs.svc.Cluster.Local.",
+        "svc1.testns.svc.cluster.local.testns.svc.cluster.local.",
+        "a.b.c.d.svc1.testns.svc.cluster.local.",
+        "x.nons.svc.cluster.local.",
+        "foo.bar.cluster.local.",
+        "api.github.com.cluster.local.",
+    ]
+    for name in names:
+        for edns, flags in ((-1, 0), (0, 0), (0, dns.flags.DO)):
+            query = dns.message.make_query(name, "AAAA", use_edns=edns, payload=4096,
+                                           ednsflags=flags)
+            query.flags |= dns.flags.CD
+            wire = query.to_wire()
+            made = step.wire_negative(wire, False, handler.udp_size)
+            assert made is not None, name
+            parsed = parse_query(wire)
+            parsed.udp_size = handler.udp_size
+            header, tail, tags = step.negative(parsed)
+            assert made[0] == header + parsed.question + tail, name
+            assert made[2] == tags
+    declined = [
+        dns.message.make_query("svc1.testns.svc.cluster.local.", "A"),  # exists
+        dns.message.make_query("nosuch.testns.svc.cluster.local.", "AXFR"),  # a transfer
+        dns.message.make_query("nosuch.testns.svc.cluster.local.", "A", rdclass="CH"),
+        dns.message.make_query("cluster.local.", "A"),  # the apex
+        dns.message.make_query("dns-version.cluster.local.", "TXT"),  # structural
+        dns.message.make_query("10.0.0.10.in-addr.arpa.", "PTR"),  # reverse: the resolver
+        dns.message.make_query("www.example.org.", "A"),  # outside the zone
+    ]
+    for query in declined:
+        assert step.wire_negative(query.to_wire(), False, 1232) is None, query.question
+    escaped = b"\x00\x07\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03a.b\x02ns\x03svc\x07cluster\x05local\x00\x00\x01\x00\x01"
+    assert step.wire_negative(escaped, False, 1232) is None  # a dot inside a label
+    assert step.wire_negative(escaped[:-6] + b"\xc0\x0c\x00\x01\x00\x01", False, 1232) is None

@@ -322,7 +322,7 @@ def faulty(store: Store) -> Handler:
             raise RuntimeError("injected fault")
 
     handler.runs.insert(0, boom)
-    handler.negative = None  # every name goes down the chain
+    handler.negative = handler.wire_negative = None  # every name goes down the chain
     return handler
 
 

@@ -97,7 +97,17 @@ def quick_negative(
         return None
     if config.fallthrough and find_zone(qname, config.fallthrough):
         return None
-    labels = qname[: -len(zone) - 1].split(".")
+    return negative_below(store, qname[: -len(zone) - 1].split("."), zone, config)
+
+
+def negative_below(
+    store: Store, labels: list[str], zone: str, config: ZoneConfig
+) -> tuple[str, tuple[Tag, ...]] | None:
+    """:func:`quick_negative` for a name already placed: ``labels`` (lower-case text, the
+    name's labels left of ``zone``, at least one), ``zone`` a forward zone of ``config``
+    outside any ``fallthrough``, the store synced. The one place the decision is written
+    (the wire-level fast path, ``plugins.kubernetes.Kubernetes.wire_negative``, comes here
+    too)."""
     top = labels[-1]
     if top == "svc" or top == "pod":
         if len(labels) < 3:

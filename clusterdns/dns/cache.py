@@ -170,12 +170,11 @@ class AnswerCache:
             "negative": negative,
         }
 
-    def repeated(self, query: Query) -> bool:
-        """Whether a negative answer for ``query`` was made before (the owner's thread):
-        True the second time a question comes, when it is worth keeping. The memory of
-        names seen once is bounded by :data:`SEEN_MAX` (forgotten all at once when full)."""
-        question = query.question
-        key = question[:-4].lower() + question[-4:]
+    def repeated(self, key: bytes) -> bool:
+        """Whether a negative answer for the question ``key`` (its lower-cased name and its
+        type and class bytes) was made before (the owner's thread): True the second time a
+        question comes, when it is worth keeping. The memory of questions seen once is
+        bounded by :data:`SEEN_MAX` (forgotten all at once when full)."""
         seen = self.seen
         if key in seen:
             seen.discard(key)

@@ -244,7 +244,15 @@ def soa_template(
         or len(query.question) != len(qname) + 5
     ):
         return None
-    pointer = (0xC000 | (12 + len(qname) - len(zone))).to_bytes(2, "big")
+    return soa_tail(12 + len(qname) - len(zone), ttl, times)
+
+
+def soa_tail(offset: int, ttl: int, times: tuple[int, int, int, int, int]) -> bytes:
+    """The zone SOA record of a negative answer, its names compression pointers to the
+    zone at byte ``offset`` of the message (inside the question): ``<zone> SOA
+    ns.dns.<zone> hostmaster.<zone>`` with ``times`` (serial, refresh, retry, expire,
+    minimum; seconds) and TTL ``ttl`` seconds (RFC 1035 3.3.13, 4.1.4; RFC 2308 3)."""
+    pointer = (0xC000 | offset).to_bytes(2, "big")
     return (
         pointer
         + SOA_HEAD.pack(QType.SOA, 1, ttl, 42)

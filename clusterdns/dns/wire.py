@@ -201,5 +201,30 @@ def parse_query(data: bytes) -> Query:
                 raise FormatError("misplaced, repeated or non-root OPT record")
             check_options(data, pos - rdlength, pos)
             edns = (rclass, (ttl >> 16) & 0xFF, bool(ttl & 0x8000))
-    qname = ".".join(_label_text(label) for label in raw_labels) + "." if raw_labels else "."
-    return Query(ident, flags, question, qname, tuple(raw_labels), qtype, qclass, edns)
+    return Query(ident, flags, question, _qname(question), tuple(raw_labels), qtype, qclass, edns)
+
+
+def _qname(question: bytes) -> str:
+    """The question's name as lower-case absolute text, from its (checked, uncompressed)
+    wire form: the length bytes become dots in one pass over a copy. A label that holds a
+    dot or a backslash is escaped label by label (:func:`_label_text`), so it never
+    matches cluster data."""
+    end = len(question) - 5  # the root label's zero byte, then qtype and qclass
+    if end <= 0:
+        return "."
+    text = bytearray(question[:end].lower())
+    pos, labels = 0, 0
+    while pos < end:
+        length = text[pos]
+        text[pos] = 46  # "."
+        pos += 1 + length
+        labels += 1
+    name = text.decode("latin-1")
+    if name.count(".") != labels or "\\" in name:
+        raw, pos = [], 0
+        while pos < end:
+            length = question[pos]
+            raw.append(_label_text(question[pos + 1 : pos + 1 + length]))
+            pos += 1 + length
+        return ".".join(raw) + "."
+    return name[1:] + "."

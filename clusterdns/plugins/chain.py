@@ -148,7 +148,9 @@ class Handler:
         self.steps = list(steps)
         self.step_names = [step.name for step in self.steps]
         self.runs = [step.run for step in self.steps if step.run is not None]
-        self.negative = _fast_negative(self.steps) if self.querylog is None else None
+        step = _fast_negative(self.steps) if self.querylog is None else None
+        self.negative = step.negative if step is not None else None
+        self.wire_negative = step.wire_negative if step is not None else None
         # the event loop's own counters, one per listener family (the cache's owner keeps
         # what it makes at once); serving threads ask for theirs with :meth:`tally`
         self.traffic = traffic
@@ -199,8 +201,16 @@ class Handler:
         return self._unkept(data, tcp, tally, client)
 
     def _unkept(self, data: bytes, tcp: bool, tally: Tally, client: str) -> Fast:
-        """The fast path past the kept answers: parse once, then a certain NXDOMAIN from
-        the template, else the parsed query."""
+        """The fast path past the kept answers: a certain NXDOMAIN decided from the bytes
+        (the flood's path), else parse once, then a certain NXDOMAIN from the parsed
+        question, else the parsed query."""
+        wire = self.wire_negative
+        if wire is not None:
+            made = wire(data, tcp, self.udp_size)
+            if made is not None:
+                reply, key, tags = made
+                self._made(data, tcp, tally, client, reply, key)
+                return reply
         query = parse_or_reply(data, self.udp_size)
         negative = self.negative
         if negative is None or type(query) is not Query:
@@ -213,34 +223,50 @@ class Handler:
             or not find_zone(query.qname, self.zones)
         ):
             return query
-        made = negative(query)
-        if made is None:
+        found = negative(query)
+        if found is None:
             return query
-        header, tail, tags = made
+        header, tail, tags = found
         reply = header + query.question + tail
-        if tally.served is not None:
-            tally.served[(tcp, query.qtype, Rcode.NXDOMAIN, len(data), len(reply))] += 1
-        if tally.traffic is not None:
-            tally.traffic.note(client, query.question[:-4].lower(), Rcode.NXDOMAIN, 0)
-        if tally.keep is None:
-            if self.cache.repeated(query):  # a name asked once is not kept (floods)
-                self.cache.put(query, query.limit(tcp), header, tail, tags=tags)
-        else:
-            tally.keep.append((query, tcp))
+        question = query.question
+        self._made(data, tcp, tally, client, reply, question[:-4].lower() + question[-4:])
         return reply
 
-    def keep_made(self, tally: Tally) -> None:
-        """On the loop: keep the NXDOMAINs a serving thread made whose names came before
-        (:meth:`AnswerCache.repeated`), each decided afresh from the store (it may have
-        changed since the thread answered)."""
-        keep, negative, cache = tally.keep, self.negative, self.cache
-        while keep:
-            query, tcp = keep.popleft()
-            if not cache.repeated(query):  # a name asked once is not kept (floods)
-                continue
-            made = negative(query) if negative is not None else None
+    def _made(
+        self, data: bytes, tcp: bool, tally: Tally, client: str, reply: bytes, key: bytes
+    ) -> None:
+        """Count a certain NXDOMAIN the fast path made, and keep it if its question came
+        before (:meth:`AnswerCache.repeated`: a flood's names, asked once, are not kept);
+        a thread other than the loop leaves that to the loop (:meth:`keep_made`)."""
+        if tally.served is not None:
+            qtype = (key[-4] << 8) | key[-3]
+            tally.served[(tcp, qtype, Rcode.NXDOMAIN, len(data), len(reply))] += 1
+        if tally.traffic is not None:
+            tally.traffic.note(client, key[:-4], Rcode.NXDOMAIN, 0)
+        if tally.keep is not None:
+            tally.keep.append((data, tcp))
+        elif self.cache.repeated(key):
+            self._keep_negative(data, tcp)
+
+    def _keep_negative(self, data: bytes, tcp: bool) -> None:
+        """Keep the certain NXDOMAIN of a datagram, decided afresh (the loop's thread)."""
+        query = parse_or_reply(data, self.udp_size)
+        negative = self.negative
+        if type(query) is Query and negative is not None:
+            made = negative(query)
             if made is not None:
                 self.cache.put(query, query.limit(tcp), made[0], made[1], tags=made[2])
+
+    def keep_made(self, tally: Tally) -> None:
+        """On the loop: keep the NXDOMAINs a serving thread made whose questions came
+        before (:meth:`AnswerCache.repeated`), each decided afresh from the store (it may
+        have changed since the thread answered)."""
+        keep, cache = tally.keep, self.cache
+        while keep:
+            data, tcp = keep.popleft()
+            pos = data.find(0, 12)
+            if pos > 0 and cache.repeated(data[12 : pos + 1].lower() + data[pos + 1 : pos + 5]):
+                self._keep_negative(data, tcp)
 
     def handle(
         self,
@@ -466,12 +492,12 @@ class Handler:
         return header + query.question + tail
 
 
-def _fast_negative(steps: Sequence[Step]) -> Negative | None:
+def _fast_negative(steps: Sequence[Step]) -> Step | None:
     """The step whose certain negatives the fast path may serve: the first step that has
     them, when no step before it may answer a plain IN cluster name (``in_class``)."""
     for step in steps:
         if step.negative is not None:
-            return step.negative
+            return step
         if step.in_class and step.run is not None:
             return None
     return None

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..core.depends import quick_negative
-from ..core.resolver import ZoneConfig, resolve
-from ..core.rr import Rcode, soa_timers
+from ..core.depends import negative_below, quick_negative
+from ..core.errors import FormatError
+from ..core.resolver import ZoneConfig, is_reverse_zone, resolve
+from ..core.rr import QType, Rcode, soa_timers
 from ..core.store import Store, Tag
-from ..dns.encode import negative_response
-from ..dns.message import Query
+from ..dns import edns, message
+from ..dns.encode import negative_response, soa_tail
+from ..dns.message import FLAG_AA, FLAG_CD, FLAG_QR, FLAG_RD, Query
 from .plugin import Ask, Build, Chain, Outcome, Plugin, Step
 
 if TYPE_CHECKING:
@@ -25,6 +27,12 @@ if TYPE_CHECKING:
     from .kubernetes_setup import KubernetesConfig
 
 QUICK_NEGATIVE_TTL = 300  # seconds at most, as the resolver caps a negative TTL
+NOT_FAST = frozenset((QType.AXFR, QType.IXFR, QType.HINFO))  # transfers, loop probes
+HEADER = message.HEADER  # assigned, not imported by name: LOAD_METHOD on the hot path
+OPT_HEAD = edns.OPT_HEAD
+check_options = edns.check_options
+opt_record = edns.opt_record
+NXDOMAIN_FLAGS = FLAG_QR | FLAG_AA | Rcode.NXDOMAIN
 
 
 class Kubernetes(Step):
@@ -39,6 +47,16 @@ class Kubernetes(Step):
         self.quick = quick
         if quick:
             self.negative = self.made
+            # forward zones, longest first, with their wire form (lower-case), for the
+            # wire-level negative; none when a fallthrough zone may hand NXDOMAINs on
+            forward = sorted(
+                (z for z in config.zones if z != "." and not is_reverse_zone(z)),
+                key=len,
+                reverse=True,
+            )
+            self.zone_wires = tuple((z, _wire(z)) for z in forward)
+            if self.zone_wires and not config.fallthrough:
+                self.wire_negative = self.from_wire
 
     def answer(self, chain: Chain, ask: Ask) -> Outcome | None:
         """The reply and ``"kubernetes"`` (or ``"autopath"``), or None to go on (not the
@@ -89,6 +107,97 @@ class Kubernetes(Step):
         if made is None:
             return None
         return made[0], made[1], tags
+
+
+    # One function on purpose, like AnswerCache.lookup: the random-name flood's whole path.
+    def from_wire(
+        self, data: bytes, tcp: bool, udp_size: int
+    ) -> tuple[bytes, bytes, tuple[Tag, ...]] | None:
+        """``(reply, key, tags)`` when the datagram is a plain query for a name certainly
+        NXDOMAIN, decided and encoded from its bytes (no Query built): the random-name
+        flood's path (docs/design.md 4). ``key``: the lower-cased name and its type and
+        class, for ``AnswerCache.repeated``. None for anything else (the parsing path then
+        decides, with the same answer): a compressed, escaped or odd name, class other than
+        IN, a transfer or loop probe, an OPT that is not plain version 0, a name the
+        resolver must answer. The decision is ``core.depends.negative_below``'s, the SOA
+        ``dns.encode.soa_tail``'s: byte for byte what :meth:`made` gives (tested).
+        ``udp_size``: our EDNS payload (bytes), advertised in the OPT."""
+        end = len(data)
+        if end < 17:
+            return None
+        ident, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
+        if flags & 0xF800 or qdcount != 1 or ancount or nscount or arcount > 1:
+            return None
+        pos = data.find(0, 12)
+        qend = pos + 5
+        if pos < 0 or qend > end or data[pos + 3] != 0 or data[pos + 4] != 1:  # class IN
+            return None
+        qtype = (data[pos + 1] << 8) | data[pos + 2]
+        if qtype in NOT_FAST:
+            return None
+        do = False
+        if arcount:
+            if qend + 11 > end:
+                return None
+            root, rtype, _, ttl, rdlength = OPT_HEAD.unpack_from(data, qend)
+            if root or rtype != 41 or ttl & 0x00FF0000 or qend + 11 + rdlength != end:
+                return None
+            if rdlength:
+                try:
+                    check_options(data, qend + 11, end)
+                except FormatError:
+                    return None
+            do = ttl & 0x8000 != 0
+        elif qend != end:
+            return None
+        name = data[12 : pos + 1].lower()
+        if b"." in name or b"\\" in name:
+            return None  # a label the text form escapes: the parsing path's job
+        size = len(name) - 1
+        if size > 254:
+            return None
+        starts = []
+        at = 0
+        while at < size:
+            length = name[at]
+            if length > 63:
+                return None
+            starts.append(at)
+            at += 1 + length
+        if at != size:
+            return None  # a zero byte inside a label
+        store, config = self.store, self.config
+        if not store.synced:
+            return None
+        zone, cut = "", 0
+        for forward, wire in self.zone_wires:
+            cut = len(name) - len(wire)
+            if cut > 0 and name.endswith(wire) and cut in starts:
+                zone = forward
+                break
+        if not zone:
+            return None
+        labels = [name[s + 1 : s + 1 + name[s]].decode("latin-1") for s in starts if s < cut]
+        found = negative_below(store, labels, zone, config)
+        if found is None:
+            return None
+        ttl_ = config.ttl
+        header = HEADER.pack(
+            ident, NXDOMAIN_FLAGS | (flags & (FLAG_RD | FLAG_CD)), 1, 0, 1, 1 if arcount else 0
+        )
+        tail = soa_tail(
+            12 + cut, min(ttl_, QUICK_NEGATIVE_TTL), (store.serial, *soa_timers(ttl_))
+        )
+        if arcount:
+            tail += opt_record(udp_size, Rcode.NXDOMAIN, do)
+        return header + data[12:qend] + tail, name + data[pos + 1 : qend], found[1]
+
+
+def _wire(zone: str) -> bytes:
+    """A lower-case absolute name in wire form (RFC 1035 3.1), e.g. for ``cluster.local.``
+    ``b"\\x07cluster\\x05local\\x00"``."""
+    labels = (label.encode() for label in zone.split(".") if label)
+    return b"".join(bytes([len(label)]) + label for label in labels) + b"\x00"
 
 
 def _parse(r: Reader, setup: Setup) -> KubernetesConfig:

@@ -64,6 +64,11 @@ class Ask:
         self.passed: Answer | None = None
 
 
+WireNegative = Callable[[bytes, bool, int], "tuple[bytes, bytes, Tags] | None"]
+"""A certain negative decided from a datagram's bytes: (data, tcp, our EDNS payload) ->
+(reply, the question's repeat key, tags), or None."""
+
+
 class Revert(Protocol):
     """Turns the reply to a rewritten question back into one for the question asked."""
 
@@ -140,6 +145,9 @@ class Step:
         # a certain negative decided from the question alone, for the fast path:
         # (query) -> (header, tail, tags) or None (the kubernetes plugin)
         self.negative: Callable[[Query], tuple[bytes, bytes, Tags] | None] | None = None
+        # the same from the datagram's bytes, no Query built (the flood's path):
+        # (data, tcp, our EDNS payload) -> (reply, repeat key, tags) or None
+        self.wire_negative: WireNegative | None = None
 
     def start(self, started: Started) -> None:
         """Start what runs beside the chain (default: nothing)."""
