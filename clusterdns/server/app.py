@@ -98,7 +98,7 @@ class App:
         # on the metrics listener; pods are named from the store when a page is asked for
         self.traffic_zone_set = False
         self.traffic = (
-            TrafficView(self.store.pod_names, defaults.CLUSTER_DOMAIN + ".")
+            TrafficView(self.store.pod_names, defaults.CLUSTER_DOMAIN + ".", rotator=False)
             if any(s.traffic_on() for s in servers)
             else None
         )

@@ -44,11 +44,16 @@ class TrafficView:
         pods: Callable[[], Mapping[str, tuple[str, str]]],
         zone: str,
         clock: Callable[[], float] = time.time,
+        rotator: bool = True,
         **tally_options: Any,
     ) -> None:
         self.pods = pods
         self.zone = zone
         self.clock = clock
+        # whether snapshot() closes due buckets itself; the server passes False and rotates
+        # from its event loop alone, so the tallies' buckets have one writer besides the
+        # serving threads' counts
+        self.rotator = rotator
         self.tallies: list[TrafficTally] = []
         self.options = tally_options
         self.lock = threading.Lock()
@@ -62,7 +67,7 @@ class TrafficView:
 
     def rotate(self) -> None:
         """Close the time buckets that are due (call it every second, e.g. from the event
-        loop; :meth:`snapshot` does it too)."""
+        loop; :meth:`snapshot` does it too unless the view was made with ``rotator=False``)."""
         now = self.clock()
         with self.lock:
             for tally in self.tallies:
@@ -73,8 +78,9 @@ class TrafficView:
         pods = self.pods()
         with self.lock:
             now = self.clock()
-            for tally in self.tallies:
-                tally.rotate(now)
+            if self.rotator:
+                for tally in self.tallies:
+                    tally.rotate(now)
             return snapshot(self.tallies, pods, self.zone, now)
 
 
