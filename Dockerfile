@@ -35,9 +35,10 @@ RUN set -eux; \
 # No .pyc writes (read-only root filesystem), logs out at once, the venv first on PATH.
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH=/opt/clusterdns/bin:$PATH
 # One worker process per usable CPU (the affinity mask, capped by the container's CPU limit),
-# all on :53 through SO_REUSEPORT: the default of `serve --workers`, so that kubeadm's own
-# Deployment args (-conf only) get it too. Each worker keeps its own store: memory grows with
-# the count (docs/performance.md); set CLUSTERDNS_WORKERS=1 (or N) in the pod to choose.
+# at most one per 256 MiB of its memory limit (CoreDNS's 170Mi: one), all on :53 through
+# SO_REUSEPORT: the default of `serve --workers`, so that kubeadm's own Deployment args
+# (-conf only) get it too. Each worker keeps its own store: memory grows with the count
+# (docs/performance.md); set CLUSTERDNS_WORKERS=1 (or N) in the pod to choose.
 ENV CLUSTERDNS_WORKERS=auto
 # distroless's "nonroot" user; no passwd entry is needed and nothing is written to $HOME.
 USER 65532:65532

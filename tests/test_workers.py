@@ -13,7 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from clusterdns.server.workers import cgroup_cpu_quota, usable_cpus
+from clusterdns.server.workers import (
+    WORKER_MEMORY,
+    auto_workers,
+    cgroup_cpu_quota,
+    cgroup_memory_limit,
+    usable_cpus,
+)
 from clusterdns.tools.arguments import parse_workers
 from clusterdns.tools.cli import build_parser
 
@@ -52,8 +58,33 @@ def test_usable_cpus_is_the_affinity_capped_by_the_quota(tmp_path: Path) -> None
     assert usable_cpus(small) == 1  # never 0
 
 
+@pytest.mark.parametrize(
+    ("files", "limit"),
+    [
+        ({"memory.max": "178257920\n"}, 178257920),
+        ({"memory.max": "max\n"}, None),
+        ({"memory/memory.limit_in_bytes": "1073741824\n"}, 1073741824),
+        ({"memory/memory.limit_in_bytes": "9223372036854771712\n"}, None),
+        ({}, None),
+    ],
+    ids=["v2-limit", "v2-max", "v1-limit", "v1-none", "absent"],
+)
+def test_cgroup_memory_limit(tmp_path: Path, files: dict[str, str], limit: int | None) -> None:
+    assert cgroup_memory_limit(cgroup(tmp_path, files)) == limit
+
+
+def test_auto_allows_one_worker_per_256_mib_of_the_memory_limit(tmp_path: Path) -> None:
+    """CoreDNS's own 170Mi limit (an image swap keeps it): one worker, whatever the CPUs;
+    1 GiB: at most 4; no limit: one per CPU."""
+    coredns = cgroup(tmp_path / "a", {"memory.max": f"{170 * 2**20}\n"})
+    assert auto_workers(coredns) == 1
+    gib = cgroup(tmp_path / "b", {"memory.max": f"{4 * WORKER_MEMORY}\n"})
+    assert auto_workers(gib) == min(AFFINITY, 4)
+    assert auto_workers(cgroup(tmp_path / "c", {})) == AFFINITY
+
+
 def test_workers_auto_and_numbers() -> None:
-    assert parse_workers("auto") == usable_cpus() >= 1
+    assert parse_workers("auto") == auto_workers() >= 1
     assert parse_workers("AUTO") == usable_cpus()
     assert parse_workers("3") == 3
     for bad in ("0", "-1", "two", ""):

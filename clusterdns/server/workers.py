@@ -87,6 +87,44 @@ def usable_cpus(cgroup_root: str = "/sys/fs/cgroup") -> int:
     return max(1, cpus)
 
 
+WORKER_MEMORY = 256 * 1024 * 1024  # bytes of the memory limit ``auto`` allows per worker
+
+
+def auto_workers(cgroup_root: str = "/sys/fs/cgroup") -> int:
+    """What ``--workers auto`` resolves to: one per usable CPU (:func:`usable_cpus`), and at
+    most one per :data:`WORKER_MEMORY` bytes of the container's memory limit (cgroup v2
+    ``memory.max``, v1 ``memory.limit_in_bytes``), at least 1. Each worker holds its own
+    copy of the cluster (about 150 MB at 10,000 services and 100,000 pods,
+    docs/performance.md), so CoreDNS's 170Mi limit, which an image swap keeps, runs one."""
+    workers = usable_cpus(cgroup_root)
+    limit = cgroup_memory_limit(cgroup_root)
+    if limit is not None:
+        workers = min(workers, limit // WORKER_MEMORY)
+    return max(1, workers)
+
+
+def cgroup_memory_limit(root: str = "/sys/fs/cgroup") -> int | None:
+    """This process's cgroup memory limit in bytes, or None when it has none or it cannot
+    be read: cgroup v2 ``memory.max`` of its own group (else the root as a container sees
+    it), v1 ``memory/memory.limit_in_bytes`` (a value of 2**60 or more means none)."""
+    own = ""
+    with contextlib.suppress(OSError), open("/proc/self/cgroup") as f:
+        for line in f:
+            if line.startswith("0::"):
+                own = line[3:].strip().strip("/")
+    for path in dict.fromkeys(
+        [os.path.join(root, own, "memory.max"), os.path.join(root, "memory.max")]
+    ):
+        with contextlib.suppress(OSError, ValueError), open(path) as f:
+            text = f.read().strip()
+            return None if text == "max" else int(text)
+    with contextlib.suppress(OSError, ValueError):
+        with open(os.path.join(root, "memory", "memory.limit_in_bytes")) as f:
+            value = int(f.read())
+        return None if value >= 2**60 else value
+    return None
+
+
 def cgroup_cpu_quota(root: str = "/sys/fs/cgroup") -> float | None:
     """This process's cgroup CPU limit in CPUs (1.5 for ``150000 100000``), or None when
     it has none or it cannot be read. cgroup v2: ``cpu.max`` of the process's own group

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from ..core.names import split_hostport
-from ..server.workers import usable_cpus
+from ..server.workers import auto_workers
 
 USAGE_ERROR = 2  # argparse's exit status for a usage error, kept for every subcommand
 
@@ -105,10 +105,11 @@ def parse_seconds(text: str) -> float:
 
 def parse_workers(text: str) -> int:
     """``N`` (1 or more) or ``auto``: one worker per CPU this process may use (its
-    affinity mask, capped by its cgroup CPU quota: ``server.workers.usable_cpus``).
+    affinity mask, capped by its cgroup CPU quota), at most one per 256 MiB of its memory
+    limit (``server.workers.auto_workers``).
     Raises ArgumentTypeError."""
     if text.strip().lower() == "auto":
-        return usable_cpus()
+        return auto_workers()
     try:
         value = int(text)
     except ValueError:
