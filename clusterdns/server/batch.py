@@ -270,7 +270,7 @@ class BatchServer:
         step, iov_step = _MMSG // 4, _IOV // _WORD
         len_at, flags_at, iov_len_at = _OFF_LEN // 4, _OFF_FLAGS // 4, _OFF_IOV_LEN // _WORD
         rdata, slot = self._rdata, self.slot
-        answer, address, decode = self.answer, self._address, self.addresses
+        answer, address = self.answer, self._address
         riov, riov_template, riov_size = self._riov, self._riov_template, ctypes.sizeof(
             self._riov)
         poller = None
@@ -290,6 +290,7 @@ class BatchServer:
                 return
             self.batches += 1
             self.received += n
+            decode = self.addresses  # per batch: the owner may change it (a reload)
             answered: list[int] = []  # slots holding their reply in place
             big: list[tuple[int, bytes]] = []  # (slot, reply) for replies over the slot
             declined: list[tuple[bytes, Any, Any]] = []

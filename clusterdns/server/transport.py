@@ -120,6 +120,12 @@ class _SocketTransport:
 KEEP_INTERVAL = 0.01  # seconds: how often the loop keeps the NXDOMAINs the thread made
 
 
+def _needs_addresses(handler: Handler | Mux) -> bool:
+    """Whether the fast path reads the client's address: the traffic view counts by it,
+    a view picks the block by it."""
+    return handler.traffic is not None or bool(getattr(handler, "views", False))
+
+
 class UDPThread:
     """UDP served by a dedicated thread: blocking ``recvfrom``, the one fast path
     (``handler.fast``: a kept answer, or a certain NXDOMAIN from the SOA template), ``sendto``.
@@ -129,7 +135,8 @@ class UDPThread:
     nothing but its own counters (``Tally``); a hit read while the loop applies a change
     is the answer from just before it. The NXDOMAINs it made are kept by the loop every
     :data:`KEEP_INTERVAL` (at most ``dns.cache.KEEP_MAX`` each time, decided afresh from the
-    store), so a random-name flood cannot keep the loop busy. Opt-in (``--udp-thread``).
+    store), so a random-name flood cannot keep the loop busy. ``serve``'s default where
+    recvmmsg exists (``--no-udp-thread``: the event loop alone).
     """
 
     def __init__(self, server: DNSServer, sock: socket.socket, family: str) -> None:
@@ -152,7 +159,7 @@ class UDPThread:
                 self._fast,
                 self._hand_off,
                 slot=max(SLOT, handler.udp_size),
-                addresses=handler.traffic is not None or getattr(handler, "views", False),
+                addresses=_needs_addresses(handler),
             )
             if batch_available()
             else None
@@ -166,6 +173,8 @@ class UDPThread:
         owned; the thread only reads this dict)."""
         found = self.tallies.get(id(handler))
         if found is None or found[0] is not handler:
+            if self.batch is not None:  # a reload may bring views or the traffic view
+                self.batch.addresses = _needs_addresses(handler)
             self.tallies = {id(handler): (handler, handler.tally(self.family))}
             found = self.tallies[id(handler)]
         return found[1]
