@@ -138,10 +138,10 @@ def _register(
     where: str,
     line: int,
 ) -> None:
-    """Refuse a zone served twice on one port by blocks without ``view`` (CoreDNS
+    """Refuse a zone served twice on one port by blocks without a filter (``view``; CoreDNS
     register.go ``validateZonesAndListeningAddresses``)."""
-    if "view" in server.plugins:
-        # a block with a filter (view) may share a zone and port with any other; only
+    if any((p := order.plugin(name)) is not None and p.filters for name in server.plugins):
+        # a block with a filter may share a zone and port with any other; only
         # unfiltered blocks are checked and registered
         return
     for zone in server.zones:

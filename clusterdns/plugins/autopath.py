@@ -27,7 +27,7 @@ from ..core.rr import QType, Rcode
 from ..core.search import parse_resolv_conf
 from ..core.store import Store
 from ..dns.wire import Query, encode_answer
-from .plugin import Build, Forwarder, Plugin
+from .plugin import Build, Forwarder, Plugin, Source
 
 if TYPE_CHECKING:
     from ..corefile.reader import Reader, Setup
@@ -172,5 +172,5 @@ def _build(config: str | AutoPath, build: Build) -> None:
     build.autopath = AutoPath(domains)
 
 
-PLUGIN = Plugin("autopath", _parse, _build)
+PLUGIN = Plugin("autopath", _parse, _build, source=lambda config: Source(pods=True))
 """CoreDNS plugin/autopath: the pod's search path walked on the server."""

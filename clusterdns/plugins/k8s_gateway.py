@@ -36,7 +36,7 @@ from ..core.rr import soa as make_soa
 from ..core.store import Store
 from ..corefile.reader import relative_name, zones_args
 from .exposure import address_records, exposed, settle_negative
-from .plugin import Ask, Build, Chain, Outcome, Plugin, Step
+from .plugin import Ask, Build, Chain, Outcome, Plugin, Source, Step
 
 if TYPE_CHECKING:
     from ..corefile.reader import Reader, Setup
@@ -325,5 +325,11 @@ def _kinds(config: GatewayConfig) -> tuple[str, ...]:
     return tuple(wanted)
 
 
-PLUGIN = Plugin("k8s_gateway", _parse, _build, kinds=_kinds)
+PLUGIN = Plugin(
+    "k8s_gateway",
+    _parse,
+    _build,
+    kinds=_kinds,
+    source=lambda config: Source(config.kubeconfig, config.context),
+)
 """The k8s_gateway plugin: names of what Gateway API routes and Ingresses expose."""

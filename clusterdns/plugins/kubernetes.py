@@ -20,7 +20,7 @@ from ..core.store import Store, Tag
 from ..dns import edns, message
 from ..dns.encode import negative_response, soa_tail
 from ..dns.message import FLAG_AA, FLAG_CD, FLAG_QR, FLAG_RD, Query
-from .plugin import Ask, Build, Chain, Outcome, Plugin, Step
+from .plugin import Ask, Build, Chain, Outcome, Plugin, Source, Step
 
 if TYPE_CHECKING:
     from ..corefile.reader import Reader, Setup
@@ -214,5 +214,20 @@ def _build(config: KubernetesConfig | ZoneConfig, build: Build) -> Step:
     return Kubernetes(build.store, zone, quick=build.autopath is None)
 
 
-PLUGIN = Plugin("kubernetes", _parse, _build)
+def _source(config: KubernetesConfig | ZoneConfig) -> Source:
+    """The API connection is the kubernetes directive's first (CoreDNS: its client);
+    ``pods verified`` needs the Pods listed."""
+    if isinstance(config, ZoneConfig):
+        return Source(pods=config.pods == "verified", primary=True)
+    return Source(
+        config.kubeconfig,
+        config.context,
+        config.endpoint,
+        config.startup_timeout,
+        pods=config.pods == "verified",
+        primary=True,
+    )
+
+
+PLUGIN = Plugin("kubernetes", _parse, _build, source=_source)
 """CoreDNS plugin/kubernetes: the cluster zone and its reverse zones."""

@@ -34,7 +34,7 @@ from ..core.records import ImportKind
 from ..core.rr import QClass, Rcode
 from ..core.store import Store
 from ..corefile.reader import zones_args
-from .plugin import Ask, Build, Chain, Outcome, Plugin, Step
+from .plugin import Ask, Build, Chain, Outcome, Plugin, Source, Step
 
 if TYPE_CHECKING:
     from ..corefile.reader import Reader, Setup
@@ -134,6 +134,10 @@ def explain(store: Store, qname: str, config: MulticlusterConfig) -> list[str]:
 
 
 PLUGIN = Plugin(
-    "multicluster", _parse, _build, kinds=lambda config: ("ServiceImport",)
+    "multicluster",
+    _parse,
+    _build,
+    kinds=lambda config: ("ServiceImport",),
+    source=lambda config: Source(config.kubeconfig, config.context),
 )
 """coredns/multicluster: clusterset.local names of multi-cluster services (KEP-1645)."""

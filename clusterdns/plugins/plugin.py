@@ -197,6 +197,22 @@ class Build:
 
 
 @dataclass(frozen=True)
+class Source:
+    """What a plugin needs of the cluster's API source (``Plugin.source``): where to
+    connect (``kubeconfig`` path and its ``context``, the API ``endpoint`` URL), how long
+    to wait for the first sync (``startup_timeout`` seconds, None: not its say), whether
+    Pods must be listed (``pods``), and whether its connection settings come first
+    (``primary``: the kubernetes directive's, as CoreDNS's plugins share its client)."""
+
+    kubeconfig: str = ""
+    context: str = ""
+    endpoint: str = ""
+    startup_timeout: float | None = None
+    pods: bool = False
+    primary: bool = False
+
+
+@dataclass(frozen=True)
 class Plugin:
     """One plugin: its ``name`` (the Corefile directive), ``parse(reader, setup)`` -> its
     config (ConfigError naming ``file:line`` on a bad argument), ``build(config, build)`` ->
@@ -206,7 +222,10 @@ class Plugin:
     ``in_class``: may answer a plain IN query for a name under the cluster zone (False:
     with only such steps before kubernetes, the fast path may decide NXDOMAIN itself);
     ``always``: built for every block, with no directive (the block's own zone check);
-    ``kinds(config)``: the API kinds the live source must list and watch for it.
+    ``kinds(config)``: the API kinds the live source must list and watch for it;
+    ``source(config)``: what it needs of the API source (:class:`Source`; a plugin without
+    it needs no cluster); ``filters``: its block may share a zone and port with others, a
+    per-query filter choosing (CoreDNS's plugin.Filter: ``view``).
     """
 
     name: str
@@ -216,3 +235,5 @@ class Plugin:
     in_class: bool = True
     always: bool = False
     kinds: Callable[[Any], tuple[str, ...]] | None = None
+    source: Callable[[Any], Source] | None = None
+    filters: bool = False

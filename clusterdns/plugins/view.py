@@ -76,5 +76,5 @@ def _build(view: View, build: Build) -> Step | None:
     return None
 
 
-PLUGIN = Plugin("view", _parse, _build, in_class=False)
+PLUGIN = Plugin("view", _parse, _build, in_class=False, filters=True)
 """CoreDNS plugin/view: picks this block among those on the same zone and port."""

@@ -20,6 +20,8 @@ from ..core import defaults
 from ..core.errors import ConfigError
 from ..core.store import Store
 from ..corefile.config import ServerConfig
+from ..plugins import order
+from ..plugins.plugin import Source
 from ..sources.manifests import SOURCE as ZONES_SOURCE
 from ..sources.manifests import LoadResult, ManifestSource, summary
 from .blocks import exposure_kinds
@@ -84,26 +86,23 @@ class Sources:
         self.tasks: list[asyncio.Task[Any]] = []
         self._zones_lock = asyncio.Lock()
 
-    def _each(self, name: str) -> list[Any]:
-        """The configs of plugin ``name`` in every block that has it."""
-        return [s.plugins[name] for s in self.servers if name in s.plugins]
-
-    def _cluster_plugins(self) -> tuple[Any, Any]:
-        """The first kubernetes config, and the first k8s_gateway or multicluster one (the
-        API connection is theirs; the latter two have ``kubeconfig`` and ``context``)."""
-        k = self._each("kubernetes")
-        g = self._each("k8s_gateway") + self._each("multicluster")
-        return (k[0] if k else None), (g[0] if g else None)
+    def _needs(self) -> list[Source]:
+        """What the blocks' plugins need of the API source (``Plugin.source``), the
+        primary's (kubernetes) first."""
+        needs = [
+            plugin.source(config)
+            for s in self.servers
+            for name, config in s.plugins.items()
+            if (plugin := order.plugin(name)) is not None and plugin.source is not None
+        ]
+        return sorted(needs, key=lambda need: not need.primary)
 
     def _api_wanted(self) -> bool:
-        k, g = self._cluster_plugins()
-        has_kubernetes = k is not None or g is not None
-        explicit = (
-            bool(self.options.kubeconfig or self.options.kube_api)
-            or any(k.kubeconfig or k.endpoint for k in self._each("kubernetes"))
-            or any(g.kubeconfig for g in self._each("k8s_gateway") + self._each("multicluster"))
+        needs = self._needs()
+        explicit = bool(self.options.kubeconfig or self.options.kube_api) or any(
+            need.kubeconfig or need.endpoint for need in needs
         )
-        return has_kubernetes and (explicit or in_cluster())
+        return bool(needs) and (explicit or in_cluster())
 
     async def start(self) -> None:
         """Load zones/ (off the loop) and start following it; start the API source and wait
@@ -113,7 +112,7 @@ class Sources:
         paths = self.options.zones
         if (
             paths is None
-            and any(self._cluster_plugins())
+            and self._needs()
             and not use_api
         ):
             paths = [Path(defaults.ZONES_DIR)]
@@ -135,22 +134,18 @@ class Sources:
     async def _start_api(self) -> None:
         from ..sources.kube import WATCH_TIMEOUT, KubeSource, api_client
 
-        k, g = self._cluster_plugins()
-        kubeconfig = (
-            self.options.kubeconfig or (k.kubeconfig if k else "") or (g.kubeconfig if g else "")
-        )
-        endpoint = self.options.kube_api or (k.endpoint if k else "") or None
-        context = (k.context if k else "") or (g.context if g else "")
+        needs = self._needs()
+        # the server's flags, else the first plugin that names one, the primary's first
+        named = next((n.kubeconfig for n in needs if n.kubeconfig), "")
+        kubeconfig = self.options.kubeconfig or named
+        endpoint = self.options.kube_api or next((n.endpoint for n in needs if n.endpoint), None)
+        context = next((n.context for n in needs if n.context), "")
         try:
             api = api_client(kubeconfig or None, endpoint, context)
         except Exception as exc:  # the client raises several kinds for a bad config
             raise ConfigError(f"cannot load the Kubernetes configuration: {exc}") from None
-        pods = any(
-            ("kubernetes" in s.plugins
-             and (s.plugins["kubernetes"].pods == "verified" or "autopath" in s.plugins))
-            or s.traffic_on()  # the traffic view names clients by their pods
-            for s in self.servers
-        )
+        # the traffic view names clients by their pods
+        pods = any(n.pods for n in needs) or any(s.traffic_on() for s in self.servers)
         loop = asyncio.get_running_loop()
         timeouts = (
             (self.options.watch_timeout, self.options.watch_timeout * 2)
@@ -167,7 +162,10 @@ class Sources:
         )
         self.readiness.checks["kubernetes"] = self.kube.synced.is_set
         self.kube.start()
-        timeout = k.startup_timeout if k else defaults.STARTUP_TIMEOUT
+        timeout = next(
+            (n.startup_timeout for n in needs if n.startup_timeout is not None),
+            defaults.STARTUP_TIMEOUT,
+        )
         synced = self.kube.synced
         # On a daemon thread, not the loop's executor: a stop signal cancels this wait, and
         # asyncio.run would otherwise sit in the executor's shutdown until the timeout ends.
