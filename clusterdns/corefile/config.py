@@ -5,9 +5,9 @@ argument is a ConfigError naming ``file:line``, and so is a directive or option 
 does not implement: a Corefile is never silently misread. Only directives that
 change nothing but logging are warnings. docs/corefile.md lists every directive.
 
-Tokens and blocks: corefile/blocks.py; each plugin's directive: its parser in
-corefile/kubernetes.py, corefile/forward.py, corefile/exposure.py or the plugin module.
-This module reads the server-level directives and dispatches the rest (``DIRECTIVES``).
+Tokens and blocks: corefile/blocks.py; each plugin's directive: its plugin's parser, found
+through the plugin table (``plugins.order``). This module reads the server's own directives
+(``DIRECTIVES``) and dispatches the rest.
 """
 
 from __future__ import annotations
