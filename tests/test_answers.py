@@ -21,6 +21,7 @@ from pathlib import Path
 import dns.message
 import dns.rcode
 import dns.rdatatype
+import dns.reversename
 import pytest
 
 from clusterdns.core.records import Endpoint, EndpointSlice, Namespace, Pod, Service, ServiceKind
@@ -192,7 +193,7 @@ def store_upsert(store: Store, record: Service | Pod) -> None:
     store.upsert(SOURCE, record, LATER)
 
 
-def _key(label: str) -> tuple[bytes, bytes, int, bool, bool]:
+def _key(label: str) -> bytes:
     name, qtype = WATCHED[label]
     return AnswerCache.key(parse_query(dns.message.make_query(name, qtype).to_wire()), 512)
 
@@ -256,6 +257,40 @@ def test_dropped_names_are_cached_again_and_unrelated_ones_never_left() -> None:
         assert _answer(handler, "hdls1") == _answer(make_handler(store, CONFIG), "hdls1")
     assert handler.cache.entries[_key("svc1")] is kept
     assert _key("hdls1") in handler.cache.entries
+
+
+def test_reverse_answers_are_dropped_by_their_address_in_every_variant() -> None:
+    """A PTR answer is kept with no index entry (its key is computed from the address's
+    tag): an IPv6 ClusterIP's reverse name, asked in several spellings and sizes, is dropped
+    in every one when the address goes, and answers what the store says after."""
+    store = load_store(COREDNS)
+    handler = make_handler(store, CONFIG)
+    name = dns.reversename.from_address("1234:abcd::1").to_text()
+    asks = [
+        dns.message.make_query(name, "PTR"),
+        dns.message.make_query(name.upper(), "PTR", use_edns=0, payload=4096),
+        dns.message.make_query(name, "PTR", use_edns=0, payload=1232, want_dnssec=True),
+    ]
+    before = [handler.handle(q.to_wire(), False) for q in asks]
+    for query, reply in zip(asks, before, strict=True):
+        assert isinstance(reply, bytes)
+        assert [rr.target.to_text() for rr in dns.message.from_wire(reply).answer[0]] == [
+            "svc6.testns.svc.cluster.local."
+        ]
+        assert handler.handle(query.to_wire(), False)[2:] == reply[2:]  # type: ignore[index]
+    kept = len(handler.cache.entries)
+    assert kept >= 3 and not handler.cache.by_tag.get(("ip", "1234:abcd::1"))
+
+    svc = _service(store, "testns", "svc6")
+    store_upsert(store, replace(svc, cluster_ips=("1234:abcd::2",)))
+
+    assert len(handler.cache.entries) == kept - 3
+    truth = make_handler(store, CONFIG)
+    for query in asks:
+        mine = dns.message.from_wire(handler.handle(query.to_wire(), False))  # type: ignore[arg-type]
+        theirs = dns.message.from_wire(truth.handle(query.to_wire(), False))  # type: ignore[arg-type]
+        assert mine.rcode() == theirs.rcode() == dns.rcode.NXDOMAIN
+        assert not mine.answer
 
 
 def test_namespace_recreated_turns_cached_nxdomain_into_answers() -> None:

@@ -281,6 +281,29 @@ def test_cache_is_bounded_and_a_flood_of_negatives_keeps_the_positives() -> None
     assert len(handler.cache.by_tag) <= 11 * 3  # no tag outlives its entries
 
 
+def test_the_tag_index_holds_no_more_than_twice_its_live_keys() -> None:
+    """Keys of entries dropped for another reason (eviction, another tag) stay in the tag
+    index until it is rebuilt: 20,000 answers under distinct tags through a table of 100
+    leave an index bounded by twice the live keys plus 1,024, and a tag still finds its
+    entry after each rebuild."""
+    from clusterdns.dns.cache import AnswerCache
+
+    cache = AnswerCache(max_entries=100, max_negative=10)
+    header = bytes.fromhex("0000 8580 0001 0001 0000 0000".replace(" ", ""))
+    tail = bytes.fromhex("c00c 0001 0001 0000 0005 0004 0a000001".replace(" ", ""))
+    for i in range(20_000):
+        query = parse_query(dns.message.make_query(f"s{i}.ns.svc.cluster.local.", "A").to_wire())
+        cache.put(query, 512, header, tail, tags=(("ns", "ns"), ("svc", "ns", f"s{i}")))
+        assert len(cache.by_tag) <= 2 * 100 + 1024 + 1, i
+    assert len(cache) == 100
+    last = ("svc", "ns", "s19999")
+    assert last in cache.by_tag
+    cache.invalidate({last})
+    assert len(cache) == 99
+    cache.invalidate({("ns", "ns")})
+    assert len(cache) == 0
+
+
 def test_cache_key_folds_the_name_only() -> None:
     # qtype 65 (0x0041) and 97 (0x0061) differ by the bit that folds ASCII case.
     from clusterdns.dns.cache import AnswerCache

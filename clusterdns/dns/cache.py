@@ -8,6 +8,7 @@ place), RFC 5452 9.1 and docs/behaviour.md 12 (the question echoed byte for byte
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import struct
 from collections import defaultdict, deque
@@ -28,11 +29,12 @@ OPT_HEAD = edns.OPT_HEAD
 HEADER = message.HEADER
 REPLY_HEAD = message.REPLY_HEAD
 
-CacheKey = tuple[bytes, bytes, int, bool, bool]
-"""Lower-cased qname wire bytes, qtype+qclass bytes, size limit, EDNS present, DO bit."""
+CacheKey = bytes
+"""Lower-cased qname wire bytes, qtype+qclass bytes, one byte for the size limit's bucket,
+EDNS present and the DO bit (:func:`variant`)."""
 Tags = tuple[Any, ...]
 """What a cached answer depends on (``store.Tag`` values: ``("svc", ns, name)``, ...)."""
-INTERN_MAX = 4096  # shared copies of small repeated values (tags, counts, qtype bytes)
+INTERN_MAX = 4096  # shared copies of repeated values (negative answers, namespace tags)
 SMALL = 8  # keys under one tag kept in a list up to this many, then in a set
 KEEP_MAX = 100  # answers another thread made, waiting for the owner of the cache to keep
 SEEN_MAX = 10_000  # template negatives remembered as seen once (see AnswerCache.repeated)
@@ -74,27 +76,71 @@ class Tally:
         self.traffic = traffic
 
 
+# The size limit, EDNS presence and DO bit of a kept answer, as one byte at the end of its
+# key: the limit's bucket (0: 512, 1: 1232, 2: 4096, 3: TCP's 65535, 4: our own EDNS payload
+# when it is none of those) plus 8 for EDNS and 16 for DO.
+BUCKET_CODES = {512: 0, 1232: 1, 4096: 2, 65535: 3}
+OURS_CODE = 4
+EDNS_CODE = 8
+DO_CODE = 16
+# Code 0 (no EDNS, UDP: a stub's plain query, the commonest) is no byte at all: a key's
+# name ends at its first zero byte, so keys with and without the byte cannot be equal.
+VARIANTS = (b"", *(bytes((code,)) for code in range(1, 32)))
+UDP_PLAIN = VARIANTS[0]  # no EDNS over UDP: 512 bytes
+TCP_PLAIN = VARIANTS[3]  # no EDNS over TCP
+
+
+PTR_IN = b"\x00\x0c\x00\x01"  # qtype PTR, qclass IN
+
+
+def reverse_name(ip: str) -> bytes | None:
+    """The reverse name of an address (``d.c.b.a.in-addr.arpa.`` or the 32 nibbles under
+    ``ip6.arpa.``, RFC 1035 3.5, RFC 3596 2.5) in wire form, lower-cased: the only name whose
+    PTR answer a ``("ip", ip)`` tag covers (``core.names.reverse_to_ip`` takes no other
+    spelling). None for text that is not an address."""
+    try:
+        text = ipaddress.ip_address(ip).reverse_pointer
+    except ValueError:
+        return None
+    return b"".join(bytes((len(label),)) + label.encode() for label in text.split(".")) + b"\0"
+
+
+def variant(limit: int, edns: bool, do: bool) -> bytes:
+    """The last byte of a kept answer's key: the size limit's bucket (``limit``, bytes: one
+    of 512, 1232, 4096, 65535 or our own EDNS payload, see
+    :func:`~clusterdns.dns.edns.udp_limit`), EDNS present, the DO bit (RFC 6891, RFC 3225)."""
+    return VARIANTS[
+        BUCKET_CODES.get(limit, OURS_CODE) | (EDNS_CODE if edns else 0) | (DO_CODE if do else 0)
+    ]
+
+
 class AnswerCache:
     """Encoded answers by question, kept per name and invalidated per name (docs/design.md,
     docs/design-answers.md).
 
-    Key: the lower-cased question bytes, the size limit (one of a few buckets: see
-    :func:`~clusterdns.dns.edns.udp_limit`), EDNS present, DO bit.
-    Value: header flags, counts, the encoded sections after the question, and the *tags*
-    the answer depends on. A hit copies the query ID, RD/CD and the question as sent: owner
-    names are compression pointers to the question, so they carry the client's case.
+    Key, one bytes object (:data:`CacheKey`): the question's name in wire form, lower-cased,
+    its qtype and qclass bytes, and one byte for the size limit's bucket, EDNS present and
+    the DO bit (:func:`variant`). Value, one bytes object: the reply's flags (2 bytes), its
+    four counts (8; the question count always 1) and the encoded sections after the
+    question. A hit copies the query ID, RD/CD and the question as sent: owner names are
+    compression pointers to the question, so they carry the client's case.
 
-    Invalidation: :meth:`invalidate` (called by the store, see ``Store.listen``) drops
-    exactly the entries indexed under a touched tag; entries of other names survive.
-    Cluster answers are never served stale.
+    Invalidation: :meth:`invalidate` (called by the store, see ``Store.listen``) drops the
+    entries indexed under a touched tag; entries of other names survive. Cluster answers are
+    never served stale. The index from tags to keys is written when an answer is kept and
+    not cleaned when one is dropped for another reason (another tag, eviction): a stale key
+    costs at most a later drop of an entry kept again under the same key (a miss, never a
+    stale answer), and the index is rebuilt without them once it holds twice the keys it
+    held at the last rebuild.
 
     Bounds: positive answers (the compiled part of the zone that is asked for) up to
     ``max_entries``; negative answers (NXDOMAIN, NODATA, SERVFAIL: what a flood of random
     names produces) up to ``max_negative`` on their own, so a flood never evicts a positive
     answer. Oldest first in each part.
 
-    Memory (measured, docs/performance.md): about 500-700 bytes per entry, key, encoded
-    answer and tag index included.
+    Memory (measured, docs/performance.md 2): the bytes of the key and the value plus a dict
+    slot, about 200-250 bytes per answer; equal values (the negative answers of a zone) are
+    kept once.
     """
 
     __slots__ = (
@@ -103,30 +149,40 @@ class AnswerCache:
         "max_entries",
         "max_negative",
         "by_tag",
+        "refs",
+        "compacted",
+        "ptr_variants",
         "negatives",
         "shared",
         "tallies",
         "misses",
         "evictions",
         "seen",
-        "udp_size",
+        "_udp_size",
+        "_ours",
         "__weakref__",
     )
 
     def __init__(
         self, max_entries: int = CACHE_SIZE, max_negative: int = CACHE_SIZE // NEGATIVE_SHARE
     ) -> None:
-        self.entries: dict[CacheKey, tuple[int, bytes, bytes, Tags]] = {}
-        # loadbalance: further encodings of an entry with its addresses rotated
+        self.entries: dict[CacheKey, bytes] = {}
+        # loadbalance: further encodings of an entry's sections with its addresses rotated
         self.rotations: dict[CacheKey, tuple[bytes, ...]] = {}
-        # tag -> the keys of the entries that depend on it: a list while few (most tags
-        # have one or two entries, and a set costs 216 bytes), a set beyond SMALL
-        self.by_tag: dict[Any, list[CacheKey] | set[CacheKey]] = {}
+        # tag -> the keys kept under it: the key itself while there is one (most tags: a
+        # service's own name, a pod's reverse name), a list while few, a set beyond SMALL
+        self.by_tag: dict[Any, CacheKey | list[CacheKey] | set[CacheKey]] = {}
+        self.refs = 0  # keys written to by_tag since its last rebuild, stale ones included
+        self.compacted = 0  # keys by_tag held after its last rebuild
+        # The PTR answer of an address is not in by_tag: its key is computed from the tag
+        # ("ip", ip) when the address changes (one name, PTR, IN, each variant kept so far),
+        # which saves an index entry, a tag and an address string per reverse answer.
+        self.ptr_variants: set[bytes] = set()
         # the negative entries in insertion order, for their own eviction (values unused);
         # the positive ones are the others, in the order of ``entries``
         self.negatives: dict[CacheKey, None] = {}
-        # one copy of each repeated small value (counts, qtype+qclass bytes, tag tuples):
-        # about 150 bytes less per entry; emptied when it grows past INTERN_MAX
+        # one copy of each repeated value (negative answers, namespace tags): emptied when
+        # it grows past INTERN_MAX
         self.shared: dict[Any, Any] = {}
         self.max_entries = max_entries
         self.max_negative = max_negative
@@ -136,7 +192,19 @@ class AnswerCache:
         # negative answers made from the template, seen once: kept only when they come again
         # (a flood of names asked once cannot evict the negatives real clients repeat)
         self.seen: set[bytes] = set()
-        self.udp_size = DEFAULT_UDP_SIZE  # our EDNS payload (bytes): see udp_limit
+        self._udp_size = DEFAULT_UDP_SIZE
+        self._ours = VARIANTS[BUCKET_CODES.get(DEFAULT_UDP_SIZE, OURS_CODE) | EDNS_CODE]
+
+    @property
+    def udp_size(self) -> int:
+        """Our EDNS payload (bytes): the largest UDP reply made (see
+        :func:`~clusterdns.dns.edns.udp_limit`)."""
+        return self._udp_size
+
+    @udp_size.setter
+    def udp_size(self, size: int) -> None:
+        self._udp_size = size
+        self._ours = VARIANTS[BUCKET_CODES.get(size, OURS_CODE) | EDNS_CODE]
 
     def tally(
         self,
@@ -186,8 +254,8 @@ class AnswerCache:
 
     # One function of about 70 lines on purpose: this is the hot path (every cache hit runs
     # it and nothing else), and a call costs about as much as a tenth of it. Helpers
-    # (parse_header, udp_limit, key) are inlined; literals stand for TCP_LIMIT,
-    # PAYLOAD_BUCKETS and MIN_UDP (a constant is cheaper than a global).
+    # (parse_header, udp_limit, variant) are inlined; literals stand for TCP_LIMIT,
+    # PAYLOAD_BUCKETS, MIN_UDP and the variant codes (a constant is cheaper than a global).
     def lookup(self, data: bytes, tcp: bool, tally: Tally, client: str = "") -> bytes | None:
         """The hot path: the whole reply for a query packet straight from its bytes.
 
@@ -223,75 +291,71 @@ class AnswerCache:
                     check_options(data, qend + 11, end)
                 except FormatError:
                     return None  # the full path answers FORMERR
-            ours = self.udp_size  # udp_limit inlined: the key holds a bucket, not the payload
-            limit = (
-                65535
+            # udp_limit and variant inlined: the key holds a bucket, not the payload
+            tail = (
+                VARIANTS[11]  # TCP, EDNS
                 if tcp
-                else ours
-                if payload >= ours
-                else 4096
+                else self._ours
+                if payload >= self._udp_size
+                else VARIANTS[10]  # 4096, EDNS
                 if payload >= 4096
-                else 1232
+                else VARIANTS[9]  # 1232, EDNS
                 if payload >= 1232
-                else 512
+                else VARIANTS[8]  # 512, EDNS
             )
-            key = (data[12 : pos + 1].lower(), data[pos + 1 : qend], limit, True, ttl & 0x8000 != 0)
-        else:
-            if qend != end:
-                return None
-            key = (
-                data[12 : pos + 1].lower(),
-                data[pos + 1 : qend],
-                65535 if tcp else 512,
-                False,
-                False,
-            )
+            if ttl & 0x8000:
+                tail = VARIANTS[tail[0] | 16]  # DO
+            key = data[12 : pos + 1].lower() + data[pos + 1 : qend] + tail
+        elif qend != end:
+            return None
+        elif tcp:
+            key = data[12 : pos + 1].lower() + data[pos + 1 :] + TCP_PLAIN
+        else:  # a stub's plain UDP query: the variant byte is left out (see variant)
+            key = data[12 : pos + 1].lower() + data[pos + 1 :]
         hit = self.entries.get(key)
         if hit is None:
             return None
-        cached_flags, counts, tail, _ = hit
-        if self.rotations:
-            tail = self._rotated(key, tail, tally)
-        reply = (
-            REPLY_HEAD.pack(ident, cached_flags | FLAG_QR | (flags & 0x0110), 1)
-            + counts
-            + data[12:qend]
-            + tail
-        )
+        tail = self._rotated(key, hit, tally) if self.rotations else hit[10:]
+        if flags & 0x0110 == 0x0100:  # RD set, CD clear: the header as kept
+            reply = data[:2] + hit[:10] + data[12:qend] + tail
+        else:
+            reply = (
+                REPLY_HEAD.pack(ident, (((hit[0] << 8) | hit[1]) & 0xFEFF) | (flags & 0x0110), 1)
+                + hit[4:10]
+                + data[12:qend]
+                + tail
+            )
         tally.hits += 1
         served = tally.served
         if served is not None:
             qtype = (data[pos + 1] << 8) | data[pos + 2]
-            served[(tcp, qtype, cached_flags & 0xF, end, len(reply))] += 1
+            served[(tcp, qtype, hit[1] & 0xF, end, len(reply))] += 1
         traffic = tally.traffic
         if traffic is not None:
-            traffic.note(client, key[0], cached_flags & 0xF, counts[0] | counts[1])
+            traffic.note(client, key[: pos - 11], hit[1] & 0xF, hit[4] | hit[5])
         return reply
 
-    def _rotated(self, key: CacheKey, tail: bytes, tally: Tally) -> bytes:
-        """loadbalance: the next of the entry's encodings, in the calling thread's turn
-        (each thread rotates on its own counter: nothing shared is written)."""
+    def _rotated(self, key: CacheKey, hit: bytes, tally: Tally) -> bytes:
+        """loadbalance: the sections of the entry ``hit`` in the next of its orders, in the
+        calling thread's turn (each thread rotates on its own counter: nothing shared is
+        written)."""
         variants = self.rotations.get(key)
         if not variants:
-            return tail
+            return hit[10:]
         tally.turn += 1
         pick = tally.turn % (len(variants) + 1)
-        return variants[pick - 1] if pick else tail
+        return variants[pick - 1] if pick else hit[10:]
 
     @staticmethod
     def key(query: Query, limit: int) -> CacheKey:
-        """The cache key of a query answered within ``limit`` bytes.
-
-        Only the name is lower-cased: qtype/qclass bytes must not be (0x41 is not 0x61).
-        """
+        """The cache key of a query answered within ``limit`` bytes: the lower-cased name,
+        the qtype and qclass bytes as sent (0x41 is not 0x61), :func:`variant`."""
         edns = query.edns
         question = query.question
         return (
-            question[:-4].lower(),
-            question[-4:],
-            limit,
-            edns is not None,
-            bool(edns and edns[2]),
+            question[:-4].lower()
+            + question[-4:]
+            + variant(limit, edns is not None, bool(edns and edns[2]))
         )
 
     def get(self, query: Query, limit: int, tally: Tally) -> bytes | None:
@@ -303,30 +367,17 @@ class AnswerCache:
             self.misses += 1
             return None
         tally.hits += 1
-        flags, counts, tail, _ = hit
-        if self.rotations:
-            tail = self._rotated(key, tail, tally)
-        flags |= FLAG_QR | (query.flags & (FLAG_RD | FLAG_CD))
-        return REPLY_HEAD.pack(query.id, flags, 1) + counts + query.question + tail
+        tail = self._rotated(key, hit, tally) if self.rotations else hit[10:]
+        flags = (((hit[0] << 8) | hit[1]) & ~FLAG_RD) | (query.flags & (FLAG_RD | FLAG_CD))
+        return REPLY_HEAD.pack(query.id, flags, 1) + hit[4:10] + query.question + tail
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def _drop(self, key: CacheKey) -> None:
-        """Forget one entry and its place in every index."""
-        entry = self.entries.pop(key, None)
-        if entry is None:
+        """Forget one entry (its keys in ``by_tag`` stay until the next rebuild)."""
+        if self.entries.pop(key, None) is None:
             return
-        by_tag = self.by_tag
-        for tag in entry[3]:
-            keys = by_tag.get(tag)
-            if keys is not None:
-                if type(keys) is set:
-                    keys.discard(key)
-                elif key in keys:
-                    keys.remove(key)
-                if not keys:
-                    del by_tag[tag]
         if self.rotations:
             self.rotations.pop(key, None)
         self.negatives.pop(key, None)
@@ -342,9 +393,18 @@ class AnswerCache:
             return
         by_tag = self.by_tag
         for tag in tags:
-            keys = by_tag.get(tag)
-            if keys:
-                for key in list(keys):
+            if self.ptr_variants and tag[0] == "ip":
+                name = reverse_name(tag[1])
+                if name is not None:
+                    for code in self.ptr_variants:
+                        self._drop(name + PTR_IN + code)
+            keys = by_tag.pop(tag, None)
+            if keys is None:
+                continue
+            if isinstance(keys, bytes):
+                self._drop(keys)
+            else:
+                for key in keys:
                     self._drop(key)
 
     def clear(self) -> None:
@@ -353,6 +413,8 @@ class AnswerCache:
         self.entries.clear()
         self.rotations.clear()
         self.by_tag.clear()
+        self.refs = self.compacted = 0
+        self.ptr_variants.clear()
         self.negatives.clear()
         self.shared.clear()
 
@@ -387,6 +449,27 @@ class AnswerCache:
         self.evictions += len(victims)
         self.entries = dict(self.entries)
 
+    def _compact(self) -> None:
+        """Rebuild ``by_tag`` without the keys of entries no longer kept (O(keys indexed);
+        run when the index has doubled since the last rebuild: O(1) per answer kept)."""
+        entries = self.entries
+        rebuilt: dict[Any, CacheKey | list[CacheKey] | set[CacheKey]] = {}
+        refs = 0
+        for tag, keys in self.by_tag.items():
+            if type(keys) is bytes:
+                if keys in entries:
+                    rebuilt[tag] = keys
+                    refs += 1
+                continue
+            live = [key for key in keys if key in entries]
+            if live:
+                refs += len(live)
+                rebuilt[tag] = (
+                    live[0] if len(live) == 1 else (live if len(live) <= SMALL else set(live))
+                )
+        self.by_tag = rebuilt
+        self.refs = self.compacted = refs
+
     def put(
         self,
         query: Query,
@@ -397,34 +480,48 @@ class AnswerCache:
         tags: Tags = ("any",),
     ) -> None:
         """Store an encoded response (``header`` as made by
-        :func:`~clusterdns.dns.encode.encode_answer`), and
-        optionally ``rotations``: the same answer with its addresses in other orders, all
-        with the same header counts, served in turn. ``tags``: what the answer depends on
-        (the default, ``"any"``, drops it on every change of the cluster)."""
-        name, qtail, size, edns, do = self.key(query, limit)
-        key = (name, self._share(qtail), size, edns, do)
-        if key in self.entries:
+        :func:`~clusterdns.dns.encode.encode_answer`: 12 bytes, ``tail``: the sections after
+        the question), and optionally ``rotations``: the same sections with their addresses
+        in other orders, all with the same header counts, served in turn. ``tags``: what
+        the answer depends on (the default, ``"any"``, drops it on every change of the
+        cluster)."""
+        key = self.key(query, limit)
+        entries = self.entries
+        if key in entries:
             self._drop(key)
         flags = struct.unpack_from("!H", header, 2)[0] & ~(FLAG_QR | FLAG_RD | FLAG_CD)
+        value = struct.pack("!HH", flags | FLAG_QR | FLAG_RD, 1) + header[6:12] + tail
         if flags & 0xF != Rcode.NOERROR or header[6:8] == b"\x00\x00":
             if len(self.negatives) >= self.max_negative:
                 self._evict_negative()
             self.negatives[key] = None
-        elif len(self.entries) - len(self.negatives) >= self.max_entries:
+            value = self._share(value)  # a zone's negative answers are alike
+        elif len(entries) - len(self.negatives) >= self.max_entries:
             self._evict_positive()
-        # namespace-wide tags are shared by many entries: one copy of each
-        tags = tuple(self._share(t) if t[0] in ("ns", "nx") else t for t in tags)
-        self.entries[key] = (self._share(flags), self._share(header[6:12]), tail, tags)
+        self.entries[key] = value
+        if len(tags) == 1 and tags[0][0] == "ip" and PTR_IN in key[-5:]:
+            name = reverse_name(tags[0][1])
+            if name is not None and key[: len(name) + 4] == name + PTR_IN:
+                # a reverse answer: found again from its tag (see ptr_variants)
+                self.ptr_variants.add(key[len(name) + 4 :])
+                tags = ()
         by_tag = self.by_tag
         for tag in tags:
             keys = by_tag.get(tag)
             if keys is None:
-                by_tag[tag] = [key]
+                # namespace-wide tags are shared by many entries: one copy of each
+                by_tag[self._share(tag) if tag[0] in ("ns", "nx") else tag] = key
+            elif isinstance(keys, bytes):
+                if keys != key:
+                    by_tag[tag] = [keys, key]
             elif isinstance(keys, set):
                 keys.add(key)
             elif key not in keys:
                 keys.append(key)
                 if len(keys) > SMALL:
                     by_tag[tag] = set(keys)
+        self.refs += len(tags)
+        if self.refs > 2 * self.compacted + 1024:
+            self._compact()
         if rotations:
             self.rotations[key] = tuple(rotations)
