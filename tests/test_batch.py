@@ -189,6 +189,45 @@ def test_declined_datagrams_are_handed_off_with_their_sources() -> None:
         sock.close()
 
 
+def test_prepared_quick_and_rest_serve_without_answer() -> None:
+    """With sources not decoded, ``prepare`` gives (quick, rest, state) once per batch:
+    ``quick`` answers what it knows, ``rest`` the others (None: nothing sent; not bytes:
+    handed over), ``answer`` is never called; when ``prepare`` gives None, ``answer``
+    serves the batch."""
+    prepared: list[int] = []
+    use_quick = [True]
+
+    def quick(data: bytes, tcp: bool, state: str) -> bytes | None:
+        assert tcp is False
+        return (state.encode() + data) if data.startswith(b"hit") else None
+
+    def rest(data: bytes, tcp: bool, state: str) -> object:
+        if data.startswith(b"drop"):
+            return None
+        if data.startswith(b"loop"):
+            return ("parsed", data)
+        return b"rest:" + data
+
+    def prepare() -> tuple[Any, Any, str] | None:
+        prepared.append(1)
+        return (quick, rest, "Q:") if use_quick[0] else None
+
+    with serving(addresses=False, prepare=prepare) as served:
+        sock = client()
+        for query in (b"hit1", b"miss1", b"drop1", b"loop1"):
+            sock.sendto(query, served.address)
+        replies = receive(sock, 2)
+        assert sorted(data for data, _ in replies) == [b"Q:hit1", b"rest:miss1"]
+        wait_for(lambda: served.server.received == 4 and len(served.handed_items()) == 1)
+        assert served.handed_items() == [(b"loop1", sock.getsockname(), ("parsed", b"loop1"))]
+        assert served.server.dropped == 1 and served.seen == [] and prepared
+        use_quick[0] = False  # e.g. a reload brought a block with log: answer serves
+        sock.sendto(b"hit2", served.address)
+        assert receive(sock, 1)[0][0] == b"Rhit2"
+        assert [data for data, _ in served.seen] == [b"hit2"]
+        sock.close()
+
+
 def test_a_burst_larger_than_the_batch_is_served_in_several_batches() -> None:
     """100 datagrams queued before the server starts, batch=8: all answered, in at least
     13 batches (recvmmsg returns at most 8 at a time)."""

@@ -198,12 +198,13 @@ class Handler:
             hit = self.cache.lookup(data, tcp, tally, client)
             if hit is not None:
                 return hit
-        return self._unkept(data, tcp, tally, client)
+        return self.unkept(data, tcp, tally, client)
 
-    def _unkept(self, data: bytes, tcp: bool, tally: Tally, client: str) -> Fast:
-        """The fast path past the kept answers: a certain NXDOMAIN decided from the bytes
-        (the flood's path), else parse once, then a certain NXDOMAIN from the parsed
-        question, else the parsed query."""
+    def unkept(self, data: bytes, tcp: bool, tally: Tally, client: str = "") -> Fast:
+        """The fast path past the kept answers (what :meth:`fast` does after
+        ``AnswerCache.lookup`` found nothing; any thread, writes only ``tally``): a certain
+        NXDOMAIN decided from the bytes (the flood's path), else parse once, then a certain
+        NXDOMAIN from the parsed question, else the parsed query; None to send nothing."""
         wire = self.wire_negative
         if wire is not None:
             made = wire(data, tcp, self.udp_size)
@@ -290,7 +291,7 @@ class Handler:
             hit = self.cache.lookup(data, tcp, tally, client)
             if hit is not None:
                 return hit
-        out = self._unkept(data, tcp, tally, client)
+        out = self.unkept(data, tcp, tally, client)
         if type(out) is Query:
             return self.answer(out, data, tcp, family, client, port, local)
         return out  # type: ignore[return-value]
