@@ -30,6 +30,7 @@ from clusterdns.core.store import Store
 from clusterdns.dns.cache import AnswerCache
 from clusterdns.dns.wire import parse_query
 from clusterdns.plugins.chain import Handler
+from clusterdns.plugins.kubernetes import MEMO_MAX
 from tests.handlers import make_handler
 
 from .conftest import COREDNS, NOW, load_store
@@ -553,19 +554,34 @@ def test_wire_negatives_equal_the_parsed_ones() -> None:
         "foo.bar.cluster.local.",
         "api.github.com.cluster.local.",
     ]
-    for name in names:
+    memo: dict[object, object] = {}  # a serving thread's: filled by the first pass
+    for name in names * 2:
         for edns, flags in ((-1, 0), (0, 0), (0, dns.flags.DO)):
             query = dns.message.make_query(name, "AAAA", use_edns=edns, payload=4096,
                                            ednsflags=flags)
             query.flags |= dns.flags.CD
             wire = query.to_wire()
-            made = step.wire_negative(wire, False, handler.udp_size)
-            assert made is not None, name
-            parsed = parse_query(wire)
-            parsed.udp_size = handler.udp_size
-            header, tail, tags = step.negative(parsed)
-            assert made[0] == header + parsed.question + tail, name
-            assert made[2] == tags
+            for made in (step.wire_negative(wire, False, handler.udp_size, memo),
+                         step.wire_negative(wire, False, handler.udp_size)):
+                assert made is not None, name
+                parsed = parse_query(wire)
+                parsed.udp_size = handler.udp_size
+                header, tail, tags = step.negative(parsed)
+                assert made[0] == header + parsed.question + tail, name
+                assert made[2] == tags
+    assert memo
+    serial = store.serial  # a change moves the serial: the memo's SOA must follow
+    store.upsert(SOURCE, Namespace("another"), LATER + 5)
+    assert store.serial != serial
+    wire = dns.message.make_query("zzzzzz.testns.svc.cluster.local.", "A").to_wire()  # as long
+    made = step.wire_negative(wire, False, handler.udp_size, memo)
+    assert made is not None
+    (soa,) = dns.message.from_wire(made[0]).authority[0]
+    assert soa.serial == store.serial
+    for i in range(5000):  # a flood of distinct suffixes: the memo stays bounded
+        wire = dns.message.make_query(f"a.b{i}.testns.svc.cluster.local.", "A").to_wire()
+        step.wire_negative(wire, False, handler.udp_size, memo)
+        assert len(memo) <= MEMO_MAX
     declined = [
         dns.message.make_query("svc1.testns.svc.cluster.local.", "A"),  # exists
         dns.message.make_query("nosuch.testns.svc.cluster.local.", "AXFR"),  # a transfer

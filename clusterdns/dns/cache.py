@@ -55,10 +55,12 @@ class Tally:
     turn; ``keep``: for a thread other than the cache's owner, the answers it made that the
     owner should keep (bounded by :data:`KEEP_MAX`, oldest dropped; None on the owner's thread,
     which keeps them at once); ``traffic``: this thread's traffic tally (who asked what,
-    ``core.traffic``), None when the traffic view is off.
+    ``core.traffic``), None when the traffic view is off; ``memo``: what the fast path
+    worked out once and reads again on this thread (bounded by its writer: see
+    ``plugins.kubernetes.Kubernetes.from_wire``).
     """
 
-    __slots__ = ("family", "hits", "served", "turn", "keep", "traffic")
+    __slots__ = ("family", "hits", "served", "turn", "keep", "traffic", "memo")
 
     def __init__(
         self,
@@ -74,6 +76,7 @@ class Tally:
         self.turn = 0
         self.keep: deque[Any] | None = None if owner else deque(maxlen=KEEP_MAX)
         self.traffic = traffic
+        self.memo: dict[Any, Any] = {}
 
 
 # The size limit, EDNS presence and DO bit of a kept answer, as one byte at the end of its

@@ -207,7 +207,7 @@ class Handler:
         NXDOMAIN from the parsed question, else the parsed query; None to send nothing."""
         wire = self.wire_negative
         if wire is not None:
-            made = wire(data, tcp, self.udp_size)
+            made = wire(data, tcp, self.udp_size, tally.memo)
             if made is not None:
                 reply, key, tags = made
                 self._made(data, tcp, tally, client, reply, key)

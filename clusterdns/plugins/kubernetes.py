@@ -10,7 +10,7 @@ path could not take it (a rewritten question, a plugin before this one), for the
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..core.depends import negative_below, quick_negative
 from ..core.errors import FormatError
@@ -33,6 +33,7 @@ OPT_HEAD = edns.OPT_HEAD
 check_options = edns.check_options
 opt_record = edns.opt_record
 NXDOMAIN_FLAGS = FLAG_QR | FLAG_AA | Rcode.NXDOMAIN
+MEMO_MAX = 4096  # entries of a thread's from_wire memo (name suffixes, SOA records)
 
 
 class Kubernetes(Step):
@@ -108,10 +109,9 @@ class Kubernetes(Step):
             return None
         return made[0], made[1], tags
 
-
     # One function on purpose, like AnswerCache.lookup: the random-name flood's whole path.
     def from_wire(
-        self, data: bytes, tcp: bool, udp_size: int
+        self, data: bytes, tcp: bool, udp_size: int, memo: dict[Any, Any] | None = None
     ) -> tuple[bytes, bytes, tuple[Tag, ...]] | None:
         """``(reply, key, tags)`` when the datagram is a plain query for a name certainly
         NXDOMAIN, decided and encoded from its bytes (no Query built): the random-name
@@ -121,7 +121,10 @@ class Kubernetes(Step):
         IN, a transfer or loop probe, an OPT that is not plain version 0, a name the
         resolver must answer. The decision is ``core.depends.negative_below``'s, the SOA
         ``dns.encode.soa_tail``'s: byte for byte what :meth:`made` gives (tested).
-        ``udp_size``: our EDNS payload (bytes), advertised in the OPT."""
+        ``udp_size``: our EDNS payload (bytes), advertised in the OPT. ``memo``: the calling
+        thread's own (``Tally.memo``): the names below the first label, placed in a zone
+        once (a flood varies the first label), and the SOA record by its offset and the
+        zone's serial; at most :data:`MEMO_MAX` entries, forgotten all at once."""
         end = len(data)
         if end < 17:
             return None
@@ -153,44 +156,70 @@ class Kubernetes(Step):
         name = data[12 : pos + 1].lower()
         if b"." in name or b"\\" in name:
             return None  # a label the text form escapes: the parsing path's job
-        size = len(name) - 1
-        if size > 254:
+        size = len(name)
+        first = name[0] + 1  # where the name below the first label starts
+        if size > 255 or first > 64 or first >= size:
             return None
-        starts = []
-        at = 0
-        while at < size:
-            length = name[at]
-            if length > 63:
-                return None
-            starts.append(at)
-            at += 1 + length
-        if at != size:
-            return None  # a zero byte inside a label
+        below = name[first:]
+        placed = None if memo is None else memo.get(below)
+        if placed is None:
+            placed = self._place(below)
+            if memo is not None:
+                if len(memo) >= MEMO_MAX:
+                    memo.clear()
+                memo[below] = placed
+        if not placed:
+            return None
         store, config = self.store, self.config
         if not store.synced:
             return None
-        zone, cut = "", 0
-        for forward, wire in self.zone_wires:
-            cut = len(name) - len(wire)
-            if cut > 0 and name.endswith(wire) and cut in starts:
-                zone = forward
-                break
-        if not zone:
-            return None
-        labels = [name[s + 1 : s + 1 + name[s]].decode("latin-1") for s in starts if s < cut]
-        found = negative_below(store, labels, zone, config)
+        zone, labels_below, zone_size = placed
+        found = negative_below(
+            store, [name[1:first].decode("latin-1"), *labels_below], zone, config
+        )
         if found is None:
             return None
-        ttl_ = config.ttl
+        cut = 12 + size - zone_size  # the zone's offset in the message
+        serial = store.serial
+        kept = None if memo is None else memo.get(cut)
+        if kept is not None and kept[0] == serial:
+            tail = kept[1]
+        else:
+            ttl_ = config.ttl
+            tail = soa_tail(cut, min(ttl_, QUICK_NEGATIVE_TTL), (serial, *soa_timers(ttl_)))
+            if memo is not None:
+                memo[cut] = (serial, tail)
         header = HEADER.pack(
             ident, NXDOMAIN_FLAGS | (flags & (FLAG_RD | FLAG_CD)), 1, 0, 1, 1 if arcount else 0
-        )
-        tail = soa_tail(
-            12 + cut, min(ttl_, QUICK_NEGATIVE_TTL), (store.serial, *soa_timers(ttl_))
         )
         if arcount:
             tail += opt_record(udp_size, Rcode.NXDOMAIN, do)
         return header + data[12:qend] + tail, name + data[pos + 1 : qend], found[1]
+
+    def _place(self, below: bytes) -> tuple[str, tuple[str, ...], int] | tuple[()]:
+        """For the wire form of a name below its first label (lower-case, no dot or
+        backslash in a label, its only zero byte at its end): ``(zone, the labels left of
+        the zone as text, the zone's length in bytes)`` for the longest forward zone it is
+        in (itself or an ancestor), or ``()`` when it is malformed or in none."""
+        size = len(below) - 1
+        starts = []
+        at = 0
+        while at < size:
+            length = below[at]
+            if length > 63:
+                return ()
+            starts.append(at)
+            at += 1 + length
+        if at != size:
+            return ()  # a label runs past the end
+        for forward, wire in self.zone_wires:
+            cut = len(below) - len(wire)
+            if cut >= 0 and below.endswith(wire) and cut in starts:
+                labels = tuple(
+                    below[s + 1 : s + 1 + below[s]].decode("latin-1") for s in starts if s < cut
+                )
+                return forward, labels, len(wire)
+        return ()
 
 
 def _wire(zone: str) -> bytes:

@@ -46,9 +46,7 @@ class Ask:
     with (``fallthrough``), the reply if no later step answers.
     """
 
-    __slots__ = (
-        "query", "data", "limit", "client", "port", "tcp", "rewritten", "revert", "passed"
-    )
+    __slots__ = ("query", "data", "limit", "client", "port", "tcp", "rewritten", "revert", "passed")
 
     def __init__(
         self, query: Query, data: bytes, limit: int, client: str, port: int = 0, tcp: bool = False
@@ -64,9 +62,9 @@ class Ask:
         self.passed: Answer | None = None
 
 
-WireNegative = Callable[[bytes, bool, int], "tuple[bytes, bytes, Tags] | None"]
-"""A certain negative decided from a datagram's bytes: (data, tcp, our EDNS payload) ->
-(reply, the question's repeat key, tags), or None."""
+WireNegative = Callable[[bytes, bool, int, "dict[Any, Any]"], "tuple[bytes, bytes, Tags] | None"]
+"""A certain negative decided from a datagram's bytes: (data, tcp, our EDNS payload, the
+calling thread's memo, ``Tally.memo``) -> (reply, the question's repeat key, tags), or None."""
 
 
 class Revert(Protocol):
@@ -111,7 +109,12 @@ class Chain(Protocol):
         """``encode_answer``: (header, question length, tail)."""
 
     def keep(
-        self, query: Query, limit: int, header: bytes, tail: bytes, answer: Answer | None,
+        self,
+        query: Query,
+        limit: int,
+        header: bytes,
+        tail: bytes,
+        answer: Answer | None,
         tags: Tags | None = None,
     ) -> None:
         """Keep an encoded answer (its tags computed from ``answer`` unless given)."""
