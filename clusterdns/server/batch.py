@@ -314,16 +314,25 @@ class BatchServer:
                     continue
                 off = i * slot
                 data = rdata[off : off + u32[base + len_at]].tobytes()
-                addr = address(i) if decode else None
+                addr = None
                 try:
                     if quick is None:
+                        addr = address(i) if decode else None
                         reply = answer(data, addr)
                     else:
                         reply = first(data, False, state)
+                        if reply is not None:  # a kept answer: the commonest, first
+                            size = len(reply)
+                            if size <= slot:
+                                rdata[off : off + size] = reply
+                                iov[i * iov_step + iov_len_at] = size
+                                answered.append(i)
+                            else:
+                                big.append((i, reply))
+                            continue
+                        reply = rest(data, False, state)
                         if reply is None:
-                            reply = rest(data, False, state)
-                            if reply is None:
-                                reply = b""  # send nothing
+                            reply = b""  # send nothing
                 except Exception:  # a fault in answer: the loop handles the datagram
                     if not self._failed_logged:
                         self._failed_logged = True
