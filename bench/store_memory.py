@@ -282,10 +282,13 @@ def main() -> int:
     if args.trace:
         snapshot = tracemalloc.take_snapshot().filter_traces(
             [tracemalloc.Filter(False, tracemalloc.__file__)])
-        print(f"\n| allocated during the sync and alive (tracemalloc) | MB | blocks |\n|---|---|---|")
+        print("\n| allocated during the sync and alive (tracemalloc) | MB | blocks |")
+        print("|---|---|---|")
         for stat in snapshot.statistics("lineno")[: args.top]:
             frame = stat.traceback[0]
-            where = f"{Path(frame.filename).relative_to(ROOT) if frame.filename.startswith(str(ROOT)) else Path(frame.filename).name}:{frame.lineno}"
+            path = Path(frame.filename)
+            shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name
+            where = f"{shown}:{frame.lineno}"
             print(f"| {where} | {stat.size / mb:.1f} | {stat.count} |")
         print(f"| total | {sum(s.size for s in snapshot.statistics('filename')) / mb:.1f} | |")
 
