@@ -280,6 +280,9 @@ class _HTTPServer(ThreadingHTTPServer):
         self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        # As Go's net/http (TCP_NODELAY on every connection): with Nagle, a body written after
+        # its headers waits for the client's delayed ACK, 40 ms per LIST page.
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self.connections_lock:
             self.connections.add(request)
         super().process_request(request, client_address)

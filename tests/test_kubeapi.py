@@ -554,7 +554,7 @@ class RecordingSink:
 
 
 def test_reflector_through_a_canned_list_then_watch(server: KubeAPIServer, tmp_path: Path) -> None:
-    from clusterdns.sources.kube import SERVICES, Reflector, api_client
+    from clusterdns.sources.kube import PAGE_SIZE, SERVICES, Reflector, api_client
 
     server.serve_canned("/api/v1/services", CANNED_LIST)
     server.serve_canned("/api/v1/services", CANNED_WATCH, watch=True)
@@ -575,7 +575,7 @@ def test_reflector_through_a_canned_list_then_watch(server: KubeAPIServer, tmp_p
         ("delete", "Service", ("shop", "b")),  # keys are lower-cased
     ]
     listed, first, second = server.requests[:3]
-    assert listed == ("GET", "/api/v1/services", {"limit": "500"})
+    assert listed == ("GET", "/api/v1/services", {"limit": str(PAGE_SIZE)})
     watch = {"watch": "1", "allowWatchBookmarks": "true"}
     assert first[1:] == ("/api/v1/services", {**watch, "resourceVersion": "100", "timeoutSeconds": first[2]["timeoutSeconds"]})
     assert second[1:] == ("/api/v1/services", {**watch, "resourceVersion": "160", "timeoutSeconds": second[2]["timeoutSeconds"]})

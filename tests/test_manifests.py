@@ -266,3 +266,29 @@ items:
         f"{bad}: Service e2e/-web: metadata.name: not a DNS-1123 label "
         "(at most 63 of a-z, 0-9 and '-'): '-web'"
     ]
+
+
+def test_equal_ports_are_shared_and_the_sharing_is_bounded() -> None:
+    """Services and slices that name the same ports share the Port objects and the tuple
+    (issue 19: memory); past SHARED_LIMIT distinct values nothing more is kept, and every
+    record still carries its own correct ports."""
+    from clusterdns.core import convert
+
+    def service(name: str, ports: list[dict]) -> Service:
+        record = convert.to_service({
+            "kind": "Service", "metadata": {"name": name, "namespace": "ns"},
+            "spec": {"clusterIP": "10.96.0.1", "ports": ports},
+        })
+        assert isinstance(record, Service)
+        return record
+
+    http = [{"name": "HTTP", "port": 80}, {"name": "grpc", "port": 9000, "protocol": "TCP"}]
+    a, b = service("a", http), service("b", [dict(p) for p in http])
+    assert a.ports == (Port("http", "tcp", 80), Port("grpc", "tcp", 9000))
+    assert a.ports is b.ports and a.ports[0] is b.ports[0]
+    for i in range(convert.SHARED_LIMIT + 100):  # more distinct ports than are shared
+        record = service(f"s{i}", [{"name": "p", "port": i % 65536}])
+        assert record.ports == (Port("p", "tcp", i % 65536),)
+    assert len(convert._shared_ports) <= convert.SHARED_LIMIT
+    assert len(convert._shared_port_lists) <= convert.SHARED_LIMIT
+    assert service("c", http).ports is a.ports  # what was shared stays shared

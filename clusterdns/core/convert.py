@@ -133,7 +133,34 @@ def _meta(
         namespace = "default"  # as kubectl apply does for a manifest without one
     if namespaced:
         _label(namespace, "metadata.namespace")
-    return namespace, name, meta
+    # A cluster has few namespaces and every record names one: one string each.
+    return sys.intern(namespace), name, meta
+
+
+SHARED_LIMIT = 4096
+"""At most this many distinct ports, and as many distinct port lists, are shared."""
+_shared_ports: dict[Port, Port] = {}
+_shared_port_lists: dict[tuple[Port, ...], tuple[Port, ...]] = {}
+
+
+def _shared(table: dict[Any, Any], value: Any) -> Any:
+    """``value``, or an equal object made earlier: 10,000 services name a handful of ports
+    (``http``/80/tcp), and each Port would otherwise cost ~170 bytes with its strings.
+    Values are immutable and equal either way, so what a converter returns does not
+    depend on what came before. Bounded: past :data:`SHARED_LIMIT` distinct values,
+    a new one is returned as it is (an adversary's random ports cost only themselves).
+    Safe from several threads: one dict lookup and one store, each atomic."""
+    found = table.get(value)
+    if found is not None:
+        return found
+    if len(table) < SHARED_LIMIT:
+        table[value] = value
+    return value
+
+
+def _ports(items: Iterable[Port]) -> tuple[Port, ...]:
+    """A tuple of shared ports, itself shared with other records that have the same."""
+    return _shared(_shared_port_lists, tuple(_shared(_shared_ports, p) for p in items))  # type: ignore[no-any-return]
 
 
 def _port(obj: Any, path: str, *, allow_unset: bool) -> Port:
@@ -166,7 +193,7 @@ def to_service(obj: Obj) -> Service:
     # DNS-1123, not DNS-1035 (KEP-5311): whatever name the API server accepted is served.
     namespace, name, _ = _meta(obj, namespaced=True, grammar=DNS1123_LABEL)
     spec = _map(obj.get("spec"), "spec")
-    ports = tuple(
+    ports = _ports(
         _port(p, f"spec.ports[{i}]", allow_unset=False)
         for i, p in enumerate(_list(spec.get("ports"), "spec.ports"))
     )
@@ -238,7 +265,7 @@ def to_endpointslice(obj: Obj) -> EndpointSlice | None:
         _endpoint(ep, f"endpoints[{i}]", family)
         for i, ep in enumerate(_list(obj.get("endpoints"), "endpoints"))
     )
-    ports = tuple(
+    ports = _ports(
         _port(p, f"ports[{i}]", allow_unset=True)
         for i, p in enumerate(_list(obj.get("ports"), "ports"))
     )
@@ -277,7 +304,7 @@ def to_serviceimport(obj: Obj) -> ServiceImport:
             _ip(ip, f"spec.ips[{i}]")[0] for i, ip in enumerate(_list(spec.get("ips"), "spec.ips"))
         )
     )
-    ports = tuple(
+    ports = _ports(
         _port(p, f"spec.ports[{i}]", allow_unset=False)
         for i, p in enumerate(_list(spec.get("ports"), "spec.ports"))
     )
