@@ -289,6 +289,6 @@ def test_equal_ports_are_shared_and_the_sharing_is_bounded() -> None:
     for i in range(convert.SHARED_LIMIT + 100):  # more distinct ports than are shared
         record = service(f"s{i}", [{"name": "p", "port": i % 65536}])
         assert record.ports == (Port("p", "tcp", i % 65536),)
-    assert len(convert._shared_ports) <= convert.SHARED_LIMIT
-    assert len(convert._shared_port_lists) <= convert.SHARED_LIMIT
+    ports, lists = convert._SHARED["Service"]
+    assert len(ports) <= convert.SHARED_LIMIT and len(lists) <= convert.SHARED_LIMIT
     assert service("c", http).ports is a.ports  # what was shared stays shared

@@ -138,9 +138,14 @@ def _meta(
 
 
 SHARED_LIMIT = 4096
-"""At most this many distinct ports, and as many distinct port lists, are shared."""
-_shared_ports: dict[Port, Port] = {}
-_shared_port_lists: dict[tuple[Port, ...], tuple[Port, ...]] = {}
+"""At most this many distinct ports, and as many distinct port lists, are shared per kind."""
+# One pair of tables (ports, port lists) per kind: the API source converts each kind on its
+# own reflector thread, so each table has one writer (docs/design.md 4). The manifests
+# source converts on the loop's thread; with both sources in one server a table may see
+# two writers: each write is one atomic dict store of an immutable value equal either way.
+_SHARED: dict[str, tuple[dict[Port, Port], dict[tuple[Port, ...], tuple[Port, ...]]]] = {
+    kind: ({}, {}) for kind in ("Service", "EndpointSlice", "ServiceImport")
+}
 
 
 def _shared(table: dict[Any, Any], value: Any) -> Any:
@@ -148,8 +153,7 @@ def _shared(table: dict[Any, Any], value: Any) -> Any:
     (``http``/80/tcp), and each Port would otherwise cost ~170 bytes with its strings.
     Values are immutable and equal either way, so what a converter returns does not
     depend on what came before. Bounded: past :data:`SHARED_LIMIT` distinct values,
-    a new one is returned as it is (an adversary's random ports cost only themselves).
-    Safe from several threads: one dict lookup and one store, each atomic."""
+    a new one is returned as it is (an adversary's random ports cost only themselves)."""
     found = table.get(value)
     if found is not None:
         return found
@@ -158,9 +162,11 @@ def _shared(table: dict[Any, Any], value: Any) -> Any:
     return value
 
 
-def _ports(items: Iterable[Port]) -> tuple[Port, ...]:
-    """A tuple of shared ports, itself shared with other records that have the same."""
-    return _shared(_shared_port_lists, tuple(_shared(_shared_ports, p) for p in items))  # type: ignore[no-any-return]
+def _ports(kind: str, items: Iterable[Port]) -> tuple[Port, ...]:
+    """A tuple of shared ports, itself shared with other records of ``kind`` that have the
+    same."""
+    ports, lists = _SHARED[kind]
+    return _shared(lists, tuple(_shared(ports, p) for p in items))  # type: ignore[no-any-return]
 
 
 def _port(obj: Any, path: str, *, allow_unset: bool) -> Port:
@@ -194,8 +200,11 @@ def to_service(obj: Obj) -> Service:
     namespace, name, _ = _meta(obj, namespaced=True, grammar=DNS1123_LABEL)
     spec = _map(obj.get("spec"), "spec")
     ports = _ports(
-        _port(p, f"spec.ports[{i}]", allow_unset=False)
-        for i, p in enumerate(_list(spec.get("ports"), "spec.ports"))
+        "Service",
+        (
+            _port(p, f"spec.ports[{i}]", allow_unset=False)
+            for i, p in enumerate(_list(spec.get("ports"), "spec.ports"))
+        ),
     )
     svc_type = _str(spec.get("type"), "spec.type") or "ClusterIP"
     if svc_type == "ExternalName":
@@ -266,8 +275,11 @@ def to_endpointslice(obj: Obj) -> EndpointSlice | None:
         for i, ep in enumerate(_list(obj.get("endpoints"), "endpoints"))
     )
     ports = _ports(
-        _port(p, f"ports[{i}]", allow_unset=True)
-        for i, p in enumerate(_list(obj.get("ports"), "ports"))
+        "EndpointSlice",
+        (
+            _port(p, f"ports[{i}]", allow_unset=True)
+            for i, p in enumerate(_list(obj.get("ports"), "ports"))
+        ),
     )
     mc_service = _str(
         labels.get(MC_SERVICE_NAME_LABEL), f"metadata.labels[{MC_SERVICE_NAME_LABEL}]"
@@ -305,8 +317,11 @@ def to_serviceimport(obj: Obj) -> ServiceImport:
         )
     )
     ports = _ports(
-        _port(p, f"spec.ports[{i}]", allow_unset=False)
-        for i, p in enumerate(_list(spec.get("ports"), "spec.ports"))
+        "ServiceImport",
+        (
+            _port(p, f"spec.ports[{i}]", allow_unset=False)
+            for i, p in enumerate(_list(spec.get("ports"), "spec.ports"))
+        ),
     )
     return ServiceImport(namespace, name, kind, ips if kind is ImportKind.CLUSTERSET_IP else (),
                          ports)
