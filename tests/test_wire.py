@@ -72,6 +72,29 @@ def test_flags_rd_copied_aa_set_ra_clear(handler: Handler) -> None:
     assert ask(handler, query).flags & dns.flags.RD
 
 
+@pytest.mark.parametrize("qname", ["svc1.testns.svc.cluster.local.", "SvC1.TestNs.svc.cluster.local."])
+@pytest.mark.parametrize("flags", ["rd", "", "rd cd", "cd"])
+@pytest.mark.parametrize("edns", [-1, 0])
+def test_a_kept_answer_is_byte_for_byte_what_the_chain_gives(
+    qname: str, flags: str, edns: int
+) -> None:
+    """A kept answer holds the reply but its ID, its question in lower case: a stub's query
+    (RD set, CD clear, lower case) gets it as kept; mixed case (0x20), RD clear or CD set
+    get their own flags and question put in. Each reply, served from the kept answer by
+    the hot path, equals the chain's reply to the same query from an empty table."""
+    store = load_store(COREDNS)
+    warm = make_handler(store, ZoneConfig())
+    query = dns.message.make_query("svc1.testns.svc.cluster.local.", "A", use_edns=edns)
+    warm.handle(query.to_wire(), False)  # kept, asked as a stub asks
+    asked = dns.message.make_query(qname, "A", use_edns=edns, payload=1232)
+    asked.flags = dns.flags.from_text(flags) if flags else 0
+    asked.id = 4242
+    wire = asked.to_wire()
+    kept = warm.cache.lookup(wire, False, warm.cache.tally())
+    assert kept is not None  # served from the kept answer
+    assert kept == make_handler(store, ZoneConfig()).handle(wire, False)
+
+
 def test_edns_opt_iff_query_had_one(handler: Handler) -> None:
     plain = ask(handler, dns.message.make_query("svc1.testns.svc.cluster.local.", "A"))
     assert plain.edns == -1

@@ -123,10 +123,12 @@ class AnswerCache:
 
     Key, one bytes object (:data:`CacheKey`): the question's name in wire form, lower-cased,
     its qtype and qclass bytes, and one byte for the size limit's bucket, EDNS present and
-    the DO bit (:func:`variant`). Value, one bytes object: the reply's flags (2 bytes), its
-    four counts (8; the question count always 1) and the encoded sections after the
-    question. A hit copies the query ID, RD/CD and the question as sent: owner names are
-    compression pointers to the question, so they carry the client's case.
+    the DO bit (:func:`variant`). Value, one bytes object: the whole reply but its ID: the
+    flags (2 bytes, kept with QR and RD set), the four counts (8; the question count always
+    1), the question in lower case, the encoded sections. A query with RD set, CD clear and
+    its name in lower case (what stubs send) gets its ID and the value, two byte strings
+    joined; any other gets its RD/CD and its question as sent (0x20 case) put in: owner
+    names are compression pointers to the question, so they carry the client's case.
 
     Invalidation: :meth:`invalidate` (called by the store, see ``Store.listen``) drops the
     entries indexed under a touched tag; entries of other names survive. Cluster answers are
@@ -142,8 +144,7 @@ class AnswerCache:
     answer. Oldest first in each part.
 
     Memory (measured, docs/performance.md 2): the bytes of the key and the value plus a dict
-    slot, about 200-250 bytes per answer; equal values (the negative answers of a zone) are
-    kept once.
+    slot, about 300 bytes per answer (tracemalloc).
     """
 
     __slots__ = (
@@ -308,20 +309,24 @@ class AnswerCache:
             )
             if ttl & 0x8000:
                 tail = VARIANTS[tail[0] | 16]  # DO
-            key = data[12 : pos + 1].lower() + data[pos + 1 : qend] + tail
+            name = data[12 : pos + 1]
+            low = name.lower()
+            key = low + data[pos + 1 : qend] + tail
         elif qend != end:
             return None
-        elif tcp:
-            key = data[12 : pos + 1].lower() + data[pos + 1 :] + TCP_PLAIN
-        else:  # a stub's plain UDP query: the variant byte is left out (see variant)
-            key = data[12 : pos + 1].lower() + data[pos + 1 :]
+        else:
+            name = data[12 : pos + 1]
+            low = name.lower()
+            # a stub's plain UDP query: the variant byte is left out (see variant)
+            key = low + data[pos + 1 :] + TCP_PLAIN if tcp else low + data[pos + 1 :]
         hit = self.entries.get(key)
         if hit is None:
             return None
-        tail = self._rotated(key, hit, tally) if self.rotations else hit[10:]
-        if flags & 0x0110 == 0x0100:  # RD set, CD clear: the header as kept
-            reply = data[:2] + hit[:10] + data[12:qend] + tail
+        if flags & 0x0110 == 0x0100 and name == low and not self.rotations:
+            reply = data[:2] + hit  # RD set, CD clear, the name in lower case: as kept
         else:
+            at = qend - 2  # the kept sections: after the header (10) and the question
+            tail = self._rotated(key, hit, at, tally) if self.rotations else hit[at:]
             reply = (
                 REPLY_HEAD.pack(ident, (((hit[0] << 8) | hit[1]) & 0xFEFF) | (flags & 0x0110), 1)
                 + hit[4:10]
@@ -338,16 +343,16 @@ class AnswerCache:
             traffic.note(client, key[: pos - 11], hit[1] & 0xF, hit[4] | hit[5])
         return reply
 
-    def _rotated(self, key: CacheKey, hit: bytes, tally: Tally) -> bytes:
-        """loadbalance: the sections of the entry ``hit`` in the next of its orders, in the
-        calling thread's turn (each thread rotates on its own counter: nothing shared is
-        written)."""
+    def _rotated(self, key: CacheKey, hit: bytes, at: int, tally: Tally) -> bytes:
+        """loadbalance: the sections of the entry ``hit`` (from its byte ``at``) in the next
+        of its orders, in the calling thread's turn (each thread rotates on its own
+        counter: nothing shared is written)."""
         variants = self.rotations.get(key)
         if not variants:
-            return hit[10:]
+            return hit[at:]
         tally.turn += 1
         pick = tally.turn % (len(variants) + 1)
-        return variants[pick - 1] if pick else hit[10:]
+        return variants[pick - 1] if pick else hit[at:]
 
     @staticmethod
     def key(query: Query, limit: int) -> CacheKey:
@@ -370,7 +375,8 @@ class AnswerCache:
             self.misses += 1
             return None
         tally.hits += 1
-        tail = self._rotated(key, hit, tally) if self.rotations else hit[10:]
+        at = 10 + len(query.question)
+        tail = self._rotated(key, hit, at, tally) if self.rotations else hit[at:]
         flags = (((hit[0] << 8) | hit[1]) & ~FLAG_RD) | (query.flags & (FLAG_RD | FLAG_CD))
         return REPLY_HEAD.pack(query.id, flags, 1) + hit[4:10] + query.question + tail
 
@@ -493,12 +499,18 @@ class AnswerCache:
         if key in entries:
             self._drop(key)
         flags = struct.unpack_from("!H", header, 2)[0] & ~(FLAG_QR | FLAG_RD | FLAG_CD)
-        value = struct.pack("!HH", flags | FLAG_QR | FLAG_RD, 1) + header[6:12] + tail
+        question = query.question
+        value = (
+            struct.pack("!HH", flags | FLAG_QR | FLAG_RD, 1)
+            + header[6:12]
+            + question[:-4].lower()
+            + question[-4:]
+            + tail
+        )
         if flags & 0xF != Rcode.NOERROR or header[6:8] == b"\x00\x00":
             if len(self.negatives) >= self.max_negative:
                 self._evict_negative()
             self.negatives[key] = None
-            value = self._share(value)  # a zone's negative answers are alike
         elif len(entries) - len(self.negatives) >= self.max_entries:
             self._evict_positive()
         self.entries[key] = value
