@@ -169,7 +169,9 @@ class Handler:
         (:meth:`keep_made`)."""
         traffic = self.traffic
         return self.cache.tally(
-            family, owner=False, traffic=traffic() if traffic else None,
+            family,
+            owner=False,
+            traffic=traffic() if traffic else None,
             served=self.metrics is not None,
         )
 
@@ -209,8 +211,8 @@ class Handler:
         if wire is not None:
             made = wire(data, tcp, self.udp_size, tally.memo)
             if made is not None:
-                reply, key, tags = made
-                self._made(data, tcp, tally, client, reply, key)
+                reply = made[0]
+                self._made(data, tcp, tally, client, reply, None)
                 return reply
         query = parse_or_reply(data, self.udp_size)
         negative = self.negative
@@ -234,20 +236,29 @@ class Handler:
         return reply
 
     def _made(
-        self, data: bytes, tcp: bool, tally: Tally, client: str, reply: bytes, key: bytes
+        self, data: bytes, tcp: bool, tally: Tally, client: str, reply: bytes, key: bytes | None
     ) -> None:
         """Count a certain NXDOMAIN the fast path made, and keep it if its question came
         before (:meth:`AnswerCache.repeated`: a flood's names, asked once, are not kept);
-        a thread other than the loop leaves that to the loop (:meth:`keep_made`)."""
+        a thread other than the loop leaves that to the loop (:meth:`keep_made`). ``key``:
+        the question's lower-cased name, type and class; None when the name is plain in
+        ``data`` (``wire_negative`` took it), cut from there only when needed."""
+        if key is None and (
+            tally.served is not None or tally.traffic is not None or tally.keep is None
+        ):
+            pos = data.find(0, 12)
+            key = data[12 : pos + 1].lower() + data[pos + 1 : pos + 5]
+        if tally.keep is not None:
+            tally.keep.append((data, tcp))
+        elif self.cache.repeated(key):  # type: ignore[arg-type]
+            self._keep_negative(data, tcp)
+        if key is None:
+            return
         if tally.served is not None:
             qtype = (key[-4] << 8) | key[-3]
             tally.served[(tcp, qtype, Rcode.NXDOMAIN, len(data), len(reply))] += 1
         if tally.traffic is not None:
             tally.traffic.note(client, key[:-4], Rcode.NXDOMAIN, 0)
-        if tally.keep is not None:
-            tally.keep.append((data, tcp))
-        elif self.cache.repeated(key):
-            self._keep_negative(data, tcp)
 
     def _keep_negative(self, data: bytes, tcp: bool) -> None:
         """Keep the certain NXDOMAIN of a datagram, decided afresh (the loop's thread)."""

@@ -112,11 +112,10 @@ class Kubernetes(Step):
     # One function on purpose, like AnswerCache.lookup: the random-name flood's whole path.
     def from_wire(
         self, data: bytes, tcp: bool, udp_size: int, memo: dict[Any, Any] | None = None
-    ) -> tuple[bytes, bytes, tuple[Tag, ...]] | None:
-        """``(reply, key, tags)`` when the datagram is a plain query for a name certainly
+    ) -> tuple[bytes, tuple[Tag, ...]] | None:
+        """``(reply, tags)`` when the datagram is a plain query for a name certainly
         NXDOMAIN, decided and encoded from its bytes (no Query built): the random-name
-        flood's path (docs/design.md 4). ``key``: the lower-cased name and its type and
-        class, for ``AnswerCache.repeated``. None for anything else (the parsing path then
+        flood's path (docs/design.md 4). None for anything else (the parsing path then
         decides, with the same answer): a compressed, escaped or odd name, class other than
         IN, a transfer or loop probe, an OPT that is not plain version 0, a name the
         resolver must answer. The decision is ``core.depends.negative_below``'s, the SOA
@@ -194,7 +193,7 @@ class Kubernetes(Step):
         )
         if arcount:
             tail += opt_record(udp_size, Rcode.NXDOMAIN, do)
-        return header + data[12:qend] + tail, name + data[pos + 1 : qend], found[1]
+        return header + data[12:qend] + tail, found[1]
 
     def _place(self, below: bytes) -> tuple[str, tuple[str, ...], int] | tuple[()]:
         """For the wire form of a name below its first label (lower-case, no dot or

@@ -62,9 +62,9 @@ class Ask:
         self.passed: Answer | None = None
 
 
-WireNegative = Callable[[bytes, bool, int, "dict[Any, Any]"], "tuple[bytes, bytes, Tags] | None"]
+WireNegative = Callable[[bytes, bool, int, "dict[Any, Any]"], "tuple[bytes, Tags] | None"]
 """A certain negative decided from a datagram's bytes: (data, tcp, our EDNS payload, the
-calling thread's memo, ``Tally.memo``) -> (reply, the question's repeat key, tags), or None."""
+calling thread's memo, ``Tally.memo``) -> (reply, tags), or None."""
 
 
 class Revert(Protocol):
