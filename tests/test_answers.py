@@ -177,8 +177,8 @@ CASES = [
         {"pod-foo", "pod-foo-new"} | APEX,
     ),
     Case(
-        "pod phase changes (no answer reads it)",
-        lambda s: store_upsert(s, replace(_pod(s, "podns", "foo"), phase="Pending")),
+        "pod re-sent as it was (its phase, hostname, subdomain are not kept)",
+        lambda s: store_upsert(s, replace(_pod(s, "podns", "foo"))),
         set(),
     ),
     Case("pod IP changes (verified pod names)", _pod_ip, {"pod-foo", "pod-foo-new"} | APEX),

@@ -328,7 +328,9 @@ def to_serviceimport(obj: Obj) -> ServiceImport:
 
 
 def to_pod(obj: Obj) -> Pod:
-    """Convert a v1 Pod: its IPs (``status.podIPs``, primary first), hostname, subdomain."""
+    """Convert a v1 Pod: its IPs (``status.podIPs``, primary first). ``spec.hostname`` and
+    ``spec.subdomain`` are checked as DNS-1123 labels (the API server's validation; a bad
+    one is reported) but not kept: no answer reads them (see :class:`Pod`)."""
     namespace, name, meta = _meta(obj, namespaced=True)
     spec = _map(obj.get("spec"), "spec")
     status = _map(obj.get("status"), "status")
@@ -340,21 +342,13 @@ def to_pod(obj: Obj) -> Pod:
         ip = _ip(_map(entry, f"status.podIPs[{i}]").get("ip"), f"status.podIPs[{i}].ip")[0]
         if ip not in ips:
             ips.append(ip)
-    hostname = _str(spec.get("hostname"), "spec.hostname").lower()
-    subdomain = _str(spec.get("subdomain"), "spec.subdomain").lower()
-    for value, path in ((hostname, "spec.hostname"), (subdomain, "spec.subdomain")):
+    for path in ("hostname", "subdomain"):
+        value = _str(spec.get(path), f"spec.{path}").lower()
         if value:
-            _label(value, path)
-    # Shared strings are interned: 100,000 pods name a handful of namespaces and phases.
-    return Pod(
-        sys.intern(namespace),
-        sys.intern(name),
-        tuple(ips),
-        sys.intern(hostname),
-        sys.intern(subdomain),
-        sys.intern(_str(status.get("phase"), "status.phase")),
-        meta.get("deletionTimestamp") is not None,
-    )
+            _label(value, f"spec.{path}")
+    _str(status.get("phase"), "status.phase")
+    # The name is interned: it is also the targetRef name of the pod's endpoint.
+    return Pod(namespace, sys.intern(name), tuple(ips), meta.get("deletionTimestamp") is not None)
 
 
 # ---- what the cluster exposes: Service addresses, Ingress, Gateway API -------------------
