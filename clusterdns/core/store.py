@@ -21,7 +21,7 @@ own objects; where two sources hold the same object, the one registered last win
 from __future__ import annotations
 
 import weakref
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Iterator, MutableMapping
 from typing import Any, Generic, Protocol, TypeVar, Union
 
 from .exposure import EXPOSURE_KINDS, ExposureIndex
@@ -71,6 +71,83 @@ Multi = Union[T, _Many[T]]  # noqa: UP007 - a generic alias over a TypeVar
 """An index value: the value itself (the common case, no container), or several."""
 
 
+class _ByNamespace(MutableMapping[Key, Record]):
+    """The table of a kind with very many objects (Pods): a mapping by ``(namespace,
+    name)`` like the other kinds' dicts, held as one dict of names per namespace, so that
+    no key tuple is kept per object (100,000 pods: 6 MB of tuples, issue 19). Iterating
+    makes the key tuples on the fly.
+
+    Written from one thread (the store's); :meth:`snapshot` may be read from another.
+    """
+
+    __slots__ = ("_by_ns", "_len")
+
+    def __init__(self) -> None:
+        self._by_ns: dict[str, dict[str, Record]] = {}
+        self._len = 0
+
+    def __getitem__(self, key: Key) -> Record:
+        return self._by_ns[key[0]][key[1]]
+
+    def get(self, key: Key, default: Any = None) -> Any:
+        names = self._by_ns.get(key[0])
+        return default if names is None else names.get(key[1], default)
+
+    def __contains__(self, key: object) -> bool:
+        names = self._by_ns.get(key[0]) if isinstance(key, tuple) and len(key) == 2 else None
+        return names is not None and key[1] in names  # type: ignore[index]
+
+    def __setitem__(self, key: Key, record: Record) -> None:
+        namespace, name = key
+        names = self._by_ns.get(namespace)
+        if names is None:
+            names = self._by_ns[namespace] = {}
+        if name not in names:
+            self._len += 1
+        names[name] = record
+
+    def __delitem__(self, key: Key) -> None:
+        namespace, name = key
+        names = self._by_ns[namespace]
+        del names[name]
+        self._len -= 1
+        if not names:
+            del self._by_ns[namespace]
+
+    def __iter__(self) -> Iterator[Key]:
+        for namespace, names in self._by_ns.items():
+            for name in names:
+                yield (namespace, name)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def copy(self) -> _ByNamespace:
+        """A shallow copy (the same records)."""
+        out = _ByNamespace()
+        out._by_ns = {namespace: dict(names) for namespace, names in self._by_ns.items()}
+        out._len = self._len
+        return out
+
+    def snapshot(self) -> list[Record]:
+        """Every record, copied a namespace at a time in one C-level call each: safe from
+        another thread while the store's thread writes (a namespace that comes or goes
+        meanwhile may be missed or seen empty)."""
+        out: list[Record] = []
+        for names in list(self._by_ns.values()):
+            out.extend(list(names.values()))
+        return out
+
+
+Table = Union[dict[Key, Record], _ByNamespace]  # noqa: UP007 - a runtime alias
+"""A kind's objects by key."""
+
+
+def _table(kind: str) -> Table:
+    """An empty table for ``kind``: pods by namespace, the rest one dict."""
+    return _ByNamespace() if kind == "Pod" else {}
+
+
 def record_key(record: Record) -> Key:
     """The identity of a record within its kind: name, or ``(namespace, name)``."""
     if isinstance(record, Namespace):
@@ -89,9 +166,9 @@ class Store:
     def __init__(self) -> None:
         self.generation = 0
         self.serial = 0
-        self._sources: dict[str, dict[str, dict[Key, Record]]] = {}
+        self._sources: dict[str, dict[str, Table]] = {}
         self._unsynced: set[str] = set()
-        self._merged: dict[str, dict[Key, Record]] = {kind: {} for kind in KINDS}
+        self._merged: dict[str, Table] = {kind: _table(kind) for kind in KINDS}
         # derived indexes
         self.namespaces: set[str] = set()
         self.services: dict[SvcKey, Service] = {}
@@ -135,8 +212,8 @@ class Store:
             else:
                 if len(self._sources) == 1:
                     (first,) = self._sources
-                    self._sources[first] = {k: dict(v) for k, v in self._merged.items()}
-                self._sources[source] = {kind: {} for kind in KINDS}
+                    self._sources[first] = {k: v.copy() for k, v in self._merged.items()}
+                self._sources[source] = {kind: _table(kind) for kind in KINDS}
         if not synced:
             self._unsynced.add(source)
 
@@ -183,7 +260,7 @@ class Store:
         Raises KeyError for an unknown source or kind.
         """
         objects = self._sources[source][kind]
-        new: dict[Key, Record] = {}
+        new = _table(kind)
         for count, record in enumerate(records, 1):
             new[record_key(record)] = record
             if count % step == 0:
@@ -457,9 +534,11 @@ class Store:
 
     def pod_names(self) -> dict[str, tuple[str, str]]:
         """Pod IP -> (namespace, name) of the live pods (the traffic view's attribution).
-        Safe from another thread: the pod table is copied first, in one C-level call."""
+        Safe from another thread: the pod table is copied first, a namespace at a time in
+        one C-level call each (:meth:`_ByNamespace.snapshot`)."""
         out: dict[str, tuple[str, str]] = {}
-        for pod in list(self._merged["Pod"].values()):
+        pods = self._merged["Pod"]
+        for pod in pods.snapshot() if isinstance(pods, _ByNamespace) else list(pods.values()):
             if isinstance(pod, Pod) and not pod.deleting:
                 for ip in pod.ips:
                     out[ip] = (pod.namespace, pod.name)

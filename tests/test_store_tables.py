@@ -1,0 +1,54 @@
+"""The store's compact tables (issue 19): pods by namespace.
+
+Pure store tests (no sockets): the compact layouts must behave as the plain dicts and sets
+they replaced, through every path that writes them (upsert, delete, relist, a second source).
+"""
+
+from __future__ import annotations
+
+from clusterdns.core.records import Pod
+from clusterdns.core.store import Store, _ByNamespace
+
+NOW = 1_700_000_000.0
+
+
+def test_pods_by_namespace_keep_same_names_apart() -> None:
+    table = _ByNamespace()
+    a, b = Pod("a", "web-0", ("10.0.0.1",)), Pod("b", "web-0", ("10.0.0.2",))
+    table[("a", "web-0")] = a
+    table[("b", "web-0")] = b
+    table[("a", "web-0")] = a  # overwrite: still two
+    assert len(table) == 2
+    assert table[("b", "web-0")] is b and table.get(("a", "web-0")) is a
+    assert ("a", "web-0") in table and ("c", "web-0") not in table and "web-0" not in table
+    assert table.get(("c", "x"), "absent") == "absent"
+    assert sorted(table) == [("a", "web-0"), ("b", "web-0")]
+    copy = table.copy()
+    del table[("a", "web-0")]
+    assert len(table) == 1 and ("a", "web-0") not in table and table._by_ns.keys() == {"b"}
+    assert len(copy) == 2 and copy[("a", "web-0")] is a  # the copy is its own
+    assert table.snapshot() == [b]
+    del table[("b", "web-0")]
+    assert len(table) == 0 and table._by_ns == {} and list(table) == []
+
+
+def test_pod_table_through_the_store_relist_and_second_source() -> None:
+    store = Store()
+    store.add_source("api", synced=True)
+    pods = [Pod(f"ns{i % 3}", f"p{i}", (f"10.1.0.{i}",)) for i in range(9)]
+    assert store.replace("api", "Pod", pods, NOW)
+    assert store.count("Pod") == 9 and isinstance(store._merged["Pod"], _ByNamespace)
+    assert store.pod_names()["10.1.0.4"] == ("ns1", "p4")
+    assert store.has_pod_ip("ns1", "10.1.0.4") and not store.has_pod_ip("ns0", "10.1.0.4")
+    # a relist without p4 removes it and its IP
+    assert store.replace("api", "Pod", [p for p in pods if p.name != "p4"], NOW)
+    assert store.count("Pod") == 8 and not store.has_pod_ip("ns1", "10.1.0.4")
+    assert not store.replace("api", "Pod", [p for p in pods if p.name != "p4"], NOW)
+    # a second source: its pod wins where both hold one; deleting it brings back the first's
+    store.add_source("zones", synced=True)
+    assert store.upsert("zones", Pod("ns0", "p0", ("10.2.0.1",)), NOW)
+    assert store.pod_namespace("10.2.0.1") == "ns0" and store.pod_namespace("10.1.0.0") is None
+    assert store.delete("zones", "Pod", ("ns0", "p0"), NOW)
+    assert store.pod_namespace("10.1.0.0") == "ns0" and store.count("Pod") == 8
+    assert store.delete("api", "Pod", ("ns2", "p8"), NOW)
+    assert "10.1.0.8" not in store.pod_names() and store.count("Pod") == 7
