@@ -1,4 +1,4 @@
-"""The store's compact tables (issue 19): pods by namespace.
+"""The store's compact tables (issue 19): pods by namespace, a service's slices kept bare.
 
 Pure store tests (no sockets): the compact layouts must behave as the plain dicts and sets
 they replaced, through every path that writes them (upsert, delete, relist, a second source).
@@ -6,7 +6,7 @@ they replaced, through every path that writes them (upsert, delete, relist, a se
 
 from __future__ import annotations
 
-from clusterdns.core.records import Pod
+from clusterdns.core.records import Endpoint, EndpointSlice, Pod
 from clusterdns.core.store import Store, _ByNamespace
 
 NOW = 1_700_000_000.0
@@ -52,3 +52,25 @@ def test_pod_table_through_the_store_relist_and_second_source() -> None:
     assert store.pod_namespace("10.1.0.0") == "ns0" and store.count("Pod") == 8
     assert store.delete("api", "Pod", ("ns2", "p8"), NOW)
     assert "10.1.0.8" not in store.pod_names() and store.count("Pod") == 7
+
+
+def _slice(name: str, ip: str, service: str = "web") -> EndpointSlice:
+    return EndpointSlice("ns", name, service, 4, (Endpoint((ip,), True),))
+
+
+def test_slices_of_a_service_bare_then_many_then_bare() -> None:
+    store = Store()
+    store.add_source("api", synced=True)
+    store.upsert("api", _slice("web-b", "10.0.0.2"), NOW)
+    assert store._slices_by_service[("ns", "web")] == ("ns", "web-b")  # bare, no set
+    store.upsert("api", _slice("web-a", "10.0.0.1"), NOW)
+    store.upsert("api", _slice("web-a", "10.0.0.1"), NOW)  # a re-send adds nothing
+    assert [ep.address for ep in store.ready_endpoints("ns", "web")] == ["10.0.0.1", "10.0.0.2"]
+    store.upsert("api", _slice("web-a", "10.0.0.1", service="other"), NOW)  # moves service
+    assert store._slices_by_service[("ns", "web")] == ("ns", "web-b")
+    assert [ep.address for ep in store.ready_endpoints("ns", "other")] == ["10.0.0.1"]
+    store.delete("api", "EndpointSlice", ("ns", "web-b"), NOW)
+    assert ("ns", "web") not in store._slices_by_service
+    assert store.ready_endpoints("ns", "web") == []
+    assert store.services_with_endpoint("10.0.0.2") == []
+    assert store.services_with_endpoint("10.0.0.1") == [("ns", "other")]

@@ -56,6 +56,7 @@ class Listener(Protocol):
         """Drop (or update) the answers that depend on any of ``tags``; all if None."""
 
 T = TypeVar("T")
+K = TypeVar("K")
 
 
 class _Many(Generic[T]):
@@ -172,7 +173,9 @@ class Store:
         # derived indexes
         self.namespaces: set[str] = set()
         self.services: dict[SvcKey, Service] = {}
-        self._slices_by_service: dict[SvcKey, set[Key]] = {}
+        # The slices of each service: one for most (a service's slice holds up to 100
+        # endpoints), kept bare (Multi), not as a set of one: 10,000 sets cost 2.5 MB.
+        self._slices_by_service: dict[SvcKey, Multi[Key]] = {}
         # Ready addresses per service (to unindex them), and the IP indexes. Values are
         # small tuples, not sets: 100,000 endpoint IPs with a set each cost ~20 MB.
         self._ready_ips: dict[SvcKey, tuple[str, ...]] = {}
@@ -421,11 +424,10 @@ class Store:
             if slice_ is not None and slice_.service:
                 svc = (slice_.namespace, slice_.service)
                 affected.add(svc)
-                members = self._slices_by_service.setdefault(svc, set())
                 if slice_ is new:
-                    members.add(key)
+                    _index(self._slices_by_service, (svc,), key)
                 else:
-                    members.discard(key)
+                    _unindex(self._slices_by_service, (svc,), key)
         for svc in affected:
             after = self._rebuild_ready(svc)
             was = before.get(svc)
@@ -446,8 +448,7 @@ class Store:
     def _rebuild_ready(self, svc: SvcKey) -> list[ReadyEndpoint]:
         """Re-index a service's ready addresses; return its ready endpoints."""
         _unindex(self._endpoint_ips, self._ready_ips.pop(svc, ()), svc)
-        if not self._slices_by_service.get(svc):
-            self._slices_by_service.pop(svc, None)
+        if svc not in self._slices_by_service:
             return []
         ready = self.ready_endpoints(*svc)
         ips = tuple(ep.address for ep in ready)
@@ -479,12 +480,12 @@ class Store:
         otherwise be held twice.
         """
         members = self._slices_by_service.get((namespace, service))
-        if not members:
+        if members is None:
             return []
         seen: set[str] = set()
         ready: list[ReadyEndpoint] = []
         slices = self._merged["EndpointSlice"]
-        for slice_key in sorted(members):
+        for slice_key in sorted(_values(members)):
             slice_: EndpointSlice = slices[slice_key]  # type: ignore[assignment]
             for ep in slice_.endpoints:
                 if ep.ready:
@@ -560,8 +561,8 @@ def _values(entry: Multi[T] | None) -> list[T]:
     return entry.items if isinstance(entry, _Many) else [entry]
 
 
-def _index(index: dict[str, Multi[T]], ips: Iterable[str], value: T, unique: bool = True) -> None:
-    """Add ``value`` under each IP; with ``unique``, at most once per IP."""
+def _index(index: dict[K, Multi[T]], ips: Iterable[K], value: T, unique: bool = True) -> None:
+    """Add ``value`` under each IP (or other key); with ``unique``, at most once per key."""
     for ip in ips:
         entry = index.get(ip)
         if entry is None:
@@ -573,8 +574,8 @@ def _index(index: dict[str, Multi[T]], ips: Iterable[str], value: T, unique: boo
             index[ip] = _Many([entry, value])
 
 
-def _unindex(index: dict[str, Multi[T]], ips: Iterable[str], value: T) -> None:
-    """Remove one occurrence of ``value`` under each IP."""
+def _unindex(index: dict[K, Multi[T]], ips: Iterable[K], value: T) -> None:
+    """Remove one occurrence of ``value`` under each IP (or other key)."""
     for ip in ips:
         entry = index.get(ip)
         if isinstance(entry, _Many):
