@@ -74,3 +74,25 @@ def test_slices_of_a_service_bare_then_many_then_bare() -> None:
     assert store.ready_endpoints("ns", "web") == []
     assert store.services_with_endpoint("10.0.0.2") == []
     assert store.services_with_endpoint("10.0.0.1") == [("ns", "other")]
+
+
+def test_endpoint_index_follows_the_winning_source_without_ready_ips_kept() -> None:
+    """A service's ready addresses are unindexed from what they were before each change
+    (no copy kept): a slice that two sources hold with different services moves its
+    addresses from one service to the other and back, and leaves nothing behind."""
+    store = Store()
+    store.add_source("zones", synced=True)
+    store.add_source("api", synced=True)  # registered last: wins
+    store.upsert("zones", _slice("s", "10.0.0.1", service="one"), NOW)
+    store.upsert("zones", _slice("t", "10.0.0.2", service="two"), NOW)
+    store.upsert("api", _slice("s", "10.0.0.3", service="two"), NOW)
+    assert store.services_with_endpoint("10.0.0.1") == []
+    assert store.services_with_endpoint("10.0.0.3") == [("ns", "two")]
+    assert [ep.address for ep in store.ready_endpoints("ns", "two")] == ["10.0.0.3", "10.0.0.2"]
+    store.delete("api", "EndpointSlice", ("ns", "s"), NOW)  # the zones slice is back
+    assert store.services_with_endpoint("10.0.0.1") == [("ns", "one")]
+    assert store.services_with_endpoint("10.0.0.3") == []
+    assert store.services_with_endpoint("10.0.0.2") == [("ns", "two")]
+    store.delete("zones", "EndpointSlice", ("ns", "s"), NOW)
+    store.delete("zones", "EndpointSlice", ("ns", "t"), NOW)
+    assert store._endpoint_ips == {} and store._slices_by_service == {}

@@ -176,9 +176,9 @@ class Store:
         # The slices of each service: one for most (a service's slice holds up to 100
         # endpoints), kept bare (Multi), not as a set of one: 10,000 sets cost 2.5 MB.
         self._slices_by_service: dict[SvcKey, Multi[Key]] = {}
-        # Ready addresses per service (to unindex them), and the IP indexes. Values are
-        # small tuples, not sets: 100,000 endpoint IPs with a set each cost ~20 MB.
-        self._ready_ips: dict[SvcKey, tuple[str, ...]] = {}
+        # The IP indexes. Values are bare (Multi), not sets: 100,000 endpoint IPs with a set
+        # each cost ~20 MB. A service's ready addresses are not kept beside them: a change
+        # unindexes those its service had before it (``before``), computed anyway.
         self._cluster_ips: dict[str, Multi[SvcKey]] = {}
         self._endpoint_ips: dict[str, Multi[SvcKey]] = {}
         # pod IP -> the namespace of each live pod that has it: all that verified pod
@@ -429,7 +429,10 @@ class Store:
                 else:
                     _unindex(self._slices_by_service, (svc,), key)
         for svc in affected:
-            after = self._rebuild_ready(svc)
+            # What to unindex: the ready endpoints before the change. A service missing
+            # from ``before`` is one only another source's slice (now winning) names: it
+            # gains this slice, so its addresses only grow, and re-indexing them is enough.
+            after = self._rebuild_ready(svc, before.get(svc, ()))
             was = before.get(svc)
             if was == after:
                 continue  # no ready endpoint changed: no answer did
@@ -445,16 +448,16 @@ class Store:
                 if old_eps.get(ip) != new_eps.get(ip)
             )
 
-    def _rebuild_ready(self, svc: SvcKey) -> list[ReadyEndpoint]:
-        """Re-index a service's ready addresses; return its ready endpoints."""
-        _unindex(self._endpoint_ips, self._ready_ips.pop(svc, ()), svc)
+    def _rebuild_ready(
+        self, svc: SvcKey, was: Iterable[ReadyEndpoint]
+    ) -> list[ReadyEndpoint]:
+        """Re-index a service's ready addresses (``was``: its ready endpoints before the
+        change); return its ready endpoints."""
+        _unindex(self._endpoint_ips, (ep.address for ep in was), svc)
         if svc not in self._slices_by_service:
             return []
         ready = self.ready_endpoints(*svc)
-        ips = tuple(ep.address for ep in ready)
-        if ips:
-            self._ready_ips[svc] = ips
-            _index(self._endpoint_ips, ips, svc)
+        _index(self._endpoint_ips, (ep.address for ep in ready), svc)
         return ready
 
     def _on_pod(self, key: SvcKey, old: Pod | None, new: Pod | None) -> None:
