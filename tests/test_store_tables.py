@@ -1,4 +1,5 @@
-"""The store's compact tables (issue 19): pods by namespace, a service's slices kept bare.
+"""The store's compact tables (issue 19): pods by namespace, a service's slices kept bare,
+one address kept bare in a record.
 
 Pure store tests (no sockets): the compact layouts must behave as the plain dicts and sets
 they replaced, through every path that writes them (upsert, delete, relist, a second source).
@@ -6,7 +7,7 @@ they replaced, through every path that writes them (upsert, delete, relist, a se
 
 from __future__ import annotations
 
-from clusterdns.core.records import Endpoint, EndpointSlice, Pod
+from clusterdns.core.records import Endpoint, EndpointSlice, Pod, pack
 from clusterdns.core.store import Store, _ByNamespace
 
 NOW = 1_700_000_000.0
@@ -96,3 +97,15 @@ def test_endpoint_index_follows_the_winning_source_without_ready_ips_kept() -> N
     store.delete("zones", "EndpointSlice", ("ns", "s"), NOW)
     store.delete("zones", "EndpointSlice", ("ns", "t"), NOW)
     assert store._endpoint_ips == {} and store._slices_by_service == {}
+
+
+def test_one_address_is_kept_bare_and_read_as_a_tuple() -> None:
+    one, two = Endpoint(("10.0.0.1",), True), Endpoint(("fd00::1", "fd00::2"), True)
+    assert one.packed_addresses == "10.0.0.1" and one.addresses == ("10.0.0.1",)
+    assert two.packed_addresses == two.addresses == ("fd00::1", "fd00::2")
+    assert one == Endpoint("10.0.0.1", True) and hash(one) == hash(Endpoint("10.0.0.1", True))
+    assert Endpoint((), False).addresses == ()
+    pod = Pod("ns", "p", ("10.0.0.1",))
+    assert pod.packed_ips == "10.0.0.1" and pod.ips == ("10.0.0.1",)
+    assert Pod("ns", "p").ips == () and Pod("ns", "p", ("a", "b")).ips == ("a", "b")
+    assert pack(("x",)) == "x" and pack(("x", "y")) == ("x", "y") and pack(()) == ()

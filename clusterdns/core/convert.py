@@ -256,7 +256,8 @@ def _endpoint(obj: Any, path: str, family: int) -> Endpoint:
     hostname = _str(ep.get("hostname"), f"{path}.hostname").lower()
     if hostname:
         _label(hostname, f"{path}.hostname")
-    return Endpoint(tuple(addresses), ready is not False, sys.intern(hostname), pod_name)
+    packed = addresses[0] if len(addresses) == 1 else tuple(addresses)  # records.pack
+    return Endpoint(packed, ready is not False, sys.intern(hostname), pod_name)
 
 
 def to_endpointslice(obj: Obj) -> EndpointSlice | None:
@@ -348,7 +349,8 @@ def to_pod(obj: Obj) -> Pod:
             _label(value, f"spec.{path}")
     _str(status.get("phase"), "status.phase")
     # The name is interned: it is also the targetRef name of the pod's endpoint.
-    return Pod(namespace, sys.intern(name), tuple(ips), meta.get("deletionTimestamp") is not None)
+    packed = ips[0] if len(ips) == 1 else tuple(ips)  # records.pack
+    return Pod(namespace, sys.intern(name), packed, meta.get("deletionTimestamp") is not None)
 
 
 # ---- what the cluster exposes: Service addresses, Ingress, Gateway API -------------------
