@@ -75,8 +75,8 @@ Multi = Union[T, _Many[T]]  # noqa: UP007 - a generic alias over a TypeVar
 class _ByNamespace(MutableMapping[Key, Record]):
     """The table of a kind with very many objects (Pods): a mapping by ``(namespace,
     name)`` like the other kinds' dicts, held as one dict of names per namespace, so that
-    no key tuple is kept per object (100,000 pods: 6 MB of tuples, issue 19). Iterating
-    makes the key tuples on the fly.
+    no key tuple is kept per object and the dicts have str keys (100,000 pods: 10.3 ->
+    2.5 MB, issue 19). Iterating makes the key tuples on the fly.
 
     Written from one thread (the store's); :meth:`snapshot` may be read from another.
     """
