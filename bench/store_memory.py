@@ -110,7 +110,7 @@ def by_component(store: Any) -> list[tuple[str, int, int]]:
             rows.append((f"{kind} table (dict, keys)", b, n))
     for attr in ("services", "_slices_by_service", "_ready_ips", "_cluster_ips",
                  "_endpoint_ips", "_pod_ips", "namespaces", "imports", "_mc_slices"):
-        b, n = sizes([getattr(store, attr)], seen)
+        b, n = sizes([getattr(store, attr, None)], seen)  # None: not kept (any more)
         if b:
             rows.append((f"index {attr}", b, n))
     return rows

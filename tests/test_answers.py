@@ -92,7 +92,7 @@ def _flip_ready(store: Store) -> None:
 
 def _move_address(store: Store) -> None:
     s = _slice(store, "testns", "svc1-slice1")
-    eps = (replace(s.endpoints[0], addresses=("172.0.0.9",)),)
+    eps = (replace(s.endpoints[0], packed_addresses="172.0.0.9"),)
     store.upsert(SOURCE, replace(s, endpoints=eps), LATER)
 
 
@@ -108,7 +108,7 @@ def _new_service(store: Store) -> None:
 
 
 def _pod_ip(store: Store) -> None:
-    store.upsert(SOURCE, replace(_pod(store, "podns", "foo"), ips=("10.240.0.2",)), LATER)
+    store.upsert(SOURCE, replace(_pod(store, "podns", "foo"), packed_ips="10.240.0.2"), LATER)
 
 
 @dataclass
@@ -177,8 +177,8 @@ CASES = [
         {"pod-foo", "pod-foo-new"} | APEX,
     ),
     Case(
-        "pod phase changes (no answer reads it)",
-        lambda s: store_upsert(s, replace(_pod(s, "podns", "foo"), phase="Pending")),
+        "pod re-sent as it was (its phase, hostname, subdomain are not kept)",
+        lambda s: store_upsert(s, replace(_pod(s, "podns", "foo"))),
         set(),
     ),
     Case("pod IP changes (verified pod names)", _pod_ip, {"pod-foo", "pod-foo-new"} | APEX),

@@ -75,7 +75,7 @@ items:
     assert result.errors == []
     assert result.skipped == {"Deployment": 1, "ConfigMap": 1}
     pod = result.records[1]
-    assert pod == Pod("shop", "db-0", ("10.244.1.20", "fd00::20"), "db-0", "db", "Running", True)
+    assert pod == Pod("shop", "db-0", ("10.244.1.20", "fd00::20"), True)
 
 
 def test_endpointslice_conditions(tmp_path: Path) -> None:

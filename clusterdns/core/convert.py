@@ -256,7 +256,8 @@ def _endpoint(obj: Any, path: str, family: int) -> Endpoint:
     hostname = _str(ep.get("hostname"), f"{path}.hostname").lower()
     if hostname:
         _label(hostname, f"{path}.hostname")
-    return Endpoint(tuple(addresses), ready is not False, sys.intern(hostname), pod_name)
+    packed = addresses[0] if len(addresses) == 1 else tuple(addresses)  # records.pack
+    return Endpoint(packed, ready is not False, sys.intern(hostname), pod_name)
 
 
 def to_endpointslice(obj: Obj) -> EndpointSlice | None:
@@ -328,7 +329,9 @@ def to_serviceimport(obj: Obj) -> ServiceImport:
 
 
 def to_pod(obj: Obj) -> Pod:
-    """Convert a v1 Pod: its IPs (``status.podIPs``, primary first), hostname, subdomain."""
+    """Convert a v1 Pod: its IPs (``status.podIPs``, primary first). ``spec.hostname`` and
+    ``spec.subdomain`` are checked as DNS-1123 labels (the API server's validation; a bad
+    one is reported) but not kept: no answer reads them (see :class:`Pod`)."""
     namespace, name, meta = _meta(obj, namespaced=True)
     spec = _map(obj.get("spec"), "spec")
     status = _map(obj.get("status"), "status")
@@ -340,21 +343,14 @@ def to_pod(obj: Obj) -> Pod:
         ip = _ip(_map(entry, f"status.podIPs[{i}]").get("ip"), f"status.podIPs[{i}].ip")[0]
         if ip not in ips:
             ips.append(ip)
-    hostname = _str(spec.get("hostname"), "spec.hostname").lower()
-    subdomain = _str(spec.get("subdomain"), "spec.subdomain").lower()
-    for value, path in ((hostname, "spec.hostname"), (subdomain, "spec.subdomain")):
+    for path in ("hostname", "subdomain"):
+        value = _str(spec.get(path), f"spec.{path}").lower()
         if value:
-            _label(value, path)
-    # Shared strings are interned: 100,000 pods name a handful of namespaces and phases.
-    return Pod(
-        sys.intern(namespace),
-        sys.intern(name),
-        tuple(ips),
-        sys.intern(hostname),
-        sys.intern(subdomain),
-        sys.intern(_str(status.get("phase"), "status.phase")),
-        meta.get("deletionTimestamp") is not None,
-    )
+            _label(value, f"spec.{path}")
+    _str(status.get("phase"), "status.phase")
+    # The name is interned: it is also the targetRef name of the pod's endpoint.
+    packed = ips[0] if len(ips) == 1 else tuple(ips)  # records.pack
+    return Pod(namespace, sys.intern(name), packed, meta.get("deletionTimestamp") is not None)
 
 
 # ---- what the cluster exposes: Service addresses, Ingress, Gateway API -------------------

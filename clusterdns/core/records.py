@@ -13,6 +13,15 @@ import enum
 from dataclasses import dataclass
 
 
+def pack(values: str | tuple[str, ...]) -> str | tuple[str, ...]:
+    """``values`` as records keep a list of addresses: a tuple of one as its bare string,
+    anything else as it is. 100,000 endpoints and as many pods, each with one address,
+    would hold 200,000 tuples of one: 9.6 MB (issue 19)."""
+    if type(values) is tuple and len(values) == 1:
+        return values[0]
+    return values
+
+
 class ServiceKind(enum.Enum):
     """How a Service answers (specification 2.3, 2.4, 2.5)."""
 
@@ -82,12 +91,25 @@ class Endpoint:
     ``endpointsliceReady``), or when ``ready`` is true while ``serving`` is false (a
     publishNotReadyAddresses slice written by hand; docs/behaviour.md section 3.1).
     ``hostname`` is ``""`` when unset; ``pod_name`` is the ``targetRef`` pod name, or ``""``.
+
+    ``packed_addresses``: the addresses (canonical text), one address kept as the bare
+    string (see :func:`pack`); read them as :attr:`addresses`. Given a tuple of one, the
+    constructor keeps its string.
     """
 
-    addresses: tuple[str, ...]
+    packed_addresses: str | tuple[str, ...]
     ready: bool
     hostname: str = ""
     pod_name: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "packed_addresses", pack(self.packed_addresses))
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """The addresses, in order: a tuple, usually of one."""
+        packed = self.packed_addresses
+        return (packed,) if isinstance(packed, str) else packed
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,19 +136,34 @@ class EndpointSlice:
 
 @dataclass(frozen=True, slots=True)
 class Pod:
-    """A Pod, reduced to what verified pod records and autopath need.
+    """A Pod, reduced to what verified pod records, autopath and the traffic view need.
 
-    ``ips``: canonical text of ``status.podIPs`` (``status.podIP`` first);
-    ``deleting``: ``metadata.deletionTimestamp`` is set (such pods are ignored).
+    ``ips``: canonical text of ``status.podIPs`` (``status.podIP`` first), kept packed
+    (one IP as the bare string, :func:`pack`) in ``packed_ips``; given a tuple of one, the
+    constructor keeps its string. ``deleting``: ``metadata.deletionTimestamp`` is set (such
+    pods are ignored).
+
+    Not kept: ``spec.hostname``/``spec.subdomain`` (a headless service's endpoint names
+    come from its EndpointSlices' ``endpoints[].hostname``, which the EndpointSlice
+    controller derives from them: Kubernetes DNS specification 2.4.1) and ``status.phase``
+    (the API source lists pods with CoreDNS's field selector; manifests count any phase).
+    No answer reads them; 100,000 pods held them at 2.4 MB (issue 19). CoreDNS's
+    ``object.Pod`` keeps the same: name, namespace, IP, deleting.
     """
 
     namespace: str
     name: str
-    ips: tuple[str, ...] = ()
-    hostname: str = ""
-    subdomain: str = ""
-    phase: str = ""
+    packed_ips: str | tuple[str, ...] = ()
     deleting: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "packed_ips", pack(self.packed_ips))
+
+    @property
+    def ips(self) -> tuple[str, ...]:
+        """The IPs, primary first: a tuple, usually of one (empty while unscheduled)."""
+        packed = self.packed_ips
+        return (packed,) if isinstance(packed, str) else packed
 
 
 @dataclass(frozen=True, slots=True)

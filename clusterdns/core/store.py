@@ -21,7 +21,7 @@ own objects; where two sources hold the same object, the one registered last win
 from __future__ import annotations
 
 import weakref
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Iterator, MutableMapping
 from typing import Any, Generic, Protocol, TypeVar, Union
 
 from .exposure import EXPOSURE_KINDS, ExposureIndex
@@ -56,6 +56,7 @@ class Listener(Protocol):
         """Drop (or update) the answers that depend on any of ``tags``; all if None."""
 
 T = TypeVar("T")
+K = TypeVar("K")
 
 
 class _Many(Generic[T]):
@@ -69,6 +70,83 @@ class _Many(Generic[T]):
 
 Multi = Union[T, _Many[T]]  # noqa: UP007 - a generic alias over a TypeVar
 """An index value: the value itself (the common case, no container), or several."""
+
+
+class _ByNamespace(MutableMapping[Key, Record]):
+    """The table of a kind with very many objects (Pods): a mapping by ``(namespace,
+    name)`` like the other kinds' dicts, held as one dict of names per namespace, so that
+    no key tuple is kept per object and the dicts have str keys (100,000 pods: 10.3 ->
+    2.5 MB, issue 19). Iterating makes the key tuples on the fly.
+
+    Written from one thread (the store's); :meth:`snapshot` may be read from another.
+    """
+
+    __slots__ = ("_by_ns", "_len")
+
+    def __init__(self) -> None:
+        self._by_ns: dict[str, dict[str, Record]] = {}
+        self._len = 0
+
+    def __getitem__(self, key: Key) -> Record:
+        return self._by_ns[key[0]][key[1]]
+
+    def get(self, key: Key, default: Any = None) -> Any:
+        names = self._by_ns.get(key[0])
+        return default if names is None else names.get(key[1], default)
+
+    def __contains__(self, key: object) -> bool:
+        names = self._by_ns.get(key[0]) if isinstance(key, tuple) and len(key) == 2 else None
+        return names is not None and key[1] in names  # type: ignore[index]
+
+    def __setitem__(self, key: Key, record: Record) -> None:
+        namespace, name = key
+        names = self._by_ns.get(namespace)
+        if names is None:
+            names = self._by_ns[namespace] = {}
+        if name not in names:
+            self._len += 1
+        names[name] = record
+
+    def __delitem__(self, key: Key) -> None:
+        namespace, name = key
+        names = self._by_ns[namespace]
+        del names[name]
+        self._len -= 1
+        if not names:
+            del self._by_ns[namespace]
+
+    def __iter__(self) -> Iterator[Key]:
+        for namespace, names in self._by_ns.items():
+            for name in names:
+                yield (namespace, name)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def copy(self) -> _ByNamespace:
+        """A shallow copy (the same records)."""
+        out = _ByNamespace()
+        out._by_ns = {namespace: dict(names) for namespace, names in self._by_ns.items()}
+        out._len = self._len
+        return out
+
+    def snapshot(self) -> list[Record]:
+        """Every record, copied a namespace at a time in one C-level call each: safe from
+        another thread while the store's thread writes (a namespace that comes or goes
+        meanwhile may be missed or seen empty)."""
+        out: list[Record] = []
+        for names in list(self._by_ns.values()):
+            out.extend(list(names.values()))
+        return out
+
+
+Table = Union[dict[Key, Record], _ByNamespace]  # noqa: UP007 - a runtime alias
+"""A kind's objects by key."""
+
+
+def _table(kind: str) -> Table:
+    """An empty table for ``kind``: pods by namespace, the rest one dict."""
+    return _ByNamespace() if kind == "Pod" else {}
 
 
 def record_key(record: Record) -> Key:
@@ -89,16 +167,18 @@ class Store:
     def __init__(self) -> None:
         self.generation = 0
         self.serial = 0
-        self._sources: dict[str, dict[str, dict[Key, Record]]] = {}
+        self._sources: dict[str, dict[str, Table]] = {}
         self._unsynced: set[str] = set()
-        self._merged: dict[str, dict[Key, Record]] = {kind: {} for kind in KINDS}
+        self._merged: dict[str, Table] = {kind: _table(kind) for kind in KINDS}
         # derived indexes
         self.namespaces: set[str] = set()
         self.services: dict[SvcKey, Service] = {}
-        self._slices_by_service: dict[SvcKey, set[Key]] = {}
-        # Ready addresses per service (to unindex them), and the IP indexes. Values are
-        # small tuples, not sets: 100,000 endpoint IPs with a set each cost ~20 MB.
-        self._ready_ips: dict[SvcKey, tuple[str, ...]] = {}
+        # The slices of each service: one for most (a service's slice holds up to 100
+        # endpoints), kept bare (Multi), not as a set of one: 10,000 sets cost 2.5 MB.
+        self._slices_by_service: dict[SvcKey, Multi[Key]] = {}
+        # The IP indexes. Values are bare (Multi), not sets: 100,000 endpoint IPs with a set
+        # each cost ~20 MB. A service's ready addresses are not kept beside them: a change
+        # unindexes those its service had before it (``before``), computed anyway.
         self._cluster_ips: dict[str, Multi[SvcKey]] = {}
         self._endpoint_ips: dict[str, Multi[SvcKey]] = {}
         # pod IP -> the namespace of each live pod that has it: all that verified pod
@@ -135,8 +215,8 @@ class Store:
             else:
                 if len(self._sources) == 1:
                     (first,) = self._sources
-                    self._sources[first] = {k: dict(v) for k, v in self._merged.items()}
-                self._sources[source] = {kind: {} for kind in KINDS}
+                    self._sources[first] = {k: v.copy() for k, v in self._merged.items()}
+                self._sources[source] = {kind: _table(kind) for kind in KINDS}
         if not synced:
             self._unsynced.add(source)
 
@@ -183,7 +263,7 @@ class Store:
         Raises KeyError for an unknown source or kind.
         """
         objects = self._sources[source][kind]
-        new: dict[Key, Record] = {}
+        new = _table(kind)
         for count, record in enumerate(records, 1):
             new[record_key(record)] = record
             if count % step == 0:
@@ -344,13 +424,15 @@ class Store:
             if slice_ is not None and slice_.service:
                 svc = (slice_.namespace, slice_.service)
                 affected.add(svc)
-                members = self._slices_by_service.setdefault(svc, set())
                 if slice_ is new:
-                    members.add(key)
+                    _index(self._slices_by_service, (svc,), key)
                 else:
-                    members.discard(key)
+                    _unindex(self._slices_by_service, (svc,), key)
         for svc in affected:
-            after = self._rebuild_ready(svc)
+            # What to unindex: the ready endpoints before the change. A service missing
+            # from ``before`` is one only another source's slice (now winning) names: it
+            # gains this slice, so its addresses only grow, and re-indexing them is enough.
+            after = self._rebuild_ready(svc, before.get(svc, ()))
             was = before.get(svc)
             if was == after:
                 continue  # no ready endpoint changed: no answer did
@@ -366,17 +448,16 @@ class Store:
                 if old_eps.get(ip) != new_eps.get(ip)
             )
 
-    def _rebuild_ready(self, svc: SvcKey) -> list[ReadyEndpoint]:
-        """Re-index a service's ready addresses; return its ready endpoints."""
-        _unindex(self._endpoint_ips, self._ready_ips.pop(svc, ()), svc)
-        if not self._slices_by_service.get(svc):
-            self._slices_by_service.pop(svc, None)
+    def _rebuild_ready(
+        self, svc: SvcKey, was: Iterable[ReadyEndpoint]
+    ) -> list[ReadyEndpoint]:
+        """Re-index a service's ready addresses (``was``: its ready endpoints before the
+        change); return its ready endpoints."""
+        _unindex(self._endpoint_ips, (ep.address for ep in was), svc)
+        if svc not in self._slices_by_service:
             return []
         ready = self.ready_endpoints(*svc)
-        ips = tuple(ep.address for ep in ready)
-        if ips:
-            self._ready_ips[svc] = ips
-            _index(self._endpoint_ips, ips, svc)
+        _index(self._endpoint_ips, (ep.address for ep in ready), svc)
         return ready
 
     def _on_pod(self, key: SvcKey, old: Pod | None, new: Pod | None) -> None:
@@ -402,12 +483,12 @@ class Store:
         otherwise be held twice.
         """
         members = self._slices_by_service.get((namespace, service))
-        if not members:
+        if members is None:
             return []
         seen: set[str] = set()
         ready: list[ReadyEndpoint] = []
         slices = self._merged["EndpointSlice"]
-        for slice_key in sorted(members):
+        for slice_key in sorted(_values(members)):
             slice_: EndpointSlice = slices[slice_key]  # type: ignore[assignment]
             for ep in slice_.endpoints:
                 if ep.ready:
@@ -457,9 +538,11 @@ class Store:
 
     def pod_names(self) -> dict[str, tuple[str, str]]:
         """Pod IP -> (namespace, name) of the live pods (the traffic view's attribution).
-        Safe from another thread: the pod table is copied first, in one C-level call."""
+        Safe from another thread: the pod table is copied first, a namespace at a time in
+        one C-level call each (:meth:`_ByNamespace.snapshot`)."""
         out: dict[str, tuple[str, str]] = {}
-        for pod in list(self._merged["Pod"].values()):
+        pods = self._merged["Pod"]
+        for pod in pods.snapshot() if isinstance(pods, _ByNamespace) else list(pods.values()):
             if isinstance(pod, Pod) and not pod.deleting:
                 for ip in pod.ips:
                     out[ip] = (pod.namespace, pod.name)
@@ -481,8 +564,8 @@ def _values(entry: Multi[T] | None) -> list[T]:
     return entry.items if isinstance(entry, _Many) else [entry]
 
 
-def _index(index: dict[str, Multi[T]], ips: Iterable[str], value: T, unique: bool = True) -> None:
-    """Add ``value`` under each IP; with ``unique``, at most once per IP."""
+def _index(index: dict[K, Multi[T]], ips: Iterable[K], value: T, unique: bool = True) -> None:
+    """Add ``value`` under each IP (or other key); with ``unique``, at most once per key."""
     for ip in ips:
         entry = index.get(ip)
         if entry is None:
@@ -494,8 +577,8 @@ def _index(index: dict[str, Multi[T]], ips: Iterable[str], value: T, unique: boo
             index[ip] = _Many([entry, value])
 
 
-def _unindex(index: dict[str, Multi[T]], ips: Iterable[str], value: T) -> None:
-    """Remove one occurrence of ``value`` under each IP."""
+def _unindex(index: dict[K, Multi[T]], ips: Iterable[K], value: T) -> None:
+    """Remove one occurrence of ``value`` under each IP (or other key)."""
     for ip in ips:
         entry = index.get(ip)
         if isinstance(entry, _Many):
