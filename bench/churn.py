@@ -21,7 +21,9 @@ What it does (everything on 127.0.0.1, bounded in time and count):
    EndpointSlice changes per second through the API (alternately a readiness flip and an
    address move, each on a random service); then p50/p99 latency at a fixed 20,000
    queries/s, static and under churn, and Knot's; then a random-name flood (``--flood``
-   distinct names under the cluster zone, each asked once) of both servers. Full load is
+   distinct names under the cluster zone, each asked once) of both servers, and for
+   clusterdns a flood of as many other names as the latency runs send, at their fixed
+   rate (what it loses: the table's "at fixed rate" column). Full load is
    dnsperf ``-c 16 -q 500``; the server's CPU seconds come from /proc, so "queries per
    server CPU second" holds on a machine where dnsperf itself takes a core.
 5. After the churn: waits one second, then asks every service the churn touched for the
@@ -219,9 +221,10 @@ def full_load(work: Work, port: int, pid: int, mix: Path, args: argparse.Namespa
             "lost": perf.lost, "sent": perf.sent}
 
 
-def latency(work: Work, port: int, mix: Path, args: argparse.Namespace) -> dict:
+def latency(work: Work, port: int, mix: Path, args: argparse.Namespace,
+            once: bool = False) -> dict:
     perf = dnsperf(work, Pseudo(port), mix, duration=args.duration,  # type: ignore[arg-type]
-                   clients=args.clients, qps=args.latency_qps, verbose=True)
+                   clients=args.clients, qps=args.latency_qps, verbose=True, once=once)
     return {"p50": percentile(perf.latencies, 0.5) * 1000,
             "p99": percentile(perf.latencies, 0.99) * 1000, "lat_lost": perf.lost,
             "lat_sent": perf.sent, "lat_qps": perf.qps}
@@ -288,6 +291,9 @@ def main() -> int:
             f"{mix.distinct} distinct names in the mix")
 
         flood = flood_file(cluster.namespaces, args.flood, root / "flood.txt", rng)
+        # the flood at the fixed rate of the latency runs: as many other distinct names
+        steady_flood = flood_file(cluster.namespaces, int(args.latency_qps * args.duration),
+                                  root / "flood-rate.txt", rng)
         with serving(Server("Knot", "knot"), work) as knot:
             log("Knot: full load")
             results["knot"] = full_load(work, knot.port, knot.process.pid, mix.path, args)
@@ -307,7 +313,7 @@ def main() -> int:
         for label, flags, source in runs:
             churn = Churn(api, slices, args.rate, args.seed)
             part, checked_here, wrong_here = measure(
-                work, kubeconfig, flags, source, mix, flood, churn, args)
+                work, kubeconfig, flags, source, mix, (flood, steady_flood), churn, args)
             checked, wrong = checked + checked_here, wrong + wrong_here
             for key, value in part.items():
                 results[f"{label}:{key}" if label else key] = value
@@ -336,11 +342,14 @@ def main() -> int:
 
 
 def measure(work: Work, kubeconfig: Path, flags: list[str], source: Path, mix: Any,
-            flood: Path, churn: Churn, args: argparse.Namespace) -> tuple[dict, int, int]:
+            floods: tuple[Path, Path], churn: Churn,
+            args: argparse.Namespace) -> tuple[dict, int, int]:
     """One clusterdns (``flags``, from ``source``): static and churn at full load with their
     latency, the changed names checked, then one pass of the real mix, the random-name
-    flood, and the real mix's first pass after it (what a flood leaves of the kept
-    answers)."""
+    flood (``floods[0]``, at full load), the real mix's first pass after it (what a flood
+    leaves of the kept answers), and a flood of other names (``floods[1]``) at the fixed
+    rate of the latency runs (what it loses)."""
+    flood, steady_flood = floods
     results: dict[str, dict] = {}
     process, port, _ = start_clusterdns(work, kubeconfig, flags, source=source)
     dnsperf(work, Pseudo(port), mix.warm, duration=60,  # type: ignore[arg-type]
@@ -359,6 +368,8 @@ def measure(work: Work, kubeconfig: Path, flags: list[str], source: Path, mix: A
         log("clusterdns: random-name flood")
         results["flood"] = full_load(work, port, process.pid, flood, args, once=True)
         results["after-flood"] = full_load(work, port, process.pid, mix.path, args, once=True)
+        log(f"clusterdns: random-name flood at {args.latency_qps} q/s")
+        results["flood"].update(latency(work, port, steady_flood, args, once=True))
     work.procs.stop(process)
     return results, checked, wrong
 
@@ -382,8 +393,9 @@ def report(results: dict[str, dict], args: argparse.Namespace, churn: Churn, che
                        ("clusterdns, random-name flood", "flood")):
         if key in results:
             r = results[key]
+            steady = f"; {r['lat_lost']} of {r['lat_sent']}" if "lat_lost" in r else ""
             print(f"| {title} | {r['qps']:,.0f} | {r['cpu']:.1f} | {r['per_cpu']:,.0f} | - "
-                  f"| {r['lost']} of {r['sent']} |")
+                  f"| {r['lost']} of {r['sent']}{steady} |")
     for label in getattr(args, "labels", []):
         for title, key in (("static cluster", "static"), ("under churn", "churn"),
                            ("random-name flood", "flood")):
