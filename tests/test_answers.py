@@ -595,4 +595,6 @@ def test_wire_negatives_equal_the_parsed_ones() -> None:
         assert step.wire_negative(query.to_wire(), False, 1232) is None, query.question
     escaped = b"\x00\x07\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03a.b\x02ns\x03svc\x07cluster\x05local\x00\x00\x01\x00\x01"
     assert step.wire_negative(escaped, False, 1232) is None  # a dot inside a label
+    deeper = escaped[:12] + b"\x01x" + escaped[12:]  # the dot in a label below the first
+    assert step.wire_negative(deeper, False, 1232, {}) is None
     assert step.wire_negative(escaped[:-6] + b"\xc0\x0c\x00\x01\x00\x01", False, 1232) is None

@@ -117,7 +117,8 @@ def negative_below(
         # the namespace or one of its services appears or goes (a tag per name would cost
         # more than the answer under a flood of random names).
         tags = (("nx", namespace),)
-        if namespace not in store.namespaces or not config.exposes(namespace):
+        served = config.namespaces  # ZoneConfig.exposes inlined: a flood comes here per name
+        if namespace not in store.namespaces or (served and namespace not in served):
             return zone, tags
         if top == "pod":
             return (zone, tags) if config.pods is PodMode.DISABLED else None

@@ -212,7 +212,11 @@ class Handler:
             made = wire(data, tcp, self.udp_size, tally.memo)
             if made is not None:
                 reply = made[0]
-                self._made(data, tcp, tally, client, reply, None)
+                keep = tally.keep
+                if keep is not None and tally.served is None and tally.traffic is None:
+                    keep.append((data, tcp))  # _made on a serving thread that counts nothing
+                else:
+                    self._made(data, tcp, tally, client, reply, None)
                 return reply
         query = parse_or_reply(data, self.udp_size)
         negative = self.negative

@@ -153,12 +153,13 @@ class Kubernetes(Step):
         elif qend != end:
             return None
         name = data[12 : pos + 1].lower()
-        if b"." in name or b"\\" in name:
-            return None  # a label the text form escapes: the parsing path's job
         size = len(name)
         first = name[0] + 1  # where the name below the first label starts
         if size > 255 or first > 64 or first >= size:
             return None
+        label = name[1:first]
+        if b"." in label or b"\\" in label:
+            return None  # a label the text form escapes: the parsing path's job
         below = name[first:]
         placed = None if memo is None else memo.get(below)
         if placed is None:
@@ -173,9 +174,7 @@ class Kubernetes(Step):
         if not store.synced:
             return None
         zone, labels_below, zone_size = placed
-        found = negative_below(
-            store, [name[1:first].decode("latin-1"), *labels_below], zone, config
-        )
+        found = negative_below(store, [label.decode("latin-1"), *labels_below], zone, config)
         if found is None:
             return None
         cut = 12 + size - zone_size  # the zone's offset in the message
@@ -196,10 +195,12 @@ class Kubernetes(Step):
         return header + data[12:qend] + tail, found[1]
 
     def _place(self, below: bytes) -> tuple[str, tuple[str, ...], int] | tuple[()]:
-        """For the wire form of a name below its first label (lower-case, no dot or
-        backslash in a label, its only zero byte at its end): ``(zone, the labels left of
-        the zone as text, the zone's length in bytes)`` for the longest forward zone it is
-        in (itself or an ancestor), or ``()`` when it is malformed or in none."""
+        """For the wire form of a name below its first label (lower-case, its only zero
+        byte at its end): ``(zone, the labels left of the zone as text, the zone's length in
+        bytes)`` for the longest forward zone it is in (itself or an ancestor), or ``()``
+        when it is malformed, has a dot or backslash in a label, or is in none."""
+        if b"." in below or b"\\" in below:
+            return ()  # a label the text form escapes: the parsing path's job
         size = len(below) - 1
         starts = []
         at = 0
