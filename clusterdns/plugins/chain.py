@@ -214,7 +214,7 @@ class Handler:
                 reply = made[0]
                 keep = tally.keep
                 if keep is not None and tally.served is None and tally.traffic is None:
-                    keep.append((data, tcp))  # _made on a serving thread that counts nothing
+                    keep.append((data, tcp))  # _made where nothing reads the question
                 else:
                     self._made(data, tcp, tally, client, reply, None)
                 return reply
@@ -246,23 +246,20 @@ class Handler:
         before (:meth:`AnswerCache.repeated`: a flood's names, asked once, are not kept);
         a thread other than the loop leaves that to the loop (:meth:`keep_made`). ``key``:
         the question's lower-cased name, type and class; None when the name is plain in
-        ``data`` (``wire_negative`` took it), cut from there only when needed."""
-        if key is None and (
-            tally.served is not None or tally.traffic is not None or tally.keep is None
-        ):
+        ``data`` (``wire_negative`` took it): cut from there (:meth:`unkept` does not call
+        this when nothing would read it)."""
+        if key is None:
             pos = data.find(0, 12)
             key = data[12 : pos + 1].lower() + data[pos + 1 : pos + 5]
-        if tally.keep is not None:
-            tally.keep.append((data, tcp))
-        elif self.cache.repeated(key):  # type: ignore[arg-type]
-            self._keep_negative(data, tcp)
-        if key is None:
-            return
         if tally.served is not None:
             qtype = (key[-4] << 8) | key[-3]
             tally.served[(tcp, qtype, Rcode.NXDOMAIN, len(data), len(reply))] += 1
         if tally.traffic is not None:
             tally.traffic.note(client, key[:-4], Rcode.NXDOMAIN, 0)
+        if tally.keep is not None:
+            tally.keep.append((data, tcp))
+        elif self.cache.repeated(key):
+            self._keep_negative(data, tcp)
 
     def _keep_negative(self, data: bytes, tcp: bool) -> None:
         """Keep the certain NXDOMAIN of a datagram, decided afresh (the loop's thread)."""
