@@ -149,7 +149,7 @@ class Step:
         # (query) -> (header, tail, tags) or None (the kubernetes plugin)
         self.negative: Callable[[Query], tuple[bytes, bytes, Tags] | None] | None = None
         # the same from the datagram's bytes, no Query built (the flood's path):
-        # (data, tcp, our EDNS payload) -> (reply, repeat key, tags) or None
+        # (data, tcp, our EDNS payload, the thread's memo) -> (reply, tags) or None
         self.wire_negative: WireNegative | None = None
 
     def start(self, started: Started) -> None:
