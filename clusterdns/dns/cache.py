@@ -34,7 +34,6 @@ CacheKey = bytes
 EDNS present and the DO bit (:func:`variant`)."""
 Tags = tuple[Any, ...]
 """What a cached answer depends on (``store.Tag`` values: ``("svc", ns, name)``, ...)."""
-INTERN_MAX = 4096  # shared copies of repeated values (negative answers, namespace tags)
 SMALL = 8  # keys under one tag kept in a list up to this many, then in a set
 KEEP_MAX = 100  # answers another thread made, waiting for the owner of the cache to keep
 SEEN_MAX = 10_000  # template negatives remembered as seen once (see AnswerCache.repeated)
@@ -157,7 +156,6 @@ class AnswerCache:
         "compacted",
         "ptr_variants",
         "negatives",
-        "shared",
         "tallies",
         "misses",
         "evictions",
@@ -185,9 +183,6 @@ class AnswerCache:
         # the negative entries in insertion order, for their own eviction (values unused);
         # the positive ones are the others, in the order of ``entries``
         self.negatives: dict[CacheKey, None] = {}
-        # one copy of each repeated value (negative answers, namespace tags): emptied when
-        # it grows past INTERN_MAX
-        self.shared: dict[Any, Any] = {}
         self.max_entries = max_entries
         self.max_negative = max_negative
         self.tallies: list[Tally] = []  # every serving thread's counters (see :meth:`tally`)
@@ -425,14 +420,6 @@ class AnswerCache:
         self.refs = self.compacted = 0
         self.ptr_variants.clear()
         self.negatives.clear()
-        self.shared.clear()
-
-    def _share(self, value: Any) -> Any:
-        """One shared copy of a small immutable value."""
-        shared = self.shared
-        if len(shared) >= INTERN_MAX:
-            shared.clear()
-        return shared.setdefault(value, value)
 
     def _evict_negative(self) -> None:
         """Drop the oldest tenth of the negative entries at once.
@@ -523,9 +510,8 @@ class AnswerCache:
         by_tag = self.by_tag
         for tag in tags:
             keys = by_tag.get(tag)
-            if keys is None:
-                # namespace-wide tags are shared by many entries: one copy of each
-                by_tag[self._share(tag) if tag[0] in ("ns", "nx") else tag] = key
+            if keys is None:  # the index's key is the one copy of the tag kept
+                by_tag[tag] = key
             elif isinstance(keys, bytes):
                 if keys != key:
                     by_tag[tag] = [keys, key]
